@@ -1,0 +1,1 @@
+//! `emulator`: see ARCHITECTURE.md. Filled by its own issue.

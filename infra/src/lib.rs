@@ -1,0 +1,1 @@
+//! `infra`: see ARCHITECTURE.md. Filled by its own issue.

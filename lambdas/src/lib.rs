@@ -1,0 +1,1 @@
+//! `lambdas`: see ARCHITECTURE.md. Filled by its own issue.

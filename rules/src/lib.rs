@@ -1,0 +1,18 @@
+//! `rules`: fleetcert's pure protocol core.
+//!
+//! Architecture invariant: no I/O, no tokio, no AWS SDK. Everything here
+//! builds for `wasm32-unknown-unknown`; the `wasm-bindgen` exports live in
+//! the `wasm` module only.
+
+pub mod contracts;
+pub mod csr;
+pub mod functions;
+pub mod jitr;
+pub mod policy;
+pub mod rotation;
+pub mod routes;
+pub mod sql;
+pub mod topic;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;

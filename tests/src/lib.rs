@@ -1,0 +1,1 @@
+//! `tests`: see ARCHITECTURE.md. Filled by its own issue.
