@@ -9,7 +9,8 @@
 //! - [`CsrPolicy::check`] applies fleetcert's acceptance policy to a
 //!   [`CsrInfo`] (key strength, allowed curves, key reuse, subject).
 //! - [`inspect_certificate`] and [`certificate_id`] read a PEM X.509
-//!   certificate (for the new-key check and for JITR).
+//!   certificate (for the new-key check and for JITR);
+//!   [`verify_issued_by`] checks a certificate's signature against a CA.
 //!
 //! The public-key fingerprint is the lowercase hex SHA-256 of the DER
 //! `SubjectPublicKeyInfo`, for CSRs and certificates alike, so a CSR that
@@ -56,7 +57,7 @@ const OID_ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.
 const OID_ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
 
 /// The public key algorithm of a CSR or certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum KeyAlgorithm {
     /// RSA with a modulus of `bits` bits.
@@ -91,7 +92,7 @@ impl core::fmt::Display for KeyAlgorithm {
 }
 
 /// A signature algorithm [`inspect_csr`] can verify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SignatureAlgorithm {
     /// `sha256WithRSAEncryption` (RSASSA-PKCS1-v1_5).
@@ -120,7 +121,7 @@ impl SignatureAlgorithm {
 }
 
 /// What [`inspect_csr`] learnt from a CSR whose signature verified.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CsrInfo {
     /// The requested public key.
@@ -264,7 +265,7 @@ pub enum CertError {
 
 /// What [`inspect_certificate`] learnt from a certificate. The certificate's
 /// signature is not verified.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateInfo {
     /// AWS IoT certificate id: lowercase hex SHA-256 of the certificate DER.
@@ -380,6 +381,113 @@ pub fn certificate_id(pem: &str) -> Result<String, CertError> {
         reason: e.to_string(),
     })?;
     Ok(sha256_hex(&der))
+}
+
+/// Why [`verify_issued_by`] does not accept a certificate as issued by a CA.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssuerError {
+    /// The certificate does not parse.
+    #[error("certificate: {0}")]
+    Certificate(CertError),
+    /// The CA certificate does not parse.
+    #[error("ca certificate: {0}")]
+    CaCertificate(CertError),
+    /// The certificate's issuer name is not the CA's subject name.
+    #[error("certificate issuer '{issuer}' is not the ca subject '{ca_subject}'")]
+    NameMismatch {
+        /// The certificate's issuer (RFC 4514 string).
+        issuer: String,
+        /// The CA's subject (RFC 4514 string).
+        ca_subject: String,
+    },
+    /// The certificate is signed with an algorithm fleetcert cannot verify.
+    #[error(
+        "certificate signature algorithm {oid} is not supported: use sha256/384/512WithRSAEncryption or ecdsa-with-SHA256/384"
+    )]
+    UnsupportedSignatureAlgorithm {
+        /// Dotted OID of the signature algorithm.
+        oid: String,
+    },
+    /// The CA's key cannot be used to verify signatures here.
+    #[error("ca key {key} is not supported: use rsa or ec p-256/p-384")]
+    UnsupportedCaKey {
+        /// The CA's key algorithm.
+        key: KeyAlgorithm,
+    },
+    /// The CA's public key does not decode for its algorithm.
+    #[error("ca public key is malformed: {reason}")]
+    MalformedCaKey {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The signature algorithm is for another key type than the CA's.
+    #[error("certificate is signed with {signature:?} but the ca key is {key}")]
+    SignatureKeyMismatch {
+        /// The certificate's signature algorithm.
+        signature: SignatureAlgorithm,
+        /// The CA's key algorithm.
+        key: KeyAlgorithm,
+    },
+    /// The signature does not verify with the CA's key.
+    #[error("certificate signature does not verify with the ca's public key")]
+    BadSignature,
+}
+
+/// Checks that the certificate `cert_pem` was issued by the CA `ca_pem`:
+/// its issuer name is the CA's subject name (byte-equal DER) and its
+/// signature verifies with the CA's public key. Validity periods, key usage
+/// and basic constraints are not checked.
+///
+/// # Errors
+/// An [`IssuerError`] naming the first thing wrong.
+pub fn verify_issued_by(cert_pem: &str, ca_pem: &str) -> Result<(), IssuerError> {
+    let parse = |pem: &str| -> Result<(Vec<u8>, Certificate), CertError> {
+        let der = decode_cert_pem(pem)?;
+        let cert = Certificate::from_der(&der).map_err(|e| CertError::Der {
+            reason: e.to_string(),
+        })?;
+        Ok((der, cert))
+    };
+    let (cert_der, cert) = parse(cert_pem).map_err(IssuerError::Certificate)?;
+    let (_, ca) = parse(ca_pem).map_err(IssuerError::CaCertificate)?;
+    let (issuer, ca_subject) = (
+        cert.tbs_certificate().issuer(),
+        ca.tbs_certificate().subject(),
+    );
+    if issuer != ca_subject {
+        return Err(IssuerError::NameMismatch {
+            issuer: issuer.to_string(),
+            ca_subject: ca_subject.to_string(),
+        });
+    }
+    let alg_oid = cert.signature_algorithm().oid;
+    if cert.tbs_certificate().signature().oid != alg_oid {
+        return Err(IssuerError::Certificate(CertError::Der {
+            reason: "signature algorithm inside and outside the signed part differ".to_owned(),
+        }));
+    }
+    let alg = SignatureAlgorithm::from_oid(alg_oid).ok_or(
+        IssuerError::UnsupportedSignatureAlgorithm {
+            oid: alg_oid.to_string(),
+        },
+    )?;
+    let (tbs, _, signature) = split_signed(&cert_der).map_err(|e| {
+        IssuerError::Certificate(CertError::Der {
+            reason: e.to_string(),
+        })
+    })?;
+    let signature = signature.as_bytes().ok_or(IssuerError::BadSignature)?;
+    let ca_spki = ca.tbs_certificate().subject_public_key_info();
+    let key = classify_key(ca_spki).map_err(|reason| IssuerError::MalformedCaKey { reason })?;
+    verify(ca_spki, &key, alg, tbs, signature).map_err(|e| match e {
+        CsrError::UnsupportedKey { key } => IssuerError::UnsupportedCaKey { key },
+        CsrError::MalformedKey { reason } => IssuerError::MalformedCaKey { reason },
+        CsrError::SignatureKeyMismatch { signature, key } => {
+            IssuerError::SignatureKeyMismatch { signature, key }
+        }
+        _ => IssuerError::BadSignature,
+    })
 }
 
 /// fleetcert's CSR acceptance policy.

@@ -825,3 +825,100 @@ fn timing_inspect_csr() {
         println!("inspect_csr {name}: {per:?} per call ({n} calls)");
     }
 }
+
+// ---------------------------------------------------------------------------
+// verify_issued_by (JITR: is this device certificate from that CA?)
+
+struct TestCa {
+    cert_pem: String,
+    issuer: rcgen::Issuer<'static, KeyPair>,
+}
+
+fn test_ca(cn: &str, key: KeyPair) -> TestCa {
+    let mut p = params(cn);
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert_pem = p.self_signed(&key).expect("ca").pem();
+    TestCa {
+        cert_pem,
+        issuer: rcgen::Issuer::new(p, key),
+    }
+}
+
+fn device_cert(ca: &TestCa, cn: &str) -> String {
+    let key = ec_keypair(&PKCS_ECDSA_P256_SHA256);
+    params(cn).signed_by(&key, &ca.issuer).expect("cert").pem()
+}
+
+#[rstest]
+#[case::p256_ca(ec_keypair(&PKCS_ECDSA_P256_SHA256))]
+#[case::p384_ca(ec_keypair(&PKCS_ECDSA_P384_SHA384))]
+#[case::rsa_ca(rcgen_rsa_keypair(2048, &PKCS_RSA_SHA256))]
+fn certificate_issued_by_the_ca_verifies(#[case] ca_key: KeyPair) {
+    let ca = test_ca("fleet ca", ca_key);
+    let cert = device_cert(&ca, "thing-1");
+    assert_eq!(verify_issued_by(&cert, &ca.cert_pem), Ok(()));
+    // and a CA is (self-)issued by itself
+    assert_eq!(verify_issued_by(&ca.cert_pem, &ca.cert_pem), Ok(()));
+}
+
+#[test]
+fn certificate_from_an_impostor_ca_with_the_same_name_is_a_bad_signature() {
+    let real = test_ca("fleet ca", ec_keypair(&PKCS_ECDSA_P256_SHA256));
+    let impostor = test_ca("fleet ca", ec_keypair(&PKCS_ECDSA_P256_SHA256));
+    let cert = device_cert(&impostor, "thing-1");
+    assert_eq!(
+        verify_issued_by(&cert, &real.cert_pem),
+        Err(IssuerError::BadSignature)
+    );
+}
+
+#[test]
+fn certificate_from_another_ca_is_a_name_mismatch() {
+    let ours = test_ca("fleet ca", ec_keypair(&PKCS_ECDSA_P256_SHA256));
+    let other = test_ca("other ca", ec_keypair(&PKCS_ECDSA_P256_SHA256));
+    let cert = device_cert(&other, "thing-1");
+    let err = verify_issued_by(&cert, &ours.cert_pem).unwrap_err();
+    assert!(
+        matches!(&err, IssuerError::NameMismatch { issuer, ca_subject }
+            if issuer.contains("CN=other ca") && ca_subject.contains("CN=fleet ca")),
+        "{err}"
+    );
+}
+
+#[test]
+fn certificate_with_a_flipped_signature_bit_is_a_bad_signature() {
+    let ca = test_ca("fleet ca", rcgen_rsa_keypair(2048, &PKCS_RSA_SHA256));
+    let mut der = pem_der(&device_cert(&ca, "thing-1"));
+    let last = der.len() - 1;
+    der[last] ^= 0x01;
+    assert_eq!(
+        verify_issued_by(&to_pem("CERTIFICATE", &der), &ca.cert_pem),
+        Err(IssuerError::BadSignature)
+    );
+}
+
+#[test]
+fn unreadable_inputs_say_which_certificate_is_wrong() {
+    let ca = test_ca("fleet ca", ec_keypair(&PKCS_ECDSA_P256_SHA256));
+    let cert = device_cert(&ca, "thing-1");
+    assert!(matches!(
+        verify_issued_by("nope", &ca.cert_pem),
+        Err(IssuerError::Certificate(CertError::NotPem { .. }))
+    ));
+    assert!(matches!(
+        verify_issued_by(&cert, &valid_p256_csr()),
+        Err(IssuerError::CaCertificate(CertError::WrongPemLabel { .. }))
+    ));
+}
+
+#[test]
+fn ed25519_ca_is_an_unsupported_signature_algorithm() {
+    let ca = test_ca("fleet ca", ec_keypair(&PKCS_ED25519));
+    let cert = device_cert(&ca, "thing-1");
+    assert_eq!(
+        verify_issued_by(&cert, &ca.cert_pem),
+        Err(IssuerError::UnsupportedSignatureAlgorithm {
+            oid: "1.3.101.112".into()
+        })
+    );
+}
