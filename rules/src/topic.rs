@@ -172,7 +172,11 @@ fn validate_common(topic: &str) -> Result<(), TopicError> {
 pub fn validate_topic_name(topic: &str) -> Result<(), TopicError> {
     validate_common(topic)?;
     if let Some(offset) = topic.find(['+', '#']) {
-        let wildcard = if topic.as_bytes()[offset] == b'+' { '+' } else { '#' };
+        let wildcard = if topic.as_bytes()[offset] == b'+' {
+            '+'
+        } else {
+            '#'
+        };
         return Err(TopicError::WildcardInName { wildcard, offset });
     }
     Ok(())
@@ -189,7 +193,11 @@ pub fn validate_topic_filter(filter: &str) -> Result<(), TopicError> {
     while let Some(level) = levels.next() {
         let is_last = levels.peek().is_none();
         if let Some(i) = level.find(['+', '#']) {
-            let wildcard = if level.as_bytes()[i] == b'+' { '+' } else { '#' };
+            let wildcard = if level.as_bytes()[i] == b'+' {
+                '+'
+            } else {
+                '#'
+            };
             let whole_level = level.len() == 1;
             if !whole_level || (wildcard == '#' && !is_last) {
                 return Err(TopicError::MisplacedWildcard {
@@ -243,7 +251,11 @@ mod tests {
     #[rstest]
     // §4.7.1.2 multi-level wildcard
     #[case::hash_matches_children("sport/tennis/player1/#", "sport/tennis/player1/ranking", true)]
-    #[case::hash_matches_grandchildren("sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true)]
+    #[case::hash_matches_grandchildren(
+        "sport/tennis/player1/#",
+        "sport/tennis/player1/score/wimbledon",
+        true
+    )]
     #[case::hash_matches_parent("sport/#", "sport", true)]
     #[case::hash_alone_matches_all("#", "sport/tennis", true)]
     #[case::hash_matches_empty_last_level("sport/#", "sport/", true)]
@@ -258,14 +270,26 @@ mod tests {
     #[case::plus_not_leading_slash("+", "/finance", false)]
     #[case::plus_then_hash("+/tennis/#", "sport/tennis/player1", true)]
     #[case::management_rule("management/topic/+/csr_res", "management/topic/thing-1/csr_res", true)]
-    #[case::management_rule_other_kind("management/topic/+/csr_res", "management/topic/thing-1/crt_ack", false)]
+    #[case::management_rule_other_kind(
+        "management/topic/+/csr_res",
+        "management/topic/thing-1/crt_ack",
+        false
+    )]
     // §4.7.2 topics beginning with $
     #[case::hash_not_dollar("#", "$SYS/monitor/Clients", false)]
     #[case::plus_not_dollar("+/monitor/Clients", "$SYS/monitor/Clients", false)]
     #[case::dollar_hash("$SYS/#", "$SYS/monitor/Clients", true)]
     #[case::dollar_plus("$SYS/monitor/+", "$SYS/monitor/Clients", true)]
-    #[case::plus_not_aws_events("+/events/certificates/registered/+", "$aws/events/certificates/registered/abc", false)]
-    #[case::jitr_exact("$aws/events/certificates/registered/abc", "$aws/events/certificates/registered/abc", true)]
+    #[case::plus_not_aws_events(
+        "+/events/certificates/registered/+",
+        "$aws/events/certificates/registered/abc",
+        false
+    )]
+    #[case::jitr_exact(
+        "$aws/events/certificates/registered/abc",
+        "$aws/events/certificates/registered/abc",
+        true
+    )]
     // §4.7.3 case-sensitive, exact
     #[case::case_sensitive("ACCOUNTS", "Accounts", false)]
     #[case::space_is_a_character("Accounts payable", "Accounts payable", true)]
@@ -274,7 +298,11 @@ mod tests {
     #[case::topic_with_wildcard("a/+", "a/+", false)]
     #[case::empty_topic("#", "", false)]
     #[case::hash_not_last_is_malformed("a/#/b", "a/x/b", false)]
-    fn matches_follows_mqtt_3_1_1(#[case] filter: &str, #[case] topic: &str, #[case] expected: bool) {
+    fn matches_follows_mqtt_3_1_1(
+        #[case] filter: &str,
+        #[case] topic: &str,
+        #[case] expected: bool,
+    ) {
         assert_eq!(matches(filter, topic), expected, "{filter} vs {topic}");
     }
 
@@ -319,7 +347,10 @@ mod tests {
         let huge = "a".repeat(70_000);
         assert_eq!(
             validate_topic_name(&huge),
-            Err(TopicError::TooLong { len: 70_000, max: 65_535 })
+            Err(TopicError::TooLong {
+                len: 70_000,
+                max: 65_535
+            })
         );
     }
 
