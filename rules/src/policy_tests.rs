@@ -338,7 +338,7 @@ fn substituted_values_are_literal_not_wildcards() {
     let policy = allow("iot:Publish", "arn:aws:iot:x:1:topic/${iot:ClientId}/out");
     assert!(
         !decide(
-            &[policy.clone()],
+            std::slice::from_ref(&policy),
             Action::Publish,
             "arn:aws:iot:x:1:topic/B/out",
             &ctx
@@ -450,7 +450,15 @@ fn condition_on_undefined_key_does_not_hold() {
         ..thing_a()
     };
     let resource = "arn:aws:iot:x:1:client/A";
-    assert!(decide(&[policy.clone()], Action::Connect, resource, &thing_a()).is_allowed());
+    assert!(
+        decide(
+            std::slice::from_ref(&policy),
+            Action::Connect,
+            resource,
+            &thing_a()
+        )
+        .is_allowed()
+    );
     assert!(!decide(&[policy], Action::Connect, resource, &no_thing).is_allowed());
 }
 
