@@ -250,3 +250,31 @@ fn committed_schemas_are_valid_draft_2020_12() {
         );
     }
 }
+
+/// Each ```json example in schemas/README.md is valid for the last contract
+/// named in backticks before it.
+#[test]
+fn readme_examples_are_valid() {
+    let readme = fs::read_to_string(schemas_dir().join("README.md")).expect("schemas/README.md");
+    let mut checked = 0;
+    let mut rest = readme.as_str();
+    let mut before = String::new();
+    while let Some(start) = rest.find("```json\n") {
+        before.push_str(&rest[..start]);
+        let body_start = start + "```json\n".len();
+        let Some(len) = rest[body_start..].find("```") else {
+            panic!("unterminated code block")
+        };
+        let example = &rest[body_start..body_start + len];
+        let contract = before
+            .rsplit('`')
+            .find_map(|word| Contract::from_name(word).ok())
+            .unwrap_or_else(|| panic!("no contract named before example {example}"));
+        if let Err(e) = validate(contract, example.as_bytes()) {
+            panic!("README example for `{contract}` is invalid: {e}\n{example}");
+        }
+        checked += 1;
+        rest = &rest[body_start + len + 3..];
+    }
+    assert_eq!(checked, 6, "examples checked");
+}
