@@ -261,7 +261,10 @@ fn sorted(value: Value) -> Value {
     }
 }
 
-/// Why a payload was refused.
+/// Why a payload was refused. Serializes as an object tagged with `kind`
+/// (`tooLarge`, `malformed`, `invalid`, `unknownContract`) carrying the
+/// fields below and `message`, the error's text (for the wasm exports and
+/// logs).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ContractError {
@@ -304,6 +307,52 @@ pub enum ContractError {
         /// The name asked for.
         name: String,
     },
+}
+
+impl serde::Serialize for ContractError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        match self {
+            ContractError::TooLarge { size, max } => {
+                map.serialize_entry("kind", "tooLarge")?;
+                map.serialize_entry("size", size)?;
+                map.serialize_entry("max", max)?;
+            }
+            ContractError::Malformed {
+                line,
+                column,
+                reason,
+            } => {
+                map.serialize_entry("kind", "malformed")?;
+                map.serialize_entry("line", line)?;
+                map.serialize_entry("column", column)?;
+                map.serialize_entry("reason", reason)?;
+            }
+            ContractError::Invalid {
+                contract,
+                path,
+                reason,
+            } => {
+                map.serialize_entry("kind", "invalid")?;
+                map.serialize_entry("contract", contract.name())?;
+                map.serialize_entry("path", path)?;
+                map.serialize_entry("reason", reason)?;
+            }
+            ContractError::UnknownContract { name } => {
+                map.serialize_entry("kind", "unknownContract")?;
+                map.serialize_entry("name", name)?;
+            }
+        }
+        map.serialize_entry("message", &self.to_string())?;
+        map.end()
+    }
+}
+
+impl serde::Serialize for Contract {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 fn describe_path(path: &str) -> String {

@@ -296,3 +296,22 @@ fn every_schema_is_draft_2020_12_and_closed_where_it_should_be() {
         assert_eq!(schema[MAX_PAYLOAD_KEYWORD], c.max_payload_bytes(), "{c}");
     }
 }
+
+#[test]
+fn errors_serialize_with_kind_fields_and_message() {
+    let err = validate(Contract::CrtAck, br#"{"rotationId": 7}"#).unwrap_err();
+    insta::assert_json_snapshot!(err, @r#"
+    {
+      "kind": "invalid",
+      "contract": "crt_ack",
+      "path": "/rotationId",
+      "reason": "invalid type: integer `7`, expected a rotation id: 1 to 64 characters of A-Z a-z 0-9 _ -",
+      "message": "payload does not match `crt_ack` at `/rotationId`: invalid type: integer `7`, expected a rotation id: 1 to 64 characters of A-Z a-z 0-9 _ -"
+    }
+    "#);
+    let too_large = ContractError::TooLarge { size: 5, max: 4 };
+    assert_eq!(
+        serde_json::to_value(&too_large).unwrap(),
+        serde_json::json!({"kind": "tooLarge", "size": 5, "max": 4, "message": "payload is 5 bytes, over the limit of 4 bytes"})
+    );
+}
