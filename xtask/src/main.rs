@@ -1,5 +1,60 @@
 //! `cargo xtask`: codegen, wasm build, Lambda packaging.
+//!
+//! `main` only parses the command line and dispatches; each job lives in
+//! its own module.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+mod schemas;
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "fleetcert's development tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Regenerate the committed generated files (JSON Schemas in `schemas/`)
+    Codegen {
+        /// Write nothing; exit 1 naming every stale file
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+/// Whether codegen writes files or only reports stale ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Write every file that differs.
+    Write,
+    /// Write nothing; report files that differ.
+    Check,
+}
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Codegen { check } => {
+            let mode = if check { Mode::Check } else { Mode::Write };
+            let stale = schemas::codegen(&workspace_root(), mode)?;
+            if mode == Mode::Check && !stale.is_empty() {
+                for path in &stale {
+                    eprintln!("stale: {}", path.display());
+                }
+                eprintln!("generated files are out of date: run `cargo xtask codegen`");
+                std::process::exit(1);
+            }
+        }
+    }
     Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
