@@ -5,6 +5,10 @@
 //! stack is built from them and from `rules` (topic rule SQL, device policy),
 //! and written as a cloud assembly the stock CDK CLI deploys. No AWS SDK.
 
+pub mod assembly;
+pub mod config;
+pub mod fleetcert;
+pub mod from_rules;
 pub mod generated;
 pub mod intrinsics;
 pub mod resource;
