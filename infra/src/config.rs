@@ -230,10 +230,8 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: "<inline>".into(),
-            reason: e.message().to_owned()
-                + &e.span()
-                    .map(|s| format!(" (at byte {})", s.start))
-                    .unwrap_or_default(),
+            // the rendered error quotes the offending line, so it names the field
+            reason: e.to_string().trim_end().to_owned(),
         })
     }
 
