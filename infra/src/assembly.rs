@@ -94,7 +94,8 @@ pub fn synth(
     let plain: Vec<LambdaAsset> = assets.iter().map(|(a, _)| a.clone()).collect();
     let template = template(v, &plain)?;
     let stack = v.config.stack_name.as_str();
-    let template_text = serde_json::to_string_pretty(&template).unwrap_or_default();
+    // compact: CloudFormation takes templates under 51,200 bytes inline
+    let template_text = serde_json::to_string(&template).unwrap_or_default();
     let template_hash = hex::encode(Sha256::digest(template_text.as_bytes()));
     let env = match &v.config.region {
         Some(r) => format!("aws://unknown-account/{r}"),
@@ -125,14 +126,11 @@ pub fn synth(
             }),
         );
     }
-    files.insert(
-        template_hash.clone(),
-        json!({
-            "displayName": format!("{stack} Template"),
-            "source": { "path": format!("{stack}.template.json"), "packaging": "file" },
-            "destinations": destination(format!("{template_hash}.json")),
-        }),
-    );
+    // The template itself is passed inline (it is compact and well under
+    // CloudFormation's 51,200-byte TemplateBody limit), so it is no asset:
+    // a `stackTemplateAssetObjectUrl` makes the CLI pass a TemplateURL, which
+    // local AWS stand-ins such as moto do not resolve.
+    let _ = &template_hash;
     let asset_manifest = json!({ "version": SCHEMA_VERSION, "files": files, "dockerImages": {} });
     let assets_id = format!("{stack}.assets");
     let bootstrap_param = format!("/cdk-bootstrap/{QUALIFIER}/version");
@@ -156,7 +154,6 @@ pub fn synth(
                     "validateOnSynth": false,
                     "assumeRoleArn": role("deploy-role"),
                     "cloudFormationExecutionRoleArn": role("cfn-exec-role"),
-                    "stackTemplateAssetObjectUrl": format!("s3://{bucket}/{template_hash}.json"),
                     "requiresBootstrapStackVersion": 6,
                     "bootstrapStackVersionSsmParameter": bootstrap_param,
                     "additionalDependencies": [assets_id.clone()],

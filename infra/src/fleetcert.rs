@@ -646,7 +646,7 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
                 })
                 .collect::<String>()
         );
-        let topic_rule = s.add(
+        s.add(
             &logical,
             TopicRule::new(TopicRulePayload {
                 aws_iot_sql_version: Some("2016-03-23".into()),
@@ -675,7 +675,12 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
                 function.r#ref(),
                 "iot.amazonaws.com",
             )
-            .with_source(topic_rule.arn(), Some(Pseudo::AccountId.value())),
+            // the rule ARN is built from its fixed name rather than read
+            // with GetAtt: moto skips topic rules, and the name is ours
+            .with_source(
+                sub(arn(&format!("rule/{}", rule.name))),
+                Some(Pseudo::AccountId.value()),
+            ),
         );
     }
     s
