@@ -153,3 +153,10 @@ fn present_zips_are_hashed_into_the_asset_manifest() {
         "the Commit function's S3Key is its zip's hash"
     );
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fleetcert.example.toml");
+    let c = Config::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c, Config::default(), "the example documents the defaults");
+}
