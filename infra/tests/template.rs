@@ -160,3 +160,30 @@ fn the_example_config_is_valid() {
     let c = Config::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c, Config::default(), "the example documents the defaults");
 }
+
+#[test]
+fn a_configured_ca_adds_the_ca_certificate_and_its_jitr_rule() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ca = rcgen::generate_simple_self_signed(vec!["fleetcert test ca".into()])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pem_path = dir.path().join("ca.pem");
+    std::fs::write(&pem_path, ca.cert.pem()).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = Config::default();
+    c.jitr.ca_certificate_pem_file = Some(pem_path);
+    let v = c.validate().unwrap_or_else(|e| panic!("{e}"));
+    let t = assembly::template(&v, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let r = &t["Resources"];
+    assert_eq!(
+        r["JitrCaCertificate"]["Properties"]["AutoRegistrationStatus"],
+        "ENABLE"
+    );
+    assert_eq!(r["JitrCaCertificate"]["Properties"]["Status"], "ACTIVE");
+    assert_eq!(
+        r["FleetcertJitr0Rule"]["Properties"]["TopicRulePayload"]["Sql"],
+        serde_json::json!({"Fn::Sub": "SELECT * FROM '$aws/events/certificates/registered/${JitrCaCertificate.Id}'"})
+    );
+    assert_eq!(
+        r["FleetcertJitr0RulePermission"]["Properties"]["Principal"],
+        "iot.amazonaws.com"
+    );
+}
