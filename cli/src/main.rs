@@ -1,13 +1,120 @@
-//! The `fleetcert` binary.
+//! The `fleetcert` binary. `synth` (the default command) writes the cloud
+//! assembly the stock CDK CLI deploys.
 
-use clap::Parser;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use infra::config::{Architecture, Config};
 
 /// Keep a fleet of AWS IoT devices on valid X.509 certificates.
 #[derive(Debug, Parser)]
 #[command(name = "fleetcert", version)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    synth: SynthArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Synthesize the CloudFormation stack into a CDK cloud assembly (default).
+    Synth(SynthArgs),
+}
+
+/// Synthesis options; flags override the config file, which overrides the defaults.
+#[derive(Debug, Args, Clone, Default)]
+struct SynthArgs {
+    /// TOML configuration file (see infra/fleetcert.example.toml).
+    /// Default: $FLEETCERT_CONFIG when set.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Output directory [default: $CDK_OUTDIR (set by the CDK CLI), else cdk.out].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Stack name.
+    #[arg(long)]
+    stack_name: Option<String>,
+    /// Deploy region.
+    #[arg(long)]
+    region: Option<String>,
+    /// Days before expiry at which Device Defender reports a certificate.
+    #[arg(long)]
+    threshold_days: Option<u32>,
+    /// Lambda architecture: arm64 or x86_64.
+    #[arg(long, value_parser = ["arm64", "x86_64"])]
+    architecture: Option<String>,
+    /// JITR CA certificate PEM file.
+    #[arg(long)]
+    jitr_ca_pem: Option<PathBuf>,
+    /// Directory holding <function>/bootstrap.zip (default: $CARGO_TARGET_DIR/lambda or target/lambda).
+    #[arg(long)]
+    lambda_dir: Option<PathBuf>,
+}
+
+fn synth(args: SynthArgs) -> anyhow::Result<()> {
+    let config_file = args
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("FLEETCERT_CONFIG").map(PathBuf::from));
+    let out = args
+        .out
+        .clone()
+        .or_else(|| std::env::var_os("CDK_OUTDIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("cdk.out"));
+    let mut config = match &config_file {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(v) = args.stack_name {
+        config.stack_name = v;
+    }
+    if let Some(v) = args.region {
+        config.region = Some(v);
+    }
+    if let Some(v) = args.threshold_days {
+        config.audit.expiring_threshold_days = v;
+    }
+    if let Some(v) = args.architecture {
+        config.lambda.architecture = if v == "x86_64" {
+            Architecture::X86_64
+        } else {
+            Architecture::Arm64
+        };
+    }
+    if let Some(v) = args.jitr_ca_pem {
+        config.jitr.ca_certificate_pem_file = Some(v);
+    }
+    let lambda_dir = args
+        .lambda_dir
+        .or_else(|| config.lambda.asset_dir.clone())
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("target"))
+                .join("lambda")
+        });
+    let validated = config.validate()?;
+    let done = infra::assembly::synth(&validated, &lambda_dir, &out)
+        .context("cannot synthesize the stack")?;
+    eprintln!("wrote cloud assembly {}", done.out_dir.display());
+    if !done.missing_assets.is_empty() {
+        eprintln!(
+            "note: {} Lambda zip(s) missing, needed for `cdk deploy` (run `cargo xtask lambdas`):",
+            done.missing_assets.len()
+        );
+        for p in &done.missing_assets {
+            eprintln!("  {}", p.display());
+        }
+    }
+    Ok(())
+}
 
 fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!("synthesis is not implemented yet (see the infra issue)")
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Synth(args)) => synth(args),
+        None => synth(cli.synth),
+    }
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+mod cfn;
 mod schemas;
+mod wasm;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "fleetcert's development tasks")]
@@ -18,12 +20,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Regenerate the committed generated files (JSON Schemas in `schemas/`)
+    /// Regenerate the committed generated files: JSON Schemas in `schemas/`
+    /// and typed CloudFormation resources in `infra/src/generated/`
     Codegen {
         /// Write nothing; exit 1 naming every stale file
         #[arg(long)]
         check: bool,
     },
+    /// Build `rules` for wasm32 and package it for Node.js in `rules/pkg/`
+    Wasm,
 }
 
 /// Whether codegen writes files or only reports stale ones.
@@ -48,7 +53,9 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("generated files are out of date: run `cargo xtask codegen`");
                 std::process::exit(1);
             }
+            cfn::codegen(check)?;
         }
+        Command::Wasm => wasm::build(&workspace_root())?,
     }
     Ok(())
 }

@@ -1,0 +1,730 @@
+//! The fleetcert stack: everything DESIGN.md's rotation and JITR flows need.
+
+use std::collections::BTreeMap;
+
+use rules::functions::Function as Fn_;
+use serde_json::{Value as Json, json};
+
+use crate::config::{Architecture, Frequency, Validated};
+use crate::from_rules;
+use crate::generated::dynamodb_table::{
+    AttributeDefinition, AttributeDefinitionAttributeType, KeySchemaItem,
+    PointInTimeRecoverySpecification, SseSpecification, Table, TableBillingMode,
+    TimeToLiveSpecification,
+};
+use crate::generated::events_rule::{Rule, Target};
+use crate::generated::iam_role::{Policy as InlinePolicy, Role};
+use crate::generated::iot_account_audit_configuration::{
+    AccountAuditConfiguration, AuditCheckConfigurations, AuditNotificationTarget,
+    AuditNotificationTargetConfigurations, CertExpirationCheckCustomConfiguration,
+    DeviceCertExpirationAuditCheckConfiguration,
+};
+use crate::generated::iot_ca_certificate::{
+    CaCertificate, CaCertificateAutoRegistrationStatus, CaCertificateStatus,
+};
+use crate::generated::iot_policy::Policy as IotPolicy;
+use crate::generated::iot_scheduled_audit::{
+    ScheduledAudit, ScheduledAuditDayOfWeek, ScheduledAuditFrequency,
+};
+use crate::generated::iot_topic_rule::{
+    Action, LambdaAction, SqsAction, TopicRule, TopicRulePayload,
+};
+use crate::generated::lambda_event_source_mapping::EventSourceMapping;
+use crate::generated::lambda_function::{
+    Code, DeadLetterConfig, Environment, Function, FunctionArchitecturesItem, FunctionRuntime,
+    LoggingConfig, LoggingConfigLogFormat,
+};
+use crate::generated::lambda_permission::Permission;
+use crate::generated::logs_log_group::LogGroup;
+use crate::generated::sns_topic::{Subscription, Topic};
+use crate::generated::sqs_queue::Queue;
+use crate::intrinsics::{Pseudo, Value, sub, sub_if_needed};
+use crate::stack::{Handle, Options, Stack, checkov_skips};
+
+/// The CDK bootstrap qualifier the stock `cdk bootstrap` uses.
+pub const QUALIFIER: &str = "hnb659fds";
+
+/// The asset of one function: where its zip is expected, its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaAsset {
+    /// The function.
+    pub function: Fn_,
+    /// SHA-256 of the zip (hex), or of the missing path when absent.
+    pub hash: String,
+    /// Whether the zip exists.
+    pub present: bool,
+}
+
+/// API quotas (requests per second, AWS defaults from DESIGN.md) and how
+/// many calls of each a single invocation makes: reserved concurrency is
+/// the largest that keeps every call under its quota, assuming an
+/// invocation lasts about one second.
+fn reserved_concurrency(f: Fn_) -> u32 {
+    let calls: &[(u32, u32)] = match f {
+        // ListAuditFindings pages (no published quota; keep it serial).
+        Fn_::AuditFanout => &[(1, 1)],
+        // batch of 10 messages → 10 ListPrincipalThings (10 rps).
+        Fn_::RotationStarter => &[(10, 10)],
+        // CreateCertificateFromCsr 15, AttachPolicy 15, AttachThingPrincipal 15.
+        Fn_::CsrIssuer => &[(15, 1), (15, 1), (15, 1)],
+        // DetachPolicy 15, UpdateCertificate 10, DeleteCertificate 10.
+        Fn_::Commit | Fn_::ErrorHandler => &[(15, 1), (10, 1), (10, 1)],
+        // one sweep at a time.
+        Fn_::Sweeper => &[(1, 1)],
+        // DescribeCertificate 10, UpdateCertificate 10, AttachPolicy 15.
+        Fn_::JitrActivator => &[(10, 1), (10, 1), (15, 1)],
+    };
+    calls
+        .iter()
+        .map(|(quota, per_call)| quota / per_call)
+        .min()
+        .unwrap_or(1)
+        .max(1)
+}
+
+fn arn(kind: &str) -> String {
+    format!("arn:${{AWS::Partition}}:iot:${{AWS::Region}}:${{AWS::AccountId}}:{kind}")
+}
+
+fn pascal(f: Fn_) -> String {
+    f.name()
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|h| h.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+struct Refs {
+    table: Handle<Table>,
+    queue: Handle<Queue>,
+    support: Handle<Topic>,
+    device_policy: Handle<IotPolicy>,
+}
+
+/// Least-privilege statements of one function, as `(sid, actions, resources)`.
+/// Actions that accept only `*` (ListAuditFindings, CreateCertificateFromCsr,
+/// DescribeEndpoint) are the only `*` resources.
+fn statements(f: Fn_, r: &Refs) -> Vec<(&'static str, Vec<&'static str>, Vec<Json>)> {
+    let cert = sub(arn("cert/*")).to_json();
+    let thing = sub(arn("thing/*")).to_json();
+    let table = r.table.arn().to_json();
+    let queue = r.queue.arn().to_json();
+    let support = r.support.r#ref().to_json();
+    let policy = r.device_policy.arn().to_json();
+    let star = json!("*");
+    let publish = |suffix: &str| sub(arn(&format!("topic/management/topic/*/{suffix}"))).to_json();
+    let cleanup = vec![
+        "iot:ListAttachedPolicies",
+        "iot:DetachPolicy",
+        "iot:UpdateCertificate",
+        "iot:DeleteCertificate",
+    ];
+    match f {
+        Fn_::AuditFanout => vec![
+            (
+                "ReadAuditFindings",
+                vec!["iot:ListAuditFindings"],
+                vec![star],
+            ),
+            ("QueueRotations", vec!["sqs:SendMessage"], vec![queue]),
+            ("NotifySupport", vec!["sns:Publish"], vec![support]),
+        ],
+        Fn_::RotationStarter => vec![
+            (
+                "ConsumeQueue",
+                vec![
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                ],
+                vec![queue],
+            ),
+            ("FindThings", vec!["iot:ListPrincipalThings"], vec![cert]),
+            (
+                "RotationState",
+                vec![
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                ],
+                vec![table],
+            ),
+            (
+                "SendCsrRequest",
+                vec!["iot:Publish"],
+                vec![publish("csr_req")],
+            ),
+            ("FindDataEndpoint", vec!["iot:DescribeEndpoint"], vec![star]),
+        ],
+        Fn_::CsrIssuer => vec![
+            (
+                "IssueCertificate",
+                vec!["iot:CreateCertificateFromCsr"],
+                vec![star.clone()],
+            ),
+            (
+                "CopyPolicies",
+                vec!["iot:ListAttachedPolicies", "iot:AttachPolicy"],
+                vec![cert.clone(), policy],
+            ),
+            (
+                "AttachThing",
+                vec!["iot:AttachThingPrincipal"],
+                vec![thing, cert],
+            ),
+            (
+                "RotationState",
+                vec!["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                vec![table],
+            ),
+            ("SendCertificate", vec!["iot:Publish"], vec![publish("crt")]),
+            ("FindDataEndpoint", vec!["iot:DescribeEndpoint"], vec![star]),
+        ],
+        Fn_::Commit => vec![
+            ("RetireOldCertificate", cleanup, vec![cert.clone(), policy]),
+            (
+                "DetachThing",
+                vec!["iot:DetachThingPrincipal"],
+                vec![thing, cert],
+            ),
+            (
+                "RotationState",
+                vec!["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                vec![table],
+            ),
+        ],
+        Fn_::ErrorHandler => vec![
+            ("CleanUpNewCertificate", cleanup, vec![cert.clone(), policy]),
+            (
+                "DetachThing",
+                vec!["iot:DetachThingPrincipal"],
+                vec![thing, cert],
+            ),
+            (
+                "RotationState",
+                vec!["dynamodb:GetItem", "dynamodb:UpdateItem"],
+                vec![table],
+            ),
+            ("NotifySupport", vec!["sns:Publish"], vec![support]),
+        ],
+        Fn_::Sweeper => vec![
+            ("CleanUpStuckRotation", cleanup, vec![cert.clone(), policy]),
+            (
+                "DetachThing",
+                vec!["iot:DetachThingPrincipal"],
+                vec![thing, cert],
+            ),
+            (
+                "RotationState",
+                vec!["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"],
+                vec![table],
+            ),
+            ("NotifySupport", vec!["sns:Publish"], vec![support]),
+        ],
+        Fn_::JitrActivator => vec![
+            (
+                "CheckCa",
+                vec!["iot:DescribeCACertificate"],
+                vec![sub(arn("cacert/*")).to_json()],
+            ),
+            (
+                "ActivateCertificate",
+                vec![
+                    "iot:DescribeCertificate",
+                    "iot:UpdateCertificate",
+                    "iot:AttachPolicy",
+                ],
+                vec![cert.clone(), policy],
+            ),
+            (
+                "CreateThing",
+                vec!["iot:CreateThing", "iot:AttachThingPrincipal"],
+                vec![thing, cert],
+            ),
+            ("NotifySupport", vec!["sns:Publish"], vec![support]),
+        ],
+    }
+}
+
+fn assume(service: &str) -> Json {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": service },
+            "Action": "sts:AssumeRole",
+            "Condition": { "StringEquals": { "aws:SourceAccount": { "Ref": "AWS::AccountId" } } }
+        }]
+    })
+}
+
+fn policy_doc(statements: Vec<(&str, Vec<&str>, Vec<Json>)>) -> Json {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": statements.into_iter().map(|(sid, actions, resources)| json!({
+            "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources
+        })).collect::<Vec<_>>()
+    })
+}
+
+/// Builds the stack from a validated configuration and the Lambda assets.
+pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
+    let c = &v.config;
+    let mut s = Stack::new(
+        "fleetcert: AWS IoT device certificate rotation (Device Defender) and just-in-time registration",
+    );
+    s.parameter(
+        "BootstrapVersion",
+        json!({
+            "Type": "AWS::SSM::Parameter::Value<String>",
+            "Default": format!("/cdk-bootstrap/{QUALIFIER}/version"),
+            "Description": "Version of the CDK bootstrap resources in this environment, automatically retrieved from SSM Parameter Store. [cdk:skip]"
+        }),
+    );
+    s.rule(
+        "CheckBootstrapVersion",
+        json!({
+            "Assertions": [{
+                "Assert": { "Fn::Not": [{ "Fn::Contains": [["1", "2", "3", "4", "5"], { "Ref": "BootstrapVersion" }] }] },
+                "AssertDescription": "CDK bootstrap stack version 6 required. Please run 'cdk bootstrap' with a recent version of the CDK CLI."
+            }]
+        }),
+    );
+
+    // --- state, queues, topics ------------------------------------------
+    let table = s.add_with(
+        "RotationTable",
+        Table {
+            attribute_definitions: Some(vec![AttributeDefinition::new("rotationId", AttributeDefinitionAttributeType::S)]),
+            billing_mode: Some(TableBillingMode::PayPerRequest),
+            point_in_time_recovery_specification: Some(PointInTimeRecoverySpecification {
+                point_in_time_recovery_enabled: Some(true.into()),
+                ..Default::default()
+            }),
+            sse_specification: Some(SseSpecification::new(true)),
+            time_to_live_specification: Some(TimeToLiveSpecification {
+                attribute_name: Some("expiresAt".into()),
+                ..TimeToLiveSpecification::new(true)
+            }),
+            ..Table::new(vec![KeySchemaItem::new("rotationId", "HASH")])
+        },
+        Options {
+            deletion_policy: Some("Retain"),
+            metadata: Some(checkov_skips(&[(
+                "CKV_AWS_119",
+                "encrypted at rest with the AWS owned key; rotation rows hold certificate ids, not secrets, and a customer managed key adds cost and a key policy to run",
+            )])),
+            ..Options::default()
+        },
+    );
+    let dlq = s.add(
+        "RotationDeadLetterQueue",
+        Queue {
+            kms_master_key_id: Some("alias/aws/sqs".into()),
+            message_retention_period: Some(1_209_600_i64.into()),
+            ..Queue::default()
+        },
+    );
+    let queue = s.add(
+        "RotationQueue",
+        Queue {
+            kms_master_key_id: Some("alias/aws/sqs".into()),
+            visibility_timeout: Some(i64::from(c.lambda.timeout_seconds * 6).into()),
+            redrive_policy: Some(
+                json!({ "deadLetterTargetArn": dlq.arn().to_json(), "maxReceiveCount": 5 }),
+            ),
+            ..Queue::default()
+        },
+    );
+    let rule_errors = s.add(
+        "RuleErrorQueue",
+        Queue {
+            kms_master_key_id: Some("alias/aws/sqs".into()),
+            message_retention_period: Some(1_209_600_i64.into()),
+            ..Queue::default()
+        },
+    );
+    let kms_sns = Some(sub(
+        "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/aws/sns",
+    ));
+    let support = s.add(
+        "SupportTopic",
+        Topic {
+            kms_master_key_id: kms_sns.clone(),
+            ..Topic::default()
+        },
+    );
+
+    // --- device policy from rules ----------------------------------------
+    let device_doc = to_sub(&from_rules::device_policy(
+        "${AWS::Partition}",
+        "${AWS::Region}",
+        "${AWS::AccountId}",
+    ));
+    let device_policy = s.add("DevicePolicy", IotPolicy::new(device_doc));
+
+    let refs = Refs {
+        table: table.clone(),
+        queue: queue.clone(),
+        support: support.clone(),
+        device_policy,
+    };
+
+    // --- functions --------------------------------------------------------
+    let mut functions: BTreeMap<Fn_, Handle<Function>> = BTreeMap::new();
+    for f in Fn_::ALL {
+        let id = pascal(f);
+        let log = s.add_with(
+            &format!("{id}Logs"),
+            LogGroup {
+                retention_in_days: Some(i64::from(c.lambda.log_retention_days).into()),
+                ..LogGroup::default()
+            },
+            Options {
+                metadata: Some(checkov_skips(&[(
+                    "CKV_AWS_158",
+                    "CloudWatch Logs encrypts every log group at rest; the logs carry ids and reasons, no keys or secrets, so a customer managed key only adds a key policy to run",
+                )])),
+                ..Options::default()
+            },
+        );
+        let mut stmts = statements(f, &refs);
+        stmts.push((
+            "WriteOwnLogs",
+            vec!["logs:CreateLogStream", "logs:PutLogEvents"],
+            vec![log.arn().to_json()],
+        ));
+        if matches!(
+            f,
+            Fn_::AuditFanout
+                | Fn_::CsrIssuer
+                | Fn_::Commit
+                | Fn_::ErrorHandler
+                | Fn_::JitrActivator
+                | Fn_::RotationStarter
+                | Fn_::Sweeper
+        ) {
+            stmts.push((
+                "DeadLetter",
+                vec!["sqs:SendMessage"],
+                vec![dlq.arn().to_json()],
+            ));
+        }
+        let star_reason = "the only * resources are ListAuditFindings, CreateCertificateFromCsr and DescribeEndpoint, which accept no resource ARN (see permissions comment in infra/src/fleetcert.rs)";
+        let role = s.add_with(
+            &format!("{id}Role"),
+            Role {
+                policies: Some(vec![InlinePolicy::new(
+                    policy_doc(stmts),
+                    format!("{}-least-privilege", f.name()),
+                )]),
+                ..Role::new(assume("lambda.amazonaws.com"))
+            },
+            Options {
+                metadata: Some(checkov_skips(&[
+                    ("CKV_AWS_111", star_reason),
+                    ("CKV_AWS_356", star_reason),
+                ])),
+                ..Options::default()
+            },
+        );
+        let asset = assets.iter().find(|a| a.function == f);
+        let key = format!(
+            "{}.zip",
+            asset.map(|a| a.hash.as_str()).unwrap_or("missing")
+        );
+        let mut vars = BTreeMap::new();
+        vars.insert("ROTATION_TABLE".to_owned(), table.r#ref().to_json());
+        vars.insert("ROTATION_QUEUE_URL".to_owned(), queue.r#ref().to_json());
+        vars.insert("SUPPORT_TOPIC_ARN".to_owned(), support.r#ref().to_json());
+        vars.insert(
+            "DEVICE_POLICY_NAME".to_owned(),
+            refs.device_policy.r#ref().to_json(),
+        );
+        let function = s.add_with(
+            &id,
+            Function {
+                architectures: Some(vec![match c.lambda.architecture {
+                    Architecture::Arm64 => FunctionArchitecturesItem::Arm64,
+                    Architecture::X86_64 => FunctionArchitecturesItem::X8664,
+                }]),
+                runtime: Some(FunctionRuntime::ProvidedAl2023),
+                handler: Some("bootstrap".into()),
+                description: Some(format!("fleetcert {}", f.name()).into()),
+                memory_size: Some(i64::from(c.lambda.memory_mb).into()),
+                timeout: Some(i64::from(c.lambda.timeout_seconds).into()),
+                reserved_concurrent_executions: Some(i64::from(reserved_concurrency(f)).into()),
+                dead_letter_config: Some(DeadLetterConfig {
+                    target_arn: Some(dlq.arn()),
+                }),
+                environment: Some(Environment {
+                    variables: Some(vars),
+                }),
+                logging_config: Some(LoggingConfig {
+                    log_format: Some(LoggingConfigLogFormat::Json),
+                    log_group: Some(log.r#ref()),
+                    ..LoggingConfig::default()
+                }),
+                ..Function::new(
+                    Code {
+                        s3_bucket: Some(sub(format!(
+                            "cdk-{QUALIFIER}-assets-${{AWS::AccountId}}-${{AWS::Region}}"
+                        ))),
+                        s3_key: Some(key.into()),
+                        ..Code::default()
+                    },
+                    role.arn(),
+                )
+            },
+            Options {
+                metadata: Some(checkov_skips(&[
+                    ("CKV_AWS_117", "the functions call only AWS APIs over public endpoints; a VPC adds NAT cost and no isolation here"),
+                    ("CKV_AWS_173", "environment variables hold resource names only, no secrets; the AWS managed key encrypts them"),
+                    ("CKV_AWS_272", "code signing needs a signing profile per account; the zips are built and hashed by the pipeline"),
+                ])),
+                ..Options::default()
+            },
+        );
+        functions.insert(f, function);
+    }
+
+    // --- Device Defender --------------------------------------------------
+    let fanout = &functions[&Fn_::AuditFanout];
+    let audit_topic = s.add(
+        "AuditNotificationTopic",
+        Topic {
+            kms_master_key_id: kms_sns,
+            subscription: Some(vec![Subscription::new(fanout.arn(), "lambda")]),
+            ..Topic::default()
+        },
+    );
+    let audit_role = s.add(
+        "AuditRole",
+        Role {
+            policies: Some(vec![InlinePolicy::new(
+                policy_doc(vec![(
+                    "PublishAuditNotifications",
+                    vec!["sns:Publish"],
+                    vec![audit_topic.r#ref().to_json()],
+                )]),
+                "audit-notifications",
+            )]),
+            ..Role::new(assume("iot.amazonaws.com"))
+        },
+    );
+    let audit_config = s.add(
+        "AuditConfiguration",
+        AccountAuditConfiguration {
+            audit_notification_target_configurations: Some(AuditNotificationTargetConfigurations {
+                sns: Some(AuditNotificationTarget {
+                    enabled: Some(true.into()),
+                    role_arn: Some(audit_role.arn()),
+                    target_arn: Some(audit_topic.r#ref()),
+                }),
+            }),
+            ..AccountAuditConfiguration::new(
+                Pseudo::AccountId.value(),
+                AuditCheckConfigurations {
+                    device_certificate_expiring_check: Some(
+                        DeviceCertExpirationAuditCheckConfiguration {
+                            enabled: Some(true.into()),
+                            configuration: Some(CertExpirationCheckCustomConfiguration {
+                                cert_expiration_threshold_in_days: Some(
+                                    c.audit.expiring_threshold_days.to_string().into(),
+                                ),
+                            }),
+                        },
+                    ),
+                    ..AuditCheckConfigurations::default()
+                },
+                audit_role.arn(),
+            )
+        },
+    );
+    s.add_with(
+        "ScheduledAudit",
+        ScheduledAudit {
+            day_of_week: c.audit.day_of_week.as_deref().and_then(day_of_week),
+            day_of_month: c.audit.day_of_month.clone().map(Into::into),
+            ..ScheduledAudit::new(
+                match c.audit.frequency {
+                    Frequency::Daily => ScheduledAuditFrequency::Daily,
+                    Frequency::Weekly => ScheduledAuditFrequency::Weekly,
+                    Frequency::Biweekly => ScheduledAuditFrequency::Biweekly,
+                    Frequency::Monthly => ScheduledAuditFrequency::Monthly,
+                },
+                vec![Value::from("DEVICE_CERTIFICATE_EXPIRING_CHECK")],
+            )
+        },
+        Options {
+            depends_on: vec![audit_config.logical_id().to_owned()],
+            ..Options::default()
+        },
+    );
+    // audit topic → fan-out
+    s.add(
+        "AuditFanoutSubscriptionPermission",
+        Permission::new("lambda:InvokeFunction", fanout.r#ref(), "sns.amazonaws.com")
+            .with_source(audit_topic.r#ref(), None),
+    );
+
+    // --- queue → rotation starter -----------------------------------------
+    s.add(
+        "RotationQueueMapping",
+        EventSourceMapping {
+            event_source_arn: Some(queue.arn()),
+            batch_size: Some(10_i64.into()),
+            ..EventSourceMapping::new(functions[&Fn_::RotationStarter].r#ref())
+        },
+    );
+
+    // --- sweeper schedule ---------------------------------------------------
+    let sweeper = &functions[&Fn_::Sweeper];
+    let schedule = s.add(
+        "SweeperSchedule",
+        Rule {
+            schedule_expression: Some("rate(15 minutes)".into()),
+            targets: Some(vec![Target::new(sweeper.arn(), "sweeper")]),
+            ..Rule::default()
+        },
+    );
+    s.add(
+        "SweeperSchedulePermission",
+        Permission::new(
+            "lambda:InvokeFunction",
+            sweeper.r#ref(),
+            "events.amazonaws.com",
+        )
+        .with_source(schedule.arn(), None),
+    );
+
+    // --- JITR CA ------------------------------------------------------------
+    let mut ca_ids: Vec<String> = c.jitr.ca_certificate_ids.clone();
+    if let Some((ca_pem, verification)) = &v.jitr_ca {
+        let ca = s.add(
+            "JitrCaCertificate",
+            CaCertificate {
+                auto_registration_status: Some(CaCertificateAutoRegistrationStatus::Enable),
+                verification_certificate_pem: verification.clone().map(Into::into),
+                ..CaCertificate::new(ca_pem.as_str(), CaCertificateStatus::Active)
+            },
+        );
+        ca_ids.push(format!("${{{}.Id}}", ca.logical_id()));
+    }
+
+    // --- topic rules --------------------------------------------------------
+    let rule_role = s.add(
+        "TopicRuleErrorRole",
+        Role {
+            policies: Some(vec![InlinePolicy::new(
+                policy_doc(vec![(
+                    "RecordRuleErrors",
+                    vec!["sqs:SendMessage"],
+                    vec![rule_errors.arn().to_json()],
+                )]),
+                "rule-errors",
+            )]),
+            ..Role::new(assume("iot.amazonaws.com"))
+        },
+    );
+    let id_refs: Vec<&str> = ca_ids.iter().map(String::as_str).collect();
+    for rule in from_rules::deployed_rules(&id_refs) {
+        let function = &functions[&rule.function];
+        let logical = format!(
+            "{}Rule",
+            rule.name
+                .split('_')
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next()
+                        .map(|h| h.to_ascii_uppercase().to_string() + c.as_str())
+                        .unwrap_or_default()
+                })
+                .collect::<String>()
+        );
+        s.add(
+            &logical,
+            TopicRule::new(TopicRulePayload {
+                aws_iot_sql_version: Some("2016-03-23".into()),
+                description: Some(rule.description.clone().into()),
+                rule_disabled: Some(false.into()),
+                error_action: Some(Action {
+                    sqs: Some(SqsAction::new(rule_errors.r#ref(), rule_role.arn())),
+                    ..Action::default()
+                }),
+                ..TopicRulePayload::new(
+                    vec![Action {
+                        lambda: Some(LambdaAction {
+                            function_arn: Some(function.arn()),
+                        }),
+                        ..Action::default()
+                    }],
+                    sub_if_needed(&rule.sql),
+                )
+            })
+            .named(&rule.name),
+        );
+        s.add(
+            &format!("{logical}Permission"),
+            Permission::new(
+                "lambda:InvokeFunction",
+                function.r#ref(),
+                "iot.amazonaws.com",
+            )
+            // the rule ARN is built from its fixed name rather than read
+            // with GetAtt: moto skips topic rules, and the name is ours
+            .with_source(
+                sub(arn(&format!("rule/{}", rule.name))),
+                Some(Pseudo::AccountId.value()),
+            ),
+        );
+    }
+    s
+}
+
+fn day_of_week(d: &str) -> Option<ScheduledAuditDayOfWeek> {
+    Some(match d {
+        "SUN" => ScheduledAuditDayOfWeek::Sun,
+        "MON" => ScheduledAuditDayOfWeek::Mon,
+        "TUE" => ScheduledAuditDayOfWeek::Tue,
+        "WED" => ScheduledAuditDayOfWeek::Wed,
+        "THU" => ScheduledAuditDayOfWeek::Thu,
+        "FRI" => ScheduledAuditDayOfWeek::Fri,
+        "SAT" => ScheduledAuditDayOfWeek::Sat,
+        _ => return None,
+    })
+}
+
+/// Every string of a policy document that holds `${…}` becomes `Fn::Sub`,
+/// IoT policy variables escaped.
+pub fn to_sub(doc: &Json) -> Json {
+    match doc {
+        Json::String(s) => sub_if_needed(s).to_json(),
+        Json::Array(a) => Json::Array(a.iter().map(to_sub).collect()),
+        Json::Object(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), to_sub(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+impl Permission {
+    fn with_source(self, source_arn: Value<String>, source_account: Option<Value<String>>) -> Self {
+        Permission {
+            source_arn: Some(source_arn),
+            source_account: source_account.or_else(|| Some(Pseudo::AccountId.value())),
+            ..self
+        }
+    }
+}
+
+impl TopicRule {
+    fn named(self, name: &str) -> Self {
+        TopicRule {
+            rule_name: Some(name.into()),
+            ..self
+        }
+    }
+}

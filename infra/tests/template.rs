@@ -1,0 +1,189 @@
+//! Snapshots of the synthesized template and its policies, and the
+//! cloud-assembly writer's behaviour on good and bad configurations.
+
+use infra::assembly;
+use infra::config::Config;
+use serde_json::Value as Json;
+
+fn template() -> Json {
+    let v = Config::default()
+        .validate()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let assets: Vec<_> = assembly::lambda_assets(std::path::Path::new("/nonexistent"))
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    assembly::template(&v, &assets).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn whole_template() {
+    insta::assert_json_snapshot!(template(), {
+        ".Resources.*.Properties.Code.S3Key" => "[asset-hash].zip",
+    });
+}
+
+#[test]
+fn every_iam_policy() {
+    let t = template();
+    let mut policies = serde_json::Map::new();
+    for (id, r) in t["Resources"].as_object().into_iter().flatten() {
+        if r["Type"] == "AWS::IAM::Role" {
+            policies.insert(
+                id.clone(),
+                serde_json::json!({
+                    "AssumeRolePolicyDocument": r["Properties"]["AssumeRolePolicyDocument"],
+                    "Policies": r["Properties"]["Policies"],
+                }),
+            );
+        }
+    }
+    assert_eq!(
+        policies.len(),
+        9,
+        "7 function roles, the audit role, the rule error role"
+    );
+    insta::assert_json_snapshot!(Json::Object(policies));
+}
+
+#[test]
+fn device_policy() {
+    let t = template();
+    let doc = &t["Resources"]["DevicePolicy"]["Properties"]["PolicyDocument"];
+    let text = doc.to_string();
+    assert!(
+        text.contains("${!iot:Connection.Thing.ThingName}"),
+        "IoT variables escaped for Fn::Sub"
+    );
+    insta::assert_json_snapshot!(doc);
+}
+
+#[test]
+fn every_function_has_a_role_log_group_and_concurrency() {
+    let t = template();
+    let res = t["Resources"].as_object().cloned().unwrap_or_default();
+    let functions: Vec<_> = res
+        .values()
+        .filter(|r| r["Type"] == "AWS::Lambda::Function")
+        .collect();
+    assert_eq!(functions.len(), 7);
+    for f in functions {
+        let p = &f["Properties"];
+        assert_eq!(p["Runtime"], "provided.al2023");
+        assert_eq!(p["Architectures"], serde_json::json!(["arm64"]));
+        assert!(
+            p["ReservedConcurrentExecutions"]
+                .as_i64()
+                .is_some_and(|c| (1..=15).contains(&c))
+        );
+        assert!(p["LoggingConfig"]["LogGroup"]["Ref"].is_string());
+    }
+}
+
+#[test]
+fn cargo_run_writes_the_assembly_and_a_bad_config_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = dir.path().join("cdk.out");
+    let v = Config::default()
+        .validate()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done =
+        assembly::synth(&v, &dir.path().join("lambda"), &out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(done.missing_assets.len(), 7);
+    let manifest: Json = serde_json::from_str(
+        &std::fs::read_to_string(out.join("manifest.json")).unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    assert_eq!(manifest["version"], assembly::SCHEMA_VERSION);
+    assert_eq!(
+        manifest["artifacts"]["FleetcertStack"]["type"],
+        "aws:cloudformation:stack"
+    );
+    assert_eq!(
+        manifest["artifacts"]["FleetcertStack.assets"]["type"],
+        "cdk:asset-manifest"
+    );
+    assert!(out.join("FleetcertStack.template.json").is_file());
+
+    let bad = Config::from_toml("[audit]\nexpiring_threshold_days = 0").and_then(Config::validate);
+    let err = bad.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("audit.expiring_threshold_days"), "{err}");
+    let fresh = dir.path().join("never");
+    assert!(
+        !fresh.exists(),
+        "a rejected config never reaches the writer"
+    );
+}
+
+#[test]
+fn present_zips_are_hashed_into_the_asset_manifest() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lambda = dir.path().join("lambda");
+    for f in rules::functions::Function::ALL {
+        let d = lambda.join(f.name());
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(d.join("bootstrap.zip"), f.name()).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = dir.path().join("cdk.out");
+    let v = Config::default()
+        .validate()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done = assembly::synth(&v, &lambda, &out).unwrap_or_else(|e| panic!("{e}"));
+    assert!(done.missing_assets.is_empty());
+    let assets: Json = serde_json::from_str(
+        &std::fs::read_to_string(out.join("FleetcertStack.assets.json")).unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    // sha256 of the bytes "commit"
+    let commit = "9505cacb7c710ed17125fcc6cb3669e8ddca6c8cd8af6a31f6b3cd64604c3098";
+    let files = assets["files"].as_object().cloned().unwrap_or_default();
+    assert_eq!(
+        files.len(),
+        7,
+        "one zip per function; the template goes inline"
+    );
+    assert_eq!(
+        files[commit]["destinations"]["current_account-current_region"]["objectKey"],
+        format!("{commit}.zip")
+    );
+    let template =
+        std::fs::read_to_string(out.join("FleetcertStack.template.json")).unwrap_or_default();
+    assert!(
+        template.contains(&format!("\"{commit}.zip\"")),
+        "the Commit function's S3Key is its zip's hash"
+    );
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fleetcert.example.toml");
+    let c = Config::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c, Config::default(), "the example documents the defaults");
+}
+
+#[test]
+fn a_configured_ca_adds_the_ca_certificate_and_its_jitr_rule() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ca = rcgen::generate_simple_self_signed(vec!["fleetcert test ca".into()])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pem_path = dir.path().join("ca.pem");
+    std::fs::write(&pem_path, ca.cert.pem()).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = Config::default();
+    c.jitr.ca_certificate_pem_file = Some(pem_path);
+    let v = c.validate().unwrap_or_else(|e| panic!("{e}"));
+    let t = assembly::template(&v, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let r = &t["Resources"];
+    assert_eq!(
+        r["JitrCaCertificate"]["Properties"]["AutoRegistrationStatus"],
+        "ENABLE"
+    );
+    assert_eq!(r["JitrCaCertificate"]["Properties"]["Status"], "ACTIVE");
+    assert_eq!(
+        r["FleetcertJitr0Rule"]["Properties"]["TopicRulePayload"]["Sql"],
+        serde_json::json!({"Fn::Sub": "SELECT * FROM '$aws/events/certificates/registered/${JitrCaCertificate.Id}'"})
+    );
+    assert_eq!(
+        r["FleetcertJitr0RulePermission"]["Properties"]["Principal"],
+        "iot.amazonaws.com"
+    );
+}
