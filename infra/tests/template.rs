@@ -179,11 +179,11 @@ fn a_configured_ca_adds_the_ca_certificate_and_its_jitr_rule() {
     );
     assert_eq!(r["JitrCaCertificate"]["Properties"]["Status"], "ACTIVE");
     assert_eq!(
-        r["FleetcertJitr0Rule"]["Properties"]["TopicRulePayload"]["Sql"],
+        r["FleetcertJitrJitrCaCertificatRule"]["Properties"]["TopicRulePayload"]["Sql"],
         serde_json::json!({"Fn::Sub": "SELECT * FROM '$aws/events/certificates/registered/${JitrCaCertificate.Id}'"})
     );
     assert_eq!(
-        r["FleetcertJitr0RulePermission"]["Properties"]["Principal"],
+        r["FleetcertJitrJitrCaCertificatRulePermission"]["Properties"]["Principal"],
         "iot.amazonaws.com"
     );
 }
