@@ -8,6 +8,7 @@ pub mod contracts;
 pub mod csr;
 pub mod functions;
 pub mod jitr;
+pub mod js;
 pub mod policy;
 pub mod rotation;
 pub mod routes;

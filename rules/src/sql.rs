@@ -137,6 +137,25 @@ pub enum SqlError {
     },
 }
 
+impl SqlError {
+    /// Byte offset in the statement where the problem starts.
+    pub fn offset(&self) -> usize {
+        match self {
+            SqlError::Unexpected { offset, .. }
+            | SqlError::InvalidCharacter { offset, .. }
+            | SqlError::UnterminatedString { offset }
+            | SqlError::UnsupportedEscape { offset }
+            | SqlError::InvalidNumber { offset, .. }
+            | SqlError::UnsupportedFunction { offset, .. }
+            | SqlError::InvalidTopicLevel { offset, .. }
+            | SqlError::MissingAlias { offset, .. }
+            | SqlError::InvalidFromFilter { offset, .. }
+            | SqlError::TooDeep { offset, .. }
+            | SqlError::TooLong { offset, .. } => *offset,
+        }
+    }
+}
+
 /// Why a parsed statement could not be evaluated on a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
