@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The one test command (README): installs what is missing, then runs every
+# check CI runs. Idempotent; safe to run on a fresh machine and a warm one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- installs (skipped when already there) ---------------------------------
+step "toolchain components and targets"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target list --installed | grep -qx wasm32-unknown-unknown ||
+  rustup target add wasm32-unknown-unknown
+
+# wasm-bindgen-cli must be exactly the wasm-bindgen version in Cargo.lock.
+wbg_version=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wbg_version" ]; then
+  step "installing wasm-bindgen-cli $wbg_version (about 3 minutes, once)"
+  cargo install wasm-bindgen-cli --version "=$wbg_version"
+fi
+if ! command -v node >/dev/null; then
+  step "installing Node.js (Debian package)"
+  if [ "$(id -u)" = 0 ]; then apt-get install -y nodejs npm; else sudo apt-get install -y nodejs npm; fi
+fi
+
+step "infra tools: cfn-lint, moto, checkov, the pinned CDK CLI (into .tools/)"
+bash scripts/install-infra-tools.sh
+
+# --- checks ----------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "generated files are fresh"
+cargo xtask codegen --check
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "infra: synth, cfn-lint, checkov, cdk synth/ls, cdk deploy against moto"
+bash scripts/ci-infra.sh
+
+step "wasm build and its Node tests"
+cargo xtask wasm
+node --test rules/wasm-tests/
+
+echo
+echo "all checks passed"
