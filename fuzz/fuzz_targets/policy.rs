@@ -26,10 +26,22 @@ fuzz_target!(|data: &[u8]| {
     };
     let docs = [doc];
     for (action, resource) in [
-        (Action::Connect, "arn:aws:iot:eu-west-1:123456789012:client/d1"),
-        (Action::Publish, "arn:aws:iot:eu-west-1:123456789012:topic/management/topic/d1/csr_res"),
-        (Action::Subscribe, "arn:aws:iot:eu-west-1:123456789012:topicfilter/management/topic/d1/#"),
-        (Action::Receive, "arn:aws:iot:eu-west-1:123456789012:topic/$aws/things/d1/shadow"),
+        (
+            Action::Connect,
+            "arn:aws:iot:eu-west-1:123456789012:client/d1",
+        ),
+        (
+            Action::Publish,
+            "arn:aws:iot:eu-west-1:123456789012:topic/management/topic/d1/csr_res",
+        ),
+        (
+            Action::Subscribe,
+            "arn:aws:iot:eu-west-1:123456789012:topicfilter/management/topic/d1/#",
+        ),
+        (
+            Action::Receive,
+            "arn:aws:iot:eu-west-1:123456789012:topic/$aws/things/d1/shadow",
+        ),
     ] {
         let _ = evaluate(&docs, &Request { action, resource }, &ctx);
     }

@@ -16,10 +16,17 @@ fuzz_target!(|data: &[u8]| {
     let matched = matches(filter, topic);
     if topic_ok {
         assert!(matches(topic, topic), "{topic:?} does not match itself");
-        assert_eq!(matches("#", topic), !topic.starts_with('$'), "# vs {topic:?}");
+        assert_eq!(
+            matches("#", topic),
+            !topic.starts_with('$'),
+            "# vs {topic:?}"
+        );
     }
     if matched && filter_ok {
-        assert!(!topic.contains(['+', '#']), "{filter:?} matched wildcard name {topic:?}");
+        assert!(
+            !topic.contains(['+', '#']),
+            "{filter:?} matched wildcard name {topic:?}"
+        );
     }
     let _ = validate_topic_name(filter);
     let _ = validate_topic_filter(topic);
