@@ -975,9 +975,19 @@ impl<'a> Parser<'a> {
         } else {
             text
         };
-        match serde_json::from_str::<Number>(text_signed) {
-            Ok(n) => Ok(Expr::Literal(Value::Number(n))),
-            Err(_) => Err(SqlError::InvalidNumber {
+        // serde_json checks the syntax and keeps integers exact; its float
+        // parsing is not correctly rounded for long mantissas (without
+        // `float_roundtrip`), so floats are re-read by `str::parse`, which
+        // is, and which `Display` (shortest round-trip form) relies on.
+        let number = serde_json::from_str::<Number>(text_signed)
+            .ok()
+            .and_then(|n| match n.is_f64() {
+                true => text_signed.parse::<f64>().ok().and_then(Number::from_f64),
+                false => Some(n),
+            });
+        match number {
+            Some(n) => Ok(Expr::Literal(Value::Number(n))),
+            None => Err(SqlError::InvalidNumber {
                 offset,
                 text: text.to_owned(),
             }),
