@@ -5,4 +5,7 @@
 //! in-memory adapters (`memory`) need no AWS SDK, so the emulator and the
 //! tests run the same handlers.
 
+pub mod config;
+pub mod events;
+pub mod memory;
 pub mod ports;
