@@ -7,5 +7,6 @@
 
 pub mod config;
 pub mod events;
+pub mod handlers;
 pub mod memory;
 pub mod ports;
