@@ -309,7 +309,39 @@ pub(crate) async fn advance<P: Ports>(
                     // A retry of an invocation that wrote the terminal row
                     // but failed during its cleanup: finish it (idempotent).
                     let actions = row.cleanup_actions();
-                    run_cleanup(ports, function, &row, &actions).await?;
+                    let removed = run_cleanup(ports, function, &row, &actions).await?;
+                    if !removed.is_empty()
+                        && row.state.new_certificate_id().is_some()
+                        && !matches!(row.state, rules::rotation::RotationState::Committed { .. })
+                    {
+                        // The earlier invocation stopped before its
+                        // notification: send it now.
+                        let detail = format!(
+                            "rotation {} ended {}; cleanup finished on a retry",
+                            row.rotation_id,
+                            row.state.name()
+                        );
+                        let notice = SupportNotice {
+                            kind: row.state.name(),
+                            thing_name: Some(&row.thing_name),
+                            rotation_id: Some(&row.rotation_id),
+                            certificate_id: Some(&row.old_certificate_id),
+                            device_error: match &row.state {
+                                rules::rotation::RotationState::Failed { reason, .. } => {
+                                    Some(reason)
+                                }
+                                _ => None,
+                            },
+                            detail: &detail,
+                            cleaned_up: removed.iter().map(String::as_str).collect(),
+                        };
+                        let subject = format!(
+                            "fleetcert: rotation {} for {}",
+                            row.state.name().to_lowercase(),
+                            row.thing_name
+                        );
+                        notify(ports, function, &subject, &notice).await?;
+                    }
                 }
                 return Ok(Err(rejection));
             }
@@ -351,14 +383,27 @@ pub(crate) async fn advance<P: Ports>(
     })
 }
 
-/// Runs only the removal actions of `actions` (and support notices).
+/// Runs the idempotent removals a closed row owes; returns the
+/// certificates this call actually removed.
 pub(crate) async fn run_cleanup<P: Ports>(
     ports: &P,
     function: &'static str,
     row: &Rotation,
     actions: &[Action],
-) -> Result<(), HandlerError> {
-    run_actions(ports, function, row, actions, None).await
+) -> Result<Vec<String>, HandlerError> {
+    let _ = row;
+    let mut removed = Vec::new();
+    for action in actions {
+        if let Action::RetireOldCertificate {
+            old_certificate_id: id,
+        }
+        | Action::DeleteNewCertificate { certificate_id: id } = action
+            && remove_certificate(ports, function, id).await?
+        {
+            removed.push(id.clone());
+        }
+    }
+    Ok(removed)
 }
 
 /// Extra facts for the actions of the CSR issuer.

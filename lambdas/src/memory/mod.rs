@@ -42,7 +42,7 @@ pub enum Fault {
 #[derive(Debug, Default)]
 pub struct Instruments {
     calls: Mutex<HashMap<Operation, u64>>,
-    faults: Mutex<HashMap<Operation, VecDeque<Fault>>>,
+    faults: Mutex<HashMap<Operation, VecDeque<Option<Fault>>>>,
 }
 
 /// What a call does after its effect: fail if a
@@ -75,7 +75,16 @@ impl Instruments {
         faults
             .entry(operation)
             .or_default()
-            .extend(std::iter::repeat_n(fault, count));
+            .extend(std::iter::repeat_n(Some(fault), count));
+    }
+
+    /// Lets the next `skip` calls of `operation` pass, then makes `count`
+    /// calls fail with `fault` (queued after faults already injected).
+    pub fn fail_after(&self, operation: Operation, skip: usize, count: usize, fault: Fault) {
+        let mut faults = lock(&self.faults);
+        let queue = faults.entry(operation).or_default();
+        queue.extend(std::iter::repeat_n(None, skip));
+        queue.extend(std::iter::repeat_n(Some(fault), count));
     }
 
     /// Removes every pending fault.
@@ -104,7 +113,8 @@ impl Instruments {
         *lock(&self.calls).entry(operation).or_insert(0) += 1;
         let fault = lock(&self.faults)
             .get_mut(&operation)
-            .and_then(VecDeque::pop_front);
+            .and_then(VecDeque::pop_front)
+            .flatten();
         let message = "injected fault".to_owned();
         match fault {
             None => Ok(AfterEffect {
