@@ -1,1 +1,12 @@
-//! `lambdas`: see ARCHITECTURE.md. Filled by its own issue.
+//! `lambdas`: fleetcert's Lambda handlers, written against ports.
+//!
+//! Architecture invariant: the handlers (`handlers`) see only the traits in
+//! [`ports`]; the AWS SDK adapters sit behind the `aws` feature, and the
+//! in-memory adapters (`memory`) need no AWS SDK, so the emulator and the
+//! tests run the same handlers.
+
+pub mod config;
+pub mod events;
+pub mod handlers;
+pub mod memory;
+pub mod ports;

@@ -1,0 +1,244 @@
+//! Handler configuration, read from the environment infra sets.
+
+use rules::csr::CsrPolicy;
+use rules::jitr::JitrConfig;
+
+/// Default time a device has to finish a rotation: 7 days.
+pub const DEFAULT_ROTATION_DEADLINE_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Configuration shared by every handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `ROTATION_TABLE`: the DynamoDB table of rotation rows.
+    pub rotation_table: String,
+    /// `ROTATION_QUEUE_URL`: the SQS queue between fan-out and starter.
+    pub rotation_queue_url: String,
+    /// `SUPPORT_TOPIC_ARN`: the SNS topic for support notifications.
+    pub support_topic_arn: String,
+    /// `DEVICE_POLICY_NAME`: the IoT policy JITR attaches.
+    pub device_policy_name: String,
+    /// `ROTATION_DEADLINE_MS` (default 7 days): how long a rotation may stay open.
+    pub rotation_deadline_ms: i64,
+    /// `CSR_MIN_RSA_BITS`, `CSR_MAX_RSA_BITS`, `CSR_ALLOW_P256`,
+    /// `CSR_ALLOW_P384`, `CSR_REQUIRE_NEW_KEY`, `CSR_REQUIRE_CN_MATCHES_THING`.
+    pub csr_policy: CsrPolicy,
+    /// `JITR_CREATE_THING` (default true) and `JITR_ALLOWED_CA_IDS`
+    /// (comma-separated, default any); the policy is `DEVICE_POLICY_NAME`.
+    pub jitr: JitrConfig,
+}
+
+/// A missing or unreadable environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("environment variable {name} is not set")]
+    Missing {
+        /// The variable.
+        name: &'static str,
+    },
+    /// A variable does not parse.
+    #[error("environment variable {name}={value:?} is not {expected}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+}
+
+impl Config {
+    /// A configuration for tests and the emulator: the given device policy,
+    /// default deadline and policies, placeholder resource names.
+    pub fn local(device_policy_name: &str) -> Self {
+        Self {
+            rotation_table: "fleetcert-rotations".to_owned(),
+            rotation_queue_url: "local://fleetcert-rotations".to_owned(),
+            support_topic_arn: "local://fleetcert-support".to_owned(),
+            device_policy_name: device_policy_name.to_owned(),
+            rotation_deadline_ms: DEFAULT_ROTATION_DEADLINE_MS,
+            csr_policy: CsrPolicy::default(),
+            jitr: JitrConfig {
+                policy_name: device_policy_name.to_owned(),
+                ..JitrConfig::default()
+            },
+        }
+    }
+
+    /// Reads the configuration from the process environment.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] for the first missing or unreadable variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment in
+    /// [`from_env`](Self::from_env), a map in tests).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] for the first missing or unreadable variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(ConfigError::Missing { name })
+        };
+        let device_policy_name = required("DEVICE_POLICY_NAME")?;
+        let defaults = CsrPolicy::default();
+        let csr_policy = CsrPolicy {
+            min_rsa_bits: parse_or(&lookup, "CSR_MIN_RSA_BITS", defaults.min_rsa_bits)?,
+            max_rsa_bits: parse_or(&lookup, "CSR_MAX_RSA_BITS", defaults.max_rsa_bits)?,
+            allow_p256: bool_or(&lookup, "CSR_ALLOW_P256", defaults.allow_p256)?,
+            allow_p384: bool_or(&lookup, "CSR_ALLOW_P384", defaults.allow_p384)?,
+            require_new_key: bool_or(&lookup, "CSR_REQUIRE_NEW_KEY", defaults.require_new_key)?,
+            require_cn_matches_thing: bool_or(
+                &lookup,
+                "CSR_REQUIRE_CN_MATCHES_THING",
+                defaults.require_cn_matches_thing,
+            )?,
+        };
+        let jitr = JitrConfig {
+            allowed_ca_ids: lookup("JITR_ALLOWED_CA_IDS")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            create_thing: bool_or(&lookup, "JITR_CREATE_THING", true)?,
+            policy_name: device_policy_name.clone(),
+            ..JitrConfig::default()
+        };
+        let rotation_deadline_ms = parse_or(
+            &lookup,
+            "ROTATION_DEADLINE_MS",
+            DEFAULT_ROTATION_DEADLINE_MS,
+        )?;
+        if rotation_deadline_ms <= 0 {
+            return Err(ConfigError::Invalid {
+                name: "ROTATION_DEADLINE_MS",
+                value: rotation_deadline_ms.to_string(),
+                expected: "a positive number of milliseconds",
+            });
+        }
+        Ok(Self {
+            rotation_table: required("ROTATION_TABLE")?,
+            rotation_queue_url: required("ROTATION_QUEUE_URL")?,
+            support_topic_arn: required("SUPPORT_TOPIC_ARN")?,
+            device_policy_name,
+            rotation_deadline_ms,
+            csr_policy,
+            jitr,
+        })
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(v) if v.trim().is_empty() => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+            name,
+            value: v,
+            expected: "a number",
+        }),
+    }
+}
+
+fn bool_or(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match lookup(name).as_deref().map(str::trim) {
+        None | Some("") => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(v) => Err(ConfigError::Invalid {
+            name,
+            value: v.to_owned(),
+            expected: "true or false",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const BASE: [(&str, &str); 4] = [
+        ("ROTATION_TABLE", "t"),
+        ("ROTATION_QUEUE_URL", "q"),
+        ("SUPPORT_TOPIC_ARN", "s"),
+        ("DEVICE_POLICY_NAME", "p"),
+    ];
+
+    #[test]
+    fn reads_required_variables_with_defaults() {
+        let c = Config::from_lookup(env(&BASE)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.rotation_table, "t");
+        assert_eq!(c.jitr.policy_name, "p");
+        assert!(c.jitr.create_thing);
+        assert_eq!(c.rotation_deadline_ms, DEFAULT_ROTATION_DEADLINE_MS);
+        assert_eq!(c.csr_policy, CsrPolicy::default());
+    }
+
+    #[test]
+    fn missing_and_bad_variables_are_named() {
+        let err = Config::from_lookup(env(&BASE[..3])).err();
+        assert_eq!(
+            err,
+            Some(ConfigError::Missing {
+                name: "DEVICE_POLICY_NAME"
+            })
+        );
+        let mut pairs = BASE.to_vec();
+        pairs.push(("CSR_ALLOW_P256", "maybe"));
+        let err = Config::from_lookup(env(&pairs)).err();
+        assert!(
+            matches!(
+                err,
+                Some(ConfigError::Invalid {
+                    name: "CSR_ALLOW_P256",
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn optional_knobs_override_defaults() {
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("ROTATION_DEADLINE_MS", "60000"),
+            ("CSR_MIN_RSA_BITS", "3072"),
+            ("JITR_CREATE_THING", "false"),
+            ("JITR_ALLOWED_CA_IDS", "a, b"),
+        ]);
+        let c = Config::from_lookup(env(&pairs)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.rotation_deadline_ms, 60_000);
+        assert_eq!(c.csr_policy.min_rsa_bits, 3072);
+        assert!(!c.jitr.create_thing);
+        assert_eq!(c.jitr.allowed_ca_ids, ["a", "b"]);
+    }
+}

@@ -1,0 +1,159 @@
+//! `audit-fanout`: SNS audit notification → `ListAuditFindings` for the
+//! expiring-certificate check, every page → one queue message per
+//! certificate, in batches of at most ten.
+
+use rules::contracts::{Contract, Message, RotationWork, validate};
+
+use super::{HandlerError, MAX_PAGES, Outcome, contract_rejection, done, port, reject};
+use crate::config::Config;
+use crate::ports::{IotRegistry, MAX_QUEUE_BATCH, Ports, QueueMessage, WorkQueue};
+
+const FUNCTION: &str = "audit-fanout";
+/// How many times a batch's failed entries are sent again.
+const ENTRY_RETRIES: usize = 3;
+
+/// Handles one SNS event (raw JSON).
+///
+/// # Errors
+/// A [`HandlerError`] when a port call fails; the whole notification is
+/// then retried (the starter ignores duplicates).
+pub async fn handle<P: Ports>(
+    ports: &P,
+    _cfg: &Config,
+    payload: &[u8],
+    _now_ms: i64,
+) -> Result<Outcome, HandlerError> {
+    let event = match validate(Contract::SnsEvent, payload) {
+        Ok(Message::SnsEvent(e)) => e,
+        Ok(_) => return Ok(reject(FUNCTION, "invalid_payload", "not an sns event")),
+        Err(e) => return Ok(contract_rejection(FUNCTION, &e)),
+    };
+    if event.records.is_empty() {
+        return Ok(reject(
+            FUNCTION,
+            "invalid_payload",
+            "sns event has no records",
+        ));
+    }
+    let mut queued = 0usize;
+    let mut checks = 0usize;
+    let mut refused = Vec::new();
+    for record in &event.records {
+        let notification = match record.audit_notification() {
+            Ok(n) => n,
+            Err(e) => {
+                refused.push(e.to_string());
+                continue;
+            }
+        };
+        for detail in notification.audit_details.iter().filter(|d| {
+            d.check_name.is_certificate_expiring() && d.non_compliant_resources_count > 0
+        }) {
+            checks += 1;
+            queued += fan_out(ports, &notification.task_id, detail.check_name.as_str()).await?;
+        }
+    }
+    if checks == 0 {
+        let reason = if refused.is_empty() {
+            "no non-compliant expiring-certificate check in the notification".to_owned()
+        } else {
+            refused.join("; ")
+        };
+        let kind = if refused.is_empty() {
+            "nothing_to_rotate"
+        } else {
+            "invalid_payload"
+        };
+        return Ok(reject(FUNCTION, kind, reason));
+    }
+    Ok(done(
+        FUNCTION,
+        format!("queued {queued} certificates from {checks} checks"),
+    ))
+}
+
+async fn fan_out<P: Ports>(
+    ports: &P,
+    task_id: &str,
+    check_name: &str,
+) -> Result<usize, HandlerError> {
+    let mut token = None;
+    let mut queued = 0;
+    for _ in 0..MAX_PAGES {
+        let page = ports
+            .registry()
+            .list_audit_findings(task_id, check_name, token)
+            .await
+            .map_err(port(FUNCTION))?;
+        let work: Vec<QueueMessage> = page
+            .items
+            .iter()
+            .filter_map(|f| {
+                let certificate_id = f.device_certificate_id()?.clone();
+                let body = RotationWork {
+                    certificate_id,
+                    task_id: task_id.to_owned(),
+                    check_name: f.check_name.clone(),
+                    expiration_time_ms: f.expiration_time_ms(),
+                    past_expiration: f.is_past_expiration(),
+                };
+                serde_json::to_string(&body).ok()
+            })
+            .enumerate()
+            .map(|(i, body)| QueueMessage {
+                id: format!("m{i}"),
+                body,
+            })
+            .collect();
+        for batch in work.chunks(MAX_QUEUE_BATCH) {
+            send(ports, batch).await?;
+            queued += batch.len();
+        }
+        token = page.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    Ok(queued)
+}
+
+async fn send<P: Ports>(ports: &P, batch: &[QueueMessage]) -> Result<(), HandlerError> {
+    let mut pending = batch.to_vec();
+    for _ in 0..=ENTRY_RETRIES {
+        let failed = ports
+            .queue()
+            .send_batch(&pending)
+            .await
+            .map_err(port(FUNCTION))?;
+        if failed.is_empty() {
+            return Ok(());
+        }
+        if let Some(last) = failed.last()
+            && !last.error.is_retryable()
+        {
+            return Err(HandlerError::QueueRejected {
+                function: FUNCTION,
+                failed: failed.len(),
+                last_error: last.error.clone(),
+            });
+        }
+        pending.retain(|m| failed.iter().any(|f| f.id == m.id));
+        if let Some(last) = failed.last()
+            && pending.is_empty()
+        {
+            return Err(HandlerError::QueueRejected {
+                function: FUNCTION,
+                failed: failed.len(),
+                last_error: last.error.clone(),
+            });
+        }
+    }
+    Err(HandlerError::QueueRejected {
+        function: FUNCTION,
+        failed: pending.len(),
+        last_error: crate::ports::PortError::Transient {
+            operation: crate::ports::Operation::SendMessageBatch,
+            message: format!("entries still failing after {ENTRY_RETRIES} retries"),
+        },
+    })
+}

@@ -1,0 +1,196 @@
+//! `csr-issuer`: the `csr_res` rule's event → the rotation row and the CSR
+//! policy → `CreateCertificateFromCsr` exactly once per rotation (the
+//! ISSUING claim is written first) → the old certificate's policies and the
+//! thing attached → ACTIVE → `crt`. A duplicate `csr_res` re-sends the
+//! certificate already issued.
+
+use rules::contracts::{Contract, Message, validate};
+use rules::csr::{CsrCheck, inspect_certificate, inspect_csr};
+use rules::rotation::{Event, Rotation, RotationState};
+
+use super::{
+    HandlerError, Outcome, advance, contract_rejection, done, find_rotation, reject,
+    remove_certificate, run_actions,
+};
+use crate::config::Config;
+use crate::ports::{IotRegistry, Ports, RotationStore};
+
+const FUNCTION: &str = "csr-issuer";
+
+/// Handles one `csr_res` rule event (raw JSON).
+///
+/// # Errors
+/// A [`HandlerError`] when a port call fails; the retry resumes (or, when
+/// the failure came before the ISSUED row was written, starts over after
+/// removing the certificate it created).
+pub async fn handle<P: Ports>(
+    ports: &P,
+    cfg: &Config,
+    payload: &[u8],
+    now_ms: i64,
+) -> Result<Outcome, HandlerError> {
+    let event = match validate(Contract::CsrResRuleEvent, payload) {
+        Ok(Message::CsrResRuleEvent(e)) => e,
+        Ok(_) => {
+            return Ok(reject(
+                FUNCTION,
+                "invalid_payload",
+                "not a csr_res rule event",
+            ));
+        }
+        Err(e) => return Ok(contract_rejection(FUNCTION, &e)),
+    };
+    let thing = event.clientid.as_str();
+    if event.topic_client_id.as_str() != thing {
+        return Ok(reject(
+            FUNCTION,
+            "topic_client_id_mismatch",
+            format!(
+                "client {thing} published on the topic of {}",
+                event.topic_client_id.as_str()
+            ),
+        ));
+    }
+    let rotation_id = event.rotation_id.as_ref().map(|r| r.as_str());
+    let row = match find_rotation(ports, FUNCTION, thing, rotation_id).await? {
+        Ok(row) => row,
+        Err(outcome) => return Ok(outcome),
+    };
+    let csr_pem = event.csr.as_str();
+    let info = match inspect_csr(csr_pem) {
+        Ok(i) => i,
+        Err(e) => return Ok(reject(FUNCTION, "bad_csr", e.to_string())),
+    };
+    let old_fingerprint = match ports
+        .registry()
+        .describe_certificate(&row.old_certificate_id)
+        .await
+    {
+        Ok(old) => inspect_certificate(&old.certificate_pem)
+            .ok()
+            .map(|i| i.public_key_fingerprint),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => {
+            return Err(HandlerError::Port {
+                function: FUNCTION,
+                source: e,
+            });
+        }
+    };
+    let check = CsrCheck {
+        thing_name: thing,
+        old_public_key_fingerprint: old_fingerprint.as_deref(),
+    };
+    if let Err(e) = cfg.csr_policy.check(&info, &check) {
+        return Ok(reject(FUNCTION, "csr_policy", e.to_string()));
+    }
+    let fingerprint = info.public_key_fingerprint;
+    let received = Event::CsrReceived {
+        rotation_id: rotation_id.map(str::to_owned),
+        csr_fingerprint: fingerprint.clone(),
+        now_ms,
+    };
+    let (claimed, actions) = match advance(ports, FUNCTION, row.clone(), &received).await? {
+        Ok(t) => t,
+        Err(rejection) => return Ok(reject(FUNCTION, rejection.kind(), rejection.to_string())),
+    };
+    let creates = actions
+        .iter()
+        .any(|a| matches!(a, rules::rotation::Action::CreateCertificateFromCsr));
+    if !creates {
+        // ISSUED, same key: attach (idempotent) and re-send.
+        run_actions(ports, FUNCTION, &claimed, &actions, None).await?;
+        let id = claimed
+            .state
+            .new_certificate_id()
+            .unwrap_or_default()
+            .to_owned();
+        return Ok(done(
+            FUNCTION,
+            format!(
+                "rotation {}: certificate {id} sent again",
+                claimed.rotation_id
+            ),
+        ));
+    }
+    issue(ports, &claimed, csr_pem, &fingerprint).await
+}
+
+/// Holds the ISSUING claim: creates the certificate (inactive), records it
+/// (ISSUED), then attaches, activates and publishes.
+async fn issue<P: Ports>(
+    ports: &P,
+    claimed: &Rotation,
+    csr_pem: &str,
+    fingerprint: &str,
+) -> Result<Outcome, HandlerError> {
+    let created = match ports
+        .registry()
+        .create_certificate_from_csr(csr_pem, false)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            release_claim(ports, claimed).await;
+            return Err(HandlerError::Port {
+                function: FUNCTION,
+                source: e,
+            });
+        }
+    };
+    let event = Event::CertificateCreated {
+        certificate_id: created.certificate_id.clone(),
+        csr_fingerprint: fingerprint.to_owned(),
+    };
+    let (issued, actions) = match advance(ports, FUNCTION, claimed.clone(), &event).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(rejection)) => {
+            // The API handed back the old certificate: never touch it.
+            return Ok(reject(FUNCTION, rejection.kind(), rejection.to_string()));
+        }
+        Err(e) => {
+            // Not recorded: remove it (inactive, attached to nothing) and
+            // hand the claim back, so the retry starts over.
+            if let Err(cleanup) = remove_certificate(ports, FUNCTION, &created.certificate_id).await
+            {
+                tracing::error!(function = FUNCTION, certificate_id = %created.certificate_id, error = %cleanup, "could not remove an unrecorded certificate");
+            }
+            release_claim(ports, claimed).await;
+            return Err(e);
+        }
+    };
+    run_actions(ports, FUNCTION, &issued, &actions, None).await?;
+    let recorded = matches!(&issued.state, RotationState::Issued { new_certificate_id, .. } if *new_certificate_id == created.certificate_id);
+    if recorded {
+        Ok(done(
+            FUNCTION,
+            format!(
+                "rotation {}: certificate {} issued and sent",
+                issued.rotation_id, created.certificate_id
+            ),
+        ))
+    } else {
+        Ok(reject(
+            FUNCTION,
+            "certificate_not_recorded",
+            format!(
+                "rotation {} moved on; certificate {} removed",
+                issued.rotation_id, created.certificate_id
+            ),
+        ))
+    }
+}
+
+/// ISSUING → REQUESTED after a failed create, so that Lambda's retry of
+/// this event can claim again. Best effort: if it fails, the sweeper
+/// expires the rotation.
+async fn release_claim<P: Ports>(ports: &P, claimed: &Rotation) {
+    let released = Rotation {
+        state: RotationState::Requested,
+        attempts: claimed.attempts.saturating_sub(1),
+        ..claimed.clone()
+    };
+    if let Err(e) = ports.store().update(claimed, &released).await {
+        tracing::error!(function = FUNCTION, rotation_id = %claimed.rotation_id, error = %e, "could not release the issuing claim");
+    }
+}

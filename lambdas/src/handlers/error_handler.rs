@@ -1,0 +1,86 @@
+//! `error-handler`: the `crt_err` rule's event → the new certificate
+//! removed (if issued) → FAILED → a support notification with the thing,
+//! the rotation, the device's error and what was cleaned up.
+
+use rules::contracts::{Contract, Message, validate};
+use rules::rotation::Event;
+
+use super::{
+    HandlerError, IssueContext, Outcome, advance, contract_rejection, done, find_rotation, reject,
+    run_actions,
+};
+use crate::config::Config;
+use crate::ports::Ports;
+
+const FUNCTION: &str = "error-handler";
+
+/// Handles one `crt_err` rule event (raw JSON).
+///
+/// # Errors
+/// A [`HandlerError`] when a port call fails; the retry finishes the
+/// cleanup (FAILED rows owe it idempotently).
+pub async fn handle<P: Ports>(
+    ports: &P,
+    _cfg: &Config,
+    payload: &[u8],
+    now_ms: i64,
+) -> Result<Outcome, HandlerError> {
+    let event = match validate(Contract::CrtErrRuleEvent, payload) {
+        Ok(Message::CrtErrRuleEvent(e)) => e,
+        Ok(_) => {
+            return Ok(reject(
+                FUNCTION,
+                "invalid_payload",
+                "not a crt_err rule event",
+            ));
+        }
+        Err(e) => return Ok(contract_rejection(FUNCTION, &e)),
+    };
+    let thing = event.clientid.as_str();
+    if event.topic_client_id.as_str() != thing {
+        return Ok(reject(
+            FUNCTION,
+            "topic_client_id_mismatch",
+            format!(
+                "client {thing} published on the topic of {}",
+                event.topic_client_id.as_str()
+            ),
+        ));
+    }
+    let rotation_id = event.rotation_id.as_ref().map(|r| r.as_str());
+    let row = match find_rotation(ports, FUNCTION, thing, rotation_id).await? {
+        Ok(row) => row,
+        Err(outcome) => return Ok(outcome),
+    };
+    // The error must come over a certificate the device may keep: an error
+    // sent over the new certificate would have it deleted under the device.
+    if row.state.is_open() && row.state.new_certificate_id() == Some(event.principal.as_str()) {
+        return Ok(reject(
+            FUNCTION,
+            "error_on_new_certificate",
+            format!(
+                "crt_err for rotation {} arrived over the new certificate {}: the device holds it, nothing is removed",
+                row.rotation_id,
+                event.principal.as_str()
+            ),
+        ));
+    }
+    let error = event.error.as_str();
+    let device_error = Event::DeviceError {
+        error: error.to_owned(),
+        rotation_id: rotation_id.map(str::to_owned),
+        now_ms,
+    };
+    let (next, actions) = match advance(ports, FUNCTION, row, &device_error).await? {
+        Ok(t) => t,
+        Err(rejection) => return Ok(reject(FUNCTION, rejection.kind(), rejection.to_string())),
+    };
+    let ctx = IssueContext {
+        device_error: Some(error),
+    };
+    run_actions(ports, FUNCTION, &next, &actions, Some(&ctx)).await?;
+    Ok(done(
+        FUNCTION,
+        format!("rotation {} failed: {error}", next.rotation_id),
+    ))
+}

@@ -1,0 +1,224 @@
+//! `rotation-starter`: SQS batch of `rotation_work` → `ListPrincipalThings`
+//! → the rotation row (conditional create: an open rotation for the thing
+//! is not started twice) → `csr_req`. Expired certificates go to support.
+//! Failures are reported per message (`batchItemFailures`).
+
+use rules::contracts::{Contract, CsrReq, Message, RotationId, RotationWork, validate};
+use rules::rotation::{Rotation, RotationState};
+use rules::topic::{MessageKind, management_topic};
+use sha2::{Digest, Sha256};
+
+use super::{
+    HandlerError, Outcome, SupportNotice, all_things, contract_rejection, done, notify, port,
+    reject,
+};
+use crate::config::Config;
+use crate::events::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use crate::ports::{CertificateStatus, IotRegistry, Ports, Publisher, RotationStore};
+
+const FUNCTION: &str = "rotation-starter";
+
+/// What the starter did with a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// The response for Lambda: the messages to redeliver.
+    pub response: SqsBatchResponse,
+    /// Per message, in order: its id and what happened (`Err`: reported
+    /// as a batch item failure).
+    pub outcomes: Vec<(String, Result<Outcome, HandlerError>)>,
+}
+
+/// The deterministic rotation id of (thing, old certificate, audit task):
+/// a redelivered message names the same rotation.
+pub fn rotation_id(thing_name: &str, old_certificate_id: &str, task_id: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [thing_name, old_certificate_id, task_id] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let digest = hex::encode(h.finalize());
+    format!("r{}", &digest[..32])
+}
+
+/// Handles one SQS event (raw JSON). A malformed envelope is rejected
+/// (there is no message to redeliver).
+pub async fn handle<P: Ports>(
+    ports: &P,
+    cfg: &Config,
+    payload: &[u8],
+    now_ms: i64,
+) -> BatchOutcome {
+    let event: SqsEvent = match serde_json::from_slice(payload) {
+        Ok(e) => e,
+        Err(e) => {
+            let outcome = reject(
+                FUNCTION,
+                "malformed_payload",
+                format!("not an sqs event: {e}"),
+            );
+            return BatchOutcome {
+                response: SqsBatchResponse::default(),
+                outcomes: vec![(String::new(), Ok(outcome))],
+            };
+        }
+    };
+    let mut response = SqsBatchResponse::default();
+    let mut outcomes = Vec::with_capacity(event.records.len());
+    for record in &event.records {
+        let result = start_one(ports, cfg, record.body.as_bytes(), now_ms).await;
+        if let Err(e) = &result {
+            tracing::warn!(function = FUNCTION, message_id = %record.message_id, error = %e, "message failed");
+            response.batch_item_failures.push(BatchItemFailure {
+                item_identifier: record.message_id.clone(),
+            });
+        }
+        outcomes.push((record.message_id.clone(), result));
+    }
+    BatchOutcome { response, outcomes }
+}
+
+/// Handles one `rotation_work` message body.
+///
+/// # Errors
+/// A [`HandlerError`] when a port call fails (the message is redelivered).
+pub async fn start_one<P: Ports>(
+    ports: &P,
+    cfg: &Config,
+    body: &[u8],
+    now_ms: i64,
+) -> Result<Outcome, HandlerError> {
+    let work: RotationWork = match validate(Contract::RotationWork, body) {
+        Ok(Message::RotationWork(w)) => w,
+        Ok(_) => return Ok(reject(FUNCTION, "invalid_payload", "not rotation work")),
+        Err(e) => return Ok(contract_rejection(FUNCTION, &e)),
+    };
+    let old_id = work.certificate_id.as_str();
+    let cert = match ports.registry().describe_certificate(old_id).await {
+        Ok(c) => c,
+        Err(e) if e.is_not_found() => {
+            return Ok(reject(
+                FUNCTION,
+                "unknown_certificate",
+                format!("certificate {old_id} no longer exists"),
+            ));
+        }
+        Err(e) => {
+            return Err(HandlerError::Port {
+                function: FUNCTION,
+                source: e,
+            });
+        }
+    };
+    let things = all_things(ports, FUNCTION, &cert.certificate_arn).await?;
+    let expired = work.past_expiration || cert.not_after_ms <= now_ms;
+    let problem = if expired {
+        Some(("certificate_expired", "the certificate has expired and cannot connect: the device needs a new certificate by another way".to_owned()))
+    } else if cert.status != CertificateStatus::Active {
+        Some((
+            "certificate_not_active",
+            format!(
+                "the certificate is {}, the device cannot connect with it",
+                cert.status
+            ),
+        ))
+    } else if things.len() != 1 {
+        Some((
+            "not_one_thing",
+            format!(
+                "the certificate is attached to {} things, rotation needs exactly one",
+                things.len()
+            ),
+        ))
+    } else {
+        None
+    };
+    let thing = things.first().map(String::as_str);
+    if let Some((kind, detail)) = problem {
+        let notice = SupportNotice {
+            kind,
+            thing_name: thing,
+            rotation_id: None,
+            certificate_id: Some(old_id),
+            device_error: None,
+            detail: &detail,
+            cleaned_up: Vec::new(),
+        };
+        let subject = format!(
+            "fleetcert: cannot rotate certificate {}",
+            &old_id[..12.min(old_id.len())]
+        );
+        notify(ports, FUNCTION, &subject, &notice).await?;
+        return Ok(reject(
+            FUNCTION,
+            kind,
+            format!("certificate {old_id}: {detail}"),
+        ));
+    }
+    let Some(thing) = thing else {
+        return Ok(reject(FUNCTION, "not_one_thing", "no thing"));
+    };
+    let id = rotation_id(thing, old_id, &work.task_id);
+    let row = Rotation::requested(
+        &id,
+        thing,
+        old_id,
+        now_ms,
+        now_ms.saturating_add(cfg.rotation_deadline_ms),
+    );
+    match ports.store().create(&row).await {
+        Ok(()) => {}
+        Err(e) if e.is_condition_failed() => {
+            // A redelivery after the row was written: send csr_req again
+            // while it is still REQUESTED (the device answers once).
+            match ports.store().get(&id).await.map_err(port(FUNCTION))? {
+                Some(existing) if existing.state == RotationState::Requested => {
+                    publish_csr_req(ports, &existing).await?;
+                    return Ok(done(
+                        FUNCTION,
+                        format!("rotation {id} already requested; csr_req sent again"),
+                    ));
+                }
+                Some(existing) => {
+                    return Ok(reject(
+                        FUNCTION,
+                        "duplicate",
+                        format!("rotation {id} is already {}", existing.state),
+                    ));
+                }
+                None => {
+                    return Ok(reject(
+                        FUNCTION,
+                        "rotation_open",
+                        format!("thing {thing} already has an open rotation"),
+                    ));
+                }
+            }
+        }
+        Err(e) => {
+            return Err(HandlerError::Port {
+                function: FUNCTION,
+                source: e,
+            });
+        }
+    }
+    publish_csr_req(ports, &row).await?;
+    Ok(done(
+        FUNCTION,
+        format!("rotation {id} requested for thing {thing}"),
+    ))
+}
+
+async fn publish_csr_req<P: Ports>(ports: &P, row: &Rotation) -> Result<(), HandlerError> {
+    let request = CsrReq {
+        rotation_id: RotationId::new(row.rotation_id.clone()).ok(),
+        key_algorithm: None,
+        deadline: u64::try_from(row.deadline_ms).ok(),
+    };
+    let payload = serde_json::to_vec(&request).unwrap_or_else(|_| b"{}".to_vec());
+    let topic = management_topic(&row.thing_name, MessageKind::CsrReq);
+    ports
+        .publisher()
+        .publish(&topic, &payload, 1)
+        .await
+        .map_err(port(FUNCTION))
+}

@@ -1,0 +1,700 @@
+//! The in-memory AWS IoT registry: certificates (issued for real by an
+//! in-memory root CA), things, policies, attachments, CA certificates for
+//! JITR, and Device Defender findings.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use rules::contracts::AuditFinding;
+use rules::csr::KeyAlgorithm;
+use tokio::sync::broadcast;
+
+use super::{Instruments, lock};
+use crate::ports::{
+    CaCertificateDescription, CertificateDescription, CertificateStatus, CreatedCertificate,
+    IotRegistry, Operation, Page, PortError, PortResult, ThingDescription,
+};
+
+const ARN_PREFIX: &str = "arn:aws:iot:us-east-1:123456789012:";
+/// Default validity of an issued certificate: 365 days.
+const DEFAULT_VALIDITY_MS: i64 = 365 * 24 * 60 * 60 * 1000;
+/// Default `ListAuditFindings` page size (the API's maximum).
+const DEFAULT_FINDINGS_PAGE: usize = 250;
+/// Page size of the other listings (AWS's default).
+const LIST_PAGE: usize = 25;
+
+/// A certificate's status changed (the emulator closes the connections of a
+/// certificate that is no longer ACTIVE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    /// The certificate.
+    pub certificate_id: String,
+    /// Its new status; `None`: deleted.
+    pub status: Option<CertificateStatus>,
+}
+
+/// Everything the registry holds about one certificate, for assertions and
+/// the emulator's connection checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateSnapshot {
+    /// The id.
+    pub certificate_id: String,
+    /// The ARN.
+    pub certificate_arn: String,
+    /// The status.
+    pub status: CertificateStatus,
+    /// The PEM.
+    pub certificate_pem: String,
+    /// The registering CA (JITR).
+    pub ca_certificate_id: Option<String>,
+    /// Attached policy names.
+    pub policies: BTreeSet<String>,
+    /// Attached thing names.
+    pub things: BTreeSet<String>,
+    /// Validity start (ms).
+    pub not_before_ms: i64,
+    /// Validity end (ms).
+    pub not_after_ms: i64,
+}
+
+/// A CA registered with [`MemoryRegistry::register_ca_certificate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaHandle {
+    /// Its id.
+    pub ca_certificate_id: String,
+}
+
+struct CaRecord {
+    status: String,
+    auto_registration_status: String,
+    pem: String,
+}
+
+struct State {
+    certificates: BTreeMap<String, CertificateSnapshot>,
+    things: BTreeSet<String>,
+    policies: BTreeSet<String>,
+    cas: BTreeMap<String, CaRecord>,
+    findings: BTreeMap<(String, String), Vec<AuditFinding>>,
+    findings_page: usize,
+    now_ms: i64,
+    validity_ms: i64,
+    serial: u64,
+}
+
+struct RootCa {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+/// The in-memory registry. Clones share state.
+#[derive(Clone)]
+pub struct MemoryRegistry {
+    instruments: Arc<Instruments>,
+    state: Arc<Mutex<State>>,
+    root: Arc<RootCa>,
+    status_tx: broadcast::Sender<StatusChange>,
+}
+
+impl std::fmt::Debug for MemoryRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = lock(&self.state);
+        f.debug_struct("MemoryRegistry")
+            .field("certificates", &state.certificates.len())
+            .field("things", &state.things.len())
+            .field("policies", &state.policies)
+            .finish_non_exhaustive()
+    }
+}
+
+fn cert_arn(id: &str) -> String {
+    format!("{ARN_PREFIX}cert/{id}")
+}
+
+fn thing_arn(name: &str) -> String {
+    format!("{ARN_PREFIX}thing/{name}")
+}
+
+fn root_ca() -> RootCa {
+    // Fixed inputs, generated at run time: cannot fail.
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap_or_else(|e| panic!("generating the in-memory root ca key: {e}"));
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "fleetcert in-memory Amazon Root CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let cert = params
+        .self_signed(&key)
+        .unwrap_or_else(|e| panic!("self-signing the in-memory root ca: {e}"));
+    RootCa {
+        pem: cert.pem(),
+        issuer: Issuer::new(params, key),
+    }
+}
+
+impl MemoryRegistry {
+    /// An empty registry sharing `instruments`, with a fresh root CA.
+    pub fn new(instruments: Arc<Instruments>) -> Self {
+        let (status_tx, _) = broadcast::channel(1024);
+        Self {
+            instruments,
+            state: Arc::new(Mutex::new(State {
+                certificates: BTreeMap::new(),
+                things: BTreeSet::new(),
+                policies: BTreeSet::new(),
+                cas: BTreeMap::new(),
+                findings: BTreeMap::new(),
+                findings_page: DEFAULT_FINDINGS_PAGE,
+                now_ms: 1_767_225_600_000, // 2026-01-01T00:00:00Z
+                validity_ms: DEFAULT_VALIDITY_MS,
+                serial: 0,
+            })),
+            root: Arc::new(root_ca()),
+            status_tx,
+        }
+    }
+
+    /// The root CA that signs [`IotRegistry::create_certificate_from_csr`]'s
+    /// certificates, in PEM form (devices trust it as the server does).
+    pub fn root_ca_pem(&self) -> &str {
+        &self.root.pem
+    }
+
+    /// Sets the registry's clock (validity of issued certificates).
+    pub fn set_now_ms(&self, now_ms: i64) {
+        lock(&self.state).now_ms = now_ms;
+    }
+
+    /// Sets the validity of certificates issued from now on.
+    pub fn set_validity_ms(&self, validity_ms: i64) {
+        lock(&self.state).validity_ms = validity_ms.max(1);
+    }
+
+    /// Status changes from now on.
+    pub fn subscribe_status(&self) -> broadcast::Receiver<StatusChange> {
+        self.status_tx.subscribe()
+    }
+
+    /// Creates an IoT policy (its document is the emulator's business).
+    pub fn create_policy(&self, name: &str) {
+        lock(&self.state).policies.insert(name.to_owned());
+    }
+
+    /// Creates a thing without counting a call.
+    pub fn add_thing(&self, name: &str) {
+        lock(&self.state).things.insert(name.to_owned());
+    }
+
+    /// Whether the thing exists.
+    pub fn has_thing(&self, name: &str) -> bool {
+        lock(&self.state).things.contains(name)
+    }
+
+    /// Registers a CA certificate (`RegisterCACertificate`), ACTIVE with
+    /// auto-registration on, and returns its id.
+    ///
+    /// # Errors
+    /// [`PortError::Invalid`] when `pem` is not a certificate.
+    pub fn register_ca_certificate(&self, pem: &str) -> PortResult<CaHandle> {
+        let id = rules::csr::certificate_id(pem).map_err(|e| PortError::Invalid {
+            operation: Operation::DescribeCaCertificate,
+            message: e.to_string(),
+        })?;
+        lock(&self.state).cas.insert(
+            id.clone(),
+            CaRecord {
+                status: "ACTIVE".to_owned(),
+                auto_registration_status: "ENABLE".to_owned(),
+                pem: pem.to_owned(),
+            },
+        );
+        Ok(CaHandle {
+            ca_certificate_id: id,
+        })
+    }
+
+    /// Sets a CA's status (`ACTIVE`/`INACTIVE`) and auto-registration
+    /// (`ENABLE`/`DISABLE`); false when the CA is unknown.
+    pub fn set_ca_status(
+        &self,
+        ca_certificate_id: &str,
+        status: &str,
+        auto_registration: &str,
+    ) -> bool {
+        let mut state = lock(&self.state);
+        match state.cas.get_mut(ca_certificate_id) {
+            Some(ca) => {
+                ca.status = status.to_owned();
+                ca.auto_registration_status = auto_registration.to_owned();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// JITR auto-registration: a device certificate signed by a registered,
+    /// ACTIVE, auto-registering CA is registered PENDING_ACTIVATION with its
+    /// CA id (idempotent). Returns the certificate id.
+    ///
+    /// # Errors
+    /// [`PortError::Invalid`] when the PEM does not parse or no registered
+    /// CA with auto-registration on signed it.
+    pub fn auto_register(&self, pem: &str) -> PortResult<String> {
+        let invalid = |message: String| PortError::Invalid {
+            operation: Operation::DescribeCertificate,
+            message,
+        };
+        let info = rules::csr::inspect_certificate(pem).map_err(|e| invalid(e.to_string()))?;
+        let mut state = lock(&self.state);
+        if state.certificates.contains_key(&info.certificate_id) {
+            return Ok(info.certificate_id);
+        }
+        let ca_id = state
+            .cas
+            .iter()
+            .find(|(_, ca)| {
+                ca.status == "ACTIVE"
+                    && ca.auto_registration_status == "ENABLE"
+                    && rules::csr::verify_issued_by(pem, &ca.pem).is_ok()
+            })
+            .map(|(id, _)| id.clone())
+            .ok_or_else(|| {
+                invalid("no registered ca with auto-registration signed it".to_owned())
+            })?;
+        state.certificates.insert(
+            info.certificate_id.clone(),
+            CertificateSnapshot {
+                certificate_id: info.certificate_id.clone(),
+                certificate_arn: cert_arn(&info.certificate_id),
+                status: CertificateStatus::PendingActivation,
+                certificate_pem: pem.to_owned(),
+                ca_certificate_id: Some(ca_id),
+                policies: BTreeSet::new(),
+                things: BTreeSet::new(),
+                not_before_ms: i64::try_from(info.not_before_ms).unwrap_or(i64::MAX),
+                not_after_ms: i64::try_from(info.not_after_ms).unwrap_or(i64::MAX),
+            },
+        );
+        Ok(info.certificate_id)
+    }
+
+    /// Stores the findings `ListAuditFindings(task_id, check_name)` returns.
+    pub fn set_audit_findings(&self, task_id: &str, check_name: &str, findings: Vec<AuditFinding>) {
+        lock(&self.state)
+            .findings
+            .insert((task_id.to_owned(), check_name.to_owned()), findings);
+    }
+
+    /// Sets the `ListAuditFindings` page size (default 250).
+    pub fn set_findings_page_size(&self, size: usize) {
+        lock(&self.state).findings_page = size.max(1);
+    }
+
+    /// One certificate, as stored (no call counted).
+    pub fn certificate(&self, certificate_id: &str) -> Option<CertificateSnapshot> {
+        lock(&self.state).certificates.get(certificate_id).cloned()
+    }
+
+    /// Every certificate (no call counted).
+    pub fn certificates(&self) -> Vec<CertificateSnapshot> {
+        lock(&self.state).certificates.values().cloned().collect()
+    }
+
+    /// The certificates attached to `thing_name` (no call counted).
+    pub fn certificates_of_thing(&self, thing_name: &str) -> Vec<CertificateSnapshot> {
+        lock(&self.state)
+            .certificates
+            .values()
+            .filter(|c| c.things.contains(thing_name))
+            .cloned()
+            .collect()
+    }
+
+    fn set_status(state: &mut State, id: &str, status: CertificateStatus) -> PortResult<bool> {
+        let cert = state
+            .certificates
+            .get_mut(id)
+            .ok_or_else(|| not_found(Operation::UpdateCertificate, "certificate", id))?;
+        let changed = cert.status != status;
+        cert.status = status;
+        Ok(changed)
+    }
+
+    fn cert_by_arn<'a>(
+        state: &'a mut State,
+        operation: Operation,
+        arn: &str,
+    ) -> PortResult<&'a mut CertificateSnapshot> {
+        let id = arn
+            .rsplit_once(":cert/")
+            .map(|(_, id)| id)
+            .ok_or_else(|| PortError::Invalid {
+                operation,
+                message: format!("{arn} is not a certificate arn"),
+            })?;
+        state
+            .certificates
+            .get_mut(id)
+            .ok_or_else(|| not_found(operation, "certificate", id))
+    }
+
+    fn issue(&self, csr_pem: &str) -> PortResult<(String, String, i64, i64)> {
+        let invalid = |message: String| PortError::Invalid {
+            operation: Operation::CreateCertificateFromCsr,
+            message,
+        };
+        let info = rules::csr::inspect_csr(csr_pem).map_err(|e| invalid(e.to_string()))?;
+        match info.key {
+            KeyAlgorithm::Rsa { bits } if bits >= 2048 => {}
+            KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384 => {}
+            other => return Err(invalid(format!("key {other} is not accepted"))),
+        }
+        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| invalid(format!("csr: {e}")))?;
+        let (serial, now_ms, validity_ms) = {
+            let mut state = lock(&self.state);
+            state.serial += 1;
+            (state.serial, state.now_ms, state.validity_ms)
+        };
+        let not_after_ms = now_ms.saturating_add(validity_ms);
+        csr.params.serial_number = Some(SerialNumber::from_slice(&serial.to_be_bytes()));
+        csr.params.not_before = to_time(now_ms).map_err(invalid)?;
+        csr.params.not_after = to_time(not_after_ms).map_err(invalid)?;
+        csr.params.is_ca = IsCa::ExplicitNoCa;
+        let cert = csr
+            .signed_by(&self.root.issuer)
+            .map_err(|e| invalid(format!("signing: {e}")))?;
+        let pem = cert.pem();
+        let id = rules::csr::certificate_id(&pem).map_err(|e| invalid(e.to_string()))?;
+        // Second precision in X.509 validity.
+        Ok((
+            id,
+            pem,
+            now_ms - now_ms % 1000,
+            not_after_ms - not_after_ms % 1000,
+        ))
+    }
+
+    fn notify_status(&self, certificate_id: &str, status: Option<CertificateStatus>) {
+        // No subscriber is fine.
+        let _ = self.status_tx.send(StatusChange {
+            certificate_id: certificate_id.to_owned(),
+            status,
+        });
+    }
+}
+
+fn to_time(ms: i64) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .map_err(|e| format!("time {ms} ms is out of range: {e}"))
+}
+
+fn not_found(operation: Operation, what: &str, name: &str) -> PortError {
+    PortError::NotFound {
+        operation,
+        message: format!("{what} {name} does not exist"),
+    }
+}
+
+fn page_of<T: Clone>(
+    operation: Operation,
+    items: &[T],
+    next_token: Option<String>,
+    size: usize,
+) -> PortResult<Page<T>> {
+    let start = match next_token {
+        None => 0,
+        Some(t) => t.parse::<usize>().map_err(|_| PortError::Invalid {
+            operation,
+            message: format!("next token {t:?} is not valid"),
+        })?,
+    };
+    let end = start.saturating_add(size).min(items.len());
+    let page = items.get(start..end).unwrap_or_default().to_vec();
+    Ok(Page {
+        items: page,
+        next_token: (end < items.len()).then(|| end.to_string()),
+    })
+}
+
+impl IotRegistry for MemoryRegistry {
+    async fn describe_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> PortResult<CertificateDescription> {
+        let after = self.instruments.enter(Operation::DescribeCertificate)?;
+        let state = lock(&self.state);
+        let cert = state.certificates.get(certificate_id).ok_or_else(|| {
+            not_found(
+                Operation::DescribeCertificate,
+                "certificate",
+                certificate_id,
+            )
+        })?;
+        after.finish(Ok(CertificateDescription {
+            certificate_id: cert.certificate_id.clone(),
+            certificate_arn: cert.certificate_arn.clone(),
+            status: cert.status.clone(),
+            certificate_pem: cert.certificate_pem.clone(),
+            ca_certificate_id: cert.ca_certificate_id.clone(),
+            not_before_ms: cert.not_before_ms,
+            not_after_ms: cert.not_after_ms,
+        }))
+    }
+
+    async fn create_certificate_from_csr(
+        &self,
+        csr_pem: &str,
+        set_as_active: bool,
+    ) -> PortResult<CreatedCertificate> {
+        let after = self
+            .instruments
+            .enter(Operation::CreateCertificateFromCsr)?;
+        let (id, pem, not_before_ms, not_after_ms) = self.issue(csr_pem)?;
+        let status = if set_as_active {
+            CertificateStatus::Active
+        } else {
+            CertificateStatus::Inactive
+        };
+        lock(&self.state).certificates.insert(
+            id.clone(),
+            CertificateSnapshot {
+                certificate_id: id.clone(),
+                certificate_arn: cert_arn(&id),
+                status: status.clone(),
+                certificate_pem: pem.clone(),
+                ca_certificate_id: None,
+                policies: BTreeSet::new(),
+                things: BTreeSet::new(),
+                not_before_ms,
+                not_after_ms,
+            },
+        );
+        self.notify_status(&id, Some(status));
+        after.finish(Ok(CreatedCertificate {
+            certificate_arn: cert_arn(&id),
+            certificate_id: id,
+            certificate_pem: pem,
+        }))
+    }
+
+    async fn update_certificate(
+        &self,
+        certificate_id: &str,
+        status: CertificateStatus,
+    ) -> PortResult<()> {
+        let after = self.instruments.enter(Operation::UpdateCertificate)?;
+        if !matches!(
+            status,
+            CertificateStatus::Active | CertificateStatus::Inactive | CertificateStatus::Revoked
+        ) {
+            return Err(PortError::Invalid {
+                operation: Operation::UpdateCertificate,
+                message: format!("status {status} cannot be set"),
+            });
+        }
+        let changed = {
+            let mut state = lock(&self.state);
+            if let Some(cert) = state.certificates.get(certificate_id)
+                && cert.status == CertificateStatus::Revoked
+                && status == CertificateStatus::Active
+            {
+                return Err(PortError::Conflict {
+                    operation: Operation::UpdateCertificate,
+                    message: format!("certificate {certificate_id} is REVOKED"),
+                });
+            }
+            Self::set_status(&mut state, certificate_id, status.clone())?
+        };
+        if changed {
+            self.notify_status(certificate_id, Some(status));
+        }
+        after.finish(Ok(()))
+    }
+
+    async fn delete_certificate(&self, certificate_id: &str) -> PortResult<()> {
+        let after = self.instruments.enter(Operation::DeleteCertificate)?;
+        {
+            let mut state = lock(&self.state);
+            let cert = state.certificates.get(certificate_id).ok_or_else(|| {
+                not_found(Operation::DeleteCertificate, "certificate", certificate_id)
+            })?;
+            let conflict = |message: String| PortError::Conflict {
+                operation: Operation::DeleteCertificate,
+                message,
+            };
+            if cert.status == CertificateStatus::Active {
+                return Err(conflict(format!("certificate {certificate_id} is ACTIVE")));
+            }
+            if !cert.policies.is_empty() || !cert.things.is_empty() {
+                return Err(conflict(format!(
+                    "certificate {certificate_id} is still attached to {} policies and {} things",
+                    cert.policies.len(),
+                    cert.things.len()
+                )));
+            }
+            state.certificates.remove(certificate_id);
+        }
+        self.notify_status(certificate_id, None);
+        after.finish(Ok(()))
+    }
+
+    async fn list_attached_policies(
+        &self,
+        target_arn: &str,
+        next_token: Option<String>,
+    ) -> PortResult<Page<String>> {
+        let op = Operation::ListAttachedPolicies;
+        let after = self.instruments.enter(op)?;
+        let mut state = lock(&self.state);
+        let policies: Vec<String> = Self::cert_by_arn(&mut state, op, target_arn)?
+            .policies
+            .iter()
+            .cloned()
+            .collect();
+        after.finish(page_of(op, &policies, next_token, LIST_PAGE))
+    }
+
+    async fn attach_policy(&self, policy_name: &str, target_arn: &str) -> PortResult<()> {
+        let op = Operation::AttachPolicy;
+        let after = self.instruments.enter(op)?;
+        let mut state = lock(&self.state);
+        if !state.policies.contains(policy_name) {
+            return Err(not_found(op, "policy", policy_name));
+        }
+        Self::cert_by_arn(&mut state, op, target_arn)?
+            .policies
+            .insert(policy_name.to_owned());
+        after.finish(Ok(()))
+    }
+
+    async fn detach_policy(&self, policy_name: &str, target_arn: &str) -> PortResult<()> {
+        let op = Operation::DetachPolicy;
+        let after = self.instruments.enter(op)?;
+        let mut state = lock(&self.state);
+        Self::cert_by_arn(&mut state, op, target_arn)?
+            .policies
+            .remove(policy_name);
+        after.finish(Ok(()))
+    }
+
+    async fn list_principal_things(
+        &self,
+        principal_arn: &str,
+        next_token: Option<String>,
+    ) -> PortResult<Page<String>> {
+        let op = Operation::ListPrincipalThings;
+        let after = self.instruments.enter(op)?;
+        let mut state = lock(&self.state);
+        let things: Vec<String> = Self::cert_by_arn(&mut state, op, principal_arn)?
+            .things
+            .iter()
+            .cloned()
+            .collect();
+        after.finish(page_of(op, &things, next_token, LIST_PAGE))
+    }
+
+    async fn attach_thing_principal(
+        &self,
+        thing_name: &str,
+        principal_arn: &str,
+    ) -> PortResult<()> {
+        let op = Operation::AttachThingPrincipal;
+        let after = self.instruments.enter(op)?;
+        let mut state = lock(&self.state);
+        if !state.things.contains(thing_name) {
+            return Err(not_found(op, "thing", thing_name));
+        }
+        Self::cert_by_arn(&mut state, op, principal_arn)?
+            .things
+            .insert(thing_name.to_owned());
+        after.finish(Ok(()))
+    }
+
+    async fn detach_thing_principal(
+        &self,
+        thing_name: &str,
+        principal_arn: &str,
+    ) -> PortResult<()> {
+        let op = Operation::DetachThingPrincipal;
+        let after = self.instruments.enter(op)?;
+        let mut state = lock(&self.state);
+        if !state.things.contains(thing_name) {
+            return Err(not_found(op, "thing", thing_name));
+        }
+        Self::cert_by_arn(&mut state, op, principal_arn)?
+            .things
+            .remove(thing_name);
+        after.finish(Ok(()))
+    }
+
+    async fn describe_thing(&self, thing_name: &str) -> PortResult<ThingDescription> {
+        let op = Operation::DescribeThing;
+        let after = self.instruments.enter(op)?;
+        if !lock(&self.state).things.contains(thing_name) {
+            return Err(not_found(op, "thing", thing_name));
+        }
+        after.finish(Ok(ThingDescription {
+            thing_name: thing_name.to_owned(),
+            thing_arn: thing_arn(thing_name),
+        }))
+    }
+
+    async fn create_thing(&self, thing_name: &str) -> PortResult<ThingDescription> {
+        let op = Operation::CreateThing;
+        let after = self.instruments.enter(op)?;
+        if rules::jitr::validate_thing_name(thing_name).is_err() {
+            return Err(PortError::Invalid {
+                operation: op,
+                message: format!("{thing_name:?} is not a valid thing name"),
+            });
+        }
+        lock(&self.state).things.insert(thing_name.to_owned());
+        after.finish(Ok(ThingDescription {
+            thing_name: thing_name.to_owned(),
+            thing_arn: thing_arn(thing_name),
+        }))
+    }
+
+    async fn describe_ca_certificate(
+        &self,
+        ca_certificate_id: &str,
+    ) -> PortResult<CaCertificateDescription> {
+        let op = Operation::DescribeCaCertificate;
+        let after = self.instruments.enter(op)?;
+        let state = lock(&self.state);
+        let ca = state
+            .cas
+            .get(ca_certificate_id)
+            .ok_or_else(|| not_found(op, "ca certificate", ca_certificate_id))?;
+        after.finish(Ok(CaCertificateDescription {
+            ca_certificate_id: ca_certificate_id.to_owned(),
+            status: ca.status.clone(),
+            auto_registration_status: ca.auto_registration_status.clone(),
+            certificate_pem: ca.pem.clone(),
+        }))
+    }
+
+    async fn list_audit_findings(
+        &self,
+        task_id: &str,
+        check_name: &str,
+        next_token: Option<String>,
+    ) -> PortResult<Page<AuditFinding>> {
+        let op = Operation::ListAuditFindings;
+        let after = self.instruments.enter(op)?;
+        let state = lock(&self.state);
+        let empty = Vec::new();
+        let findings = state
+            .findings
+            .get(&(task_id.to_owned(), check_name.to_owned()))
+            .unwrap_or(&empty);
+        after.finish(page_of(op, findings, next_token, state.findings_page))
+    }
+}

@@ -1,0 +1,773 @@
+//! The ports the handlers are written against: the AWS IoT registry, MQTT
+//! publishing (iot-data), rotation state, support notifications and the
+//! rotation work queue.
+//!
+//! No AWS SDK type appears here. The AWS adapters (`lambdas::aws`, feature
+//! `aws`) and the in-memory adapters ([`crate::memory`]) implement these
+//! traits; the handlers are generic over [`Ports`] and never see which.
+//!
+//! Every method returns a `Send` future so that a handler can be spawned on
+//! a multi-threaded tokio runtime. Implementations may write `async fn`.
+//! Paginated AWS APIs are exposed one page at a time ([`Page`]) so that no
+//! handler has to hold a fleet in memory.
+
+use std::fmt;
+use std::future::Future;
+
+use rules::contracts::AuditFinding;
+use rules::rotation::Rotation;
+
+/// The result of a port call.
+pub type PortResult<T> = Result<T, PortError>;
+
+/// One AWS API operation a port calls, named as AWS names it. Used in
+/// errors, for fault injection and call counting in [`crate::memory`], by
+/// the AWS adapters' rate limiter (one bucket per operation), and to list
+/// what each function calls ([`Operation::service`] and
+/// [`Operation::api_name`] give the IAM action, e.g. `iot:AttachPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Operation {
+    /// `iot:DescribeCertificate`.
+    DescribeCertificate,
+    /// `iot:CreateCertificateFromCsr` (not idempotent).
+    CreateCertificateFromCsr,
+    /// `iot:UpdateCertificate`.
+    UpdateCertificate,
+    /// `iot:DeleteCertificate`.
+    DeleteCertificate,
+    /// `iot:ListAttachedPolicies`.
+    ListAttachedPolicies,
+    /// `iot:AttachPolicy`.
+    AttachPolicy,
+    /// `iot:DetachPolicy`.
+    DetachPolicy,
+    /// `iot:ListPrincipalThings`.
+    ListPrincipalThings,
+    /// `iot:AttachThingPrincipal`.
+    AttachThingPrincipal,
+    /// `iot:DetachThingPrincipal`.
+    DetachThingPrincipal,
+    /// `iot:DescribeThing`.
+    DescribeThing,
+    /// `iot:CreateThing`.
+    CreateThing,
+    /// `iot:DescribeCACertificate`.
+    DescribeCaCertificate,
+    /// `iot:ListAuditFindings` (Device Defender).
+    ListAuditFindings,
+    /// `iot:Publish` (iot-data).
+    Publish,
+    /// [`RotationStore::create`]: a conditional `dynamodb:PutItem`.
+    CreateRotation,
+    /// [`RotationStore::get`]: `dynamodb:GetItem`.
+    GetRotation,
+    /// [`RotationStore::latest_for_thing`]: `dynamodb:GetItem` of the thing's
+    /// pointer row (or a query), as the adapter stores it.
+    LatestRotationForThing,
+    /// [`RotationStore::update`]: a conditional `dynamodb:UpdateItem` / `PutItem`.
+    UpdateRotation,
+    /// [`RotationStore::open_due`]: `dynamodb:Scan` / `Query`.
+    ListDueRotations,
+    /// [`Notifier::notify`]: `sns:Publish`.
+    NotifySupport,
+    /// [`WorkQueue::send_batch`]: `sqs:SendMessageBatch` (IAM action `sqs:SendMessage`).
+    SendMessageBatch,
+}
+
+impl Operation {
+    /// Every operation.
+    pub const ALL: [Operation; 22] = [
+        Operation::DescribeCertificate,
+        Operation::CreateCertificateFromCsr,
+        Operation::UpdateCertificate,
+        Operation::DeleteCertificate,
+        Operation::ListAttachedPolicies,
+        Operation::AttachPolicy,
+        Operation::DetachPolicy,
+        Operation::ListPrincipalThings,
+        Operation::AttachThingPrincipal,
+        Operation::DetachThingPrincipal,
+        Operation::DescribeThing,
+        Operation::CreateThing,
+        Operation::DescribeCaCertificate,
+        Operation::ListAuditFindings,
+        Operation::Publish,
+        Operation::CreateRotation,
+        Operation::GetRotation,
+        Operation::LatestRotationForThing,
+        Operation::UpdateRotation,
+        Operation::ListDueRotations,
+        Operation::NotifySupport,
+        Operation::SendMessageBatch,
+    ];
+
+    /// The operation's name: the AWS API name for AWS calls
+    /// (`CreateCertificateFromCsr`), the port method for the rotation store
+    /// (`CreateRotation`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::DescribeCertificate => "DescribeCertificate",
+            Self::CreateCertificateFromCsr => "CreateCertificateFromCsr",
+            Self::UpdateCertificate => "UpdateCertificate",
+            Self::DeleteCertificate => "DeleteCertificate",
+            Self::ListAttachedPolicies => "ListAttachedPolicies",
+            Self::AttachPolicy => "AttachPolicy",
+            Self::DetachPolicy => "DetachPolicy",
+            Self::ListPrincipalThings => "ListPrincipalThings",
+            Self::AttachThingPrincipal => "AttachThingPrincipal",
+            Self::DetachThingPrincipal => "DetachThingPrincipal",
+            Self::DescribeThing => "DescribeThing",
+            Self::CreateThing => "CreateThing",
+            Self::DescribeCaCertificate => "DescribeCACertificate",
+            Self::ListAuditFindings => "ListAuditFindings",
+            Self::Publish => "Publish",
+            Self::CreateRotation => "CreateRotation",
+            Self::GetRotation => "GetRotation",
+            Self::LatestRotationForThing => "LatestRotationForThing",
+            Self::UpdateRotation => "UpdateRotation",
+            Self::ListDueRotations => "ListDueRotations",
+            Self::NotifySupport => "NotifySupport",
+            Self::SendMessageBatch => "SendMessageBatch",
+        }
+    }
+
+    /// The port the operation belongs to.
+    pub const fn port(self) -> PortKind {
+        match self {
+            Self::Publish => PortKind::Publisher,
+            Self::CreateRotation
+            | Self::GetRotation
+            | Self::LatestRotationForThing
+            | Self::UpdateRotation
+            | Self::ListDueRotations => PortKind::RotationStore,
+            Self::NotifySupport => PortKind::Notifier,
+            Self::SendMessageBatch => PortKind::WorkQueue,
+            _ => PortKind::Registry,
+        }
+    }
+
+    /// The operation with this [`name`](Self::name).
+    pub fn from_name(name: &str) -> Option<Operation> {
+        Self::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// AWS's published default rate quota in requests per second for the
+    /// IoT control-plane operations DESIGN.md lists (`None`: not a listed
+    /// IoT quota; the adapters pick their own).
+    pub const fn default_quota_per_second(self) -> Option<u32> {
+        match self {
+            Self::CreateCertificateFromCsr => Some(15),
+            Self::UpdateCertificate
+            | Self::DeleteCertificate
+            | Self::DescribeCertificate
+            | Self::ListPrincipalThings => Some(10),
+            Self::AttachPolicy
+            | Self::DetachPolicy
+            | Self::ListAttachedPolicies
+            | Self::AttachThingPrincipal => Some(15),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which of the five ports an [`Operation`] belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PortKind {
+    /// [`IotRegistry`].
+    Registry,
+    /// [`Publisher`].
+    Publisher,
+    /// [`RotationStore`].
+    RotationStore,
+    /// [`Notifier`].
+    Notifier,
+    /// [`WorkQueue`].
+    WorkQueue,
+}
+
+/// A failed port call, classified for the handlers: retryable errors
+/// ([`PortError::is_retryable`]) fail the invocation so Lambda retries it;
+/// the others are answered by the handler.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PortError {
+    /// The service throttled the call (after the adapter's own retries).
+    #[error("{operation} was throttled: {message}")]
+    Throttled {
+        /// The operation.
+        operation: Operation,
+        /// What the service said.
+        message: String,
+    },
+    /// A 5xx, a timeout or a dropped connection.
+    #[error("{operation} failed transiently: {message}")]
+    Transient {
+        /// The operation.
+        operation: Operation,
+        /// What went wrong.
+        message: String,
+    },
+    /// The resource does not exist (`ResourceNotFoundException`).
+    #[error("{operation}: not found: {message}")]
+    NotFound {
+        /// The operation.
+        operation: Operation,
+        /// What was not found.
+        message: String,
+    },
+    /// A conditional write found the row changed since it was read, or a
+    /// conditional create found the row (or an open rotation) already there.
+    #[error("{operation}: condition failed: {message}")]
+    ConditionFailed {
+        /// The operation.
+        operation: Operation,
+        /// Which condition.
+        message: String,
+    },
+    /// The request conflicts with the resource's state, e.g. deleting a
+    /// certificate that is ACTIVE or still attached
+    /// (`DeleteConflictException`, `CertificateStateException`).
+    #[error("{operation}: conflict: {message}")]
+    Conflict {
+        /// The operation.
+        operation: Operation,
+        /// What conflicts.
+        message: String,
+    },
+    /// The request was refused as invalid (`InvalidRequestException`, a
+    /// CSR the service does not accept, ...).
+    #[error("{operation}: invalid request: {message}")]
+    Invalid {
+        /// The operation.
+        operation: Operation,
+        /// Why.
+        message: String,
+    },
+    /// Anything else (access denied, an unexpected response, ...).
+    #[error("{operation} failed: {message}")]
+    Other {
+        /// The operation.
+        operation: Operation,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl PortError {
+    /// The operation that failed.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Self::Throttled { operation, .. }
+            | Self::Transient { operation, .. }
+            | Self::NotFound { operation, .. }
+            | Self::ConditionFailed { operation, .. }
+            | Self::Conflict { operation, .. }
+            | Self::Invalid { operation, .. }
+            | Self::Other { operation, .. } => *operation,
+        }
+    }
+
+    /// The message without the operation.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Throttled { message, .. }
+            | Self::Transient { message, .. }
+            | Self::NotFound { message, .. }
+            | Self::ConditionFailed { message, .. }
+            | Self::Conflict { message, .. }
+            | Self::Invalid { message, .. }
+            | Self::Other { message, .. } => message,
+        }
+    }
+
+    /// Whether trying the same call again may succeed: throttling and
+    /// transient failures.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled { .. } | Self::Transient { .. })
+    }
+
+    /// A stable snake_case code for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Throttled { .. } => "throttled",
+            Self::Transient { .. } => "transient",
+            Self::NotFound { .. } => "not_found",
+            Self::ConditionFailed { .. } => "condition_failed",
+            Self::Conflict { .. } => "conflict",
+            Self::Invalid { .. } => "invalid",
+            Self::Other { .. } => "other",
+        }
+    }
+
+    /// Whether this is [`PortError::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound { .. })
+    }
+
+    /// Whether this is [`PortError::ConditionFailed`].
+    pub fn is_condition_failed(&self) -> bool {
+        matches!(self, Self::ConditionFailed { .. })
+    }
+}
+
+/// One page of a paginated listing. `next_token` is `None` on the last page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The page's items.
+    pub items: Vec<T>,
+    /// Pass to the next call to get the next page; `None`: no more pages.
+    pub next_token: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// The last page, holding `items`.
+    pub fn last(items: Vec<T>) -> Self {
+        Self {
+            items,
+            next_token: None,
+        }
+    }
+}
+
+/// A certificate status as AWS IoT names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CertificateStatus {
+    /// `ACTIVE`: may connect.
+    Active,
+    /// `INACTIVE`.
+    Inactive,
+    /// `REVOKED`.
+    Revoked,
+    /// `PENDING_TRANSFER`.
+    PendingTransfer,
+    /// `REGISTER_INACTIVE`.
+    RegisterInactive,
+    /// `PENDING_ACTIVATION`: JITR auto-registered, not yet activated.
+    PendingActivation,
+    /// A status fleetcert does not know, as AWS sent it.
+    Other(String),
+}
+
+impl CertificateStatus {
+    /// The AWS spelling, e.g. `PENDING_ACTIVATION`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Inactive => "INACTIVE",
+            Self::Revoked => "REVOKED",
+            Self::PendingTransfer => "PENDING_TRANSFER",
+            Self::RegisterInactive => "REGISTER_INACTIVE",
+            Self::PendingActivation => "PENDING_ACTIVATION",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for CertificateStatus {
+    fn from(s: &str) -> Self {
+        match s {
+            "ACTIVE" => Self::Active,
+            "INACTIVE" => Self::Inactive,
+            "REVOKED" => Self::Revoked,
+            "PENDING_TRANSFER" => Self::PendingTransfer,
+            "REGISTER_INACTIVE" => Self::RegisterInactive,
+            "PENDING_ACTIVATION" => Self::PendingActivation,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for CertificateStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What `DescribeCertificate` returns that fleetcert uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateDescription {
+    /// The certificate id (64 lowercase hex digits).
+    pub certificate_id: String,
+    /// The certificate ARN (the principal for attach/detach calls).
+    pub certificate_arn: String,
+    /// Its status.
+    pub status: CertificateStatus,
+    /// The certificate in PEM form.
+    pub certificate_pem: String,
+    /// The CA that signed it, when registered through a CA (JITR).
+    pub ca_certificate_id: Option<String>,
+    /// `validity.notBefore`, ms since the Unix epoch.
+    pub not_before_ms: i64,
+    /// `validity.notAfter`, ms since the Unix epoch.
+    pub not_after_ms: i64,
+}
+
+/// What `CreateCertificateFromCsr` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedCertificate {
+    /// The new certificate's id.
+    pub certificate_id: String,
+    /// The new certificate's ARN.
+    pub certificate_arn: String,
+    /// The new certificate in PEM form.
+    pub certificate_pem: String,
+}
+
+/// What `DescribeThing` / `CreateThing` return that fleetcert uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThingDescription {
+    /// The thing's name.
+    pub thing_name: String,
+    /// The thing's ARN.
+    pub thing_arn: String,
+}
+
+/// What `DescribeCACertificate` returns that fleetcert uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaCertificateDescription {
+    /// The CA certificate id.
+    pub ca_certificate_id: String,
+    /// `ACTIVE` or `INACTIVE`.
+    pub status: String,
+    /// `ENABLE` or `DISABLE`.
+    pub auto_registration_status: String,
+    /// The CA certificate in PEM form.
+    pub certificate_pem: String,
+}
+
+/// The AWS IoT registry (control plane) and Device Defender findings.
+///
+/// Certificates are named by id where AWS takes an id and by ARN where AWS
+/// takes a principal or target ARN (attach/detach/list calls); the ARNs come
+/// from [`describe_certificate`](Self::describe_certificate) or
+/// [`create_certificate_from_csr`](Self::create_certificate_from_csr).
+pub trait IotRegistry: Send + Sync {
+    /// `DescribeCertificate`. [`PortError::NotFound`] when it does not exist.
+    fn describe_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> impl Future<Output = PortResult<CertificateDescription>> + Send;
+
+    /// `CreateCertificateFromCsr`: a new certificate every call (not
+    /// idempotent), ACTIVE when `set_as_active`, attached to nothing.
+    fn create_certificate_from_csr(
+        &self,
+        csr_pem: &str,
+        set_as_active: bool,
+    ) -> impl Future<Output = PortResult<CreatedCertificate>> + Send;
+
+    /// `UpdateCertificate`: sets the status (`ACTIVE`, `INACTIVE`, `REVOKED`).
+    fn update_certificate(
+        &self,
+        certificate_id: &str,
+        status: CertificateStatus,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+
+    /// `DeleteCertificate`: [`PortError::Conflict`] while the certificate is
+    /// ACTIVE or has a policy or thing attached.
+    fn delete_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+
+    /// `ListAttachedPolicies(target)`: one page of policy names.
+    fn list_attached_policies(
+        &self,
+        target_arn: &str,
+        next_token: Option<String>,
+    ) -> impl Future<Output = PortResult<Page<String>>> + Send;
+
+    /// `AttachPolicy`: idempotent.
+    fn attach_policy(
+        &self,
+        policy_name: &str,
+        target_arn: &str,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+
+    /// `DetachPolicy`: detaching a policy that is not attached succeeds.
+    fn detach_policy(
+        &self,
+        policy_name: &str,
+        target_arn: &str,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+
+    /// `ListPrincipalThings(principal)`: one page of thing names.
+    fn list_principal_things(
+        &self,
+        principal_arn: &str,
+        next_token: Option<String>,
+    ) -> impl Future<Output = PortResult<Page<String>>> + Send;
+
+    /// `AttachThingPrincipal`: idempotent; [`PortError::NotFound`] when the
+    /// thing does not exist.
+    fn attach_thing_principal(
+        &self,
+        thing_name: &str,
+        principal_arn: &str,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+
+    /// `DetachThingPrincipal`: detaching what is not attached succeeds.
+    fn detach_thing_principal(
+        &self,
+        thing_name: &str,
+        principal_arn: &str,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+
+    /// `DescribeThing`: [`PortError::NotFound`] when it does not exist.
+    fn describe_thing(
+        &self,
+        thing_name: &str,
+    ) -> impl Future<Output = PortResult<ThingDescription>> + Send;
+
+    /// `CreateThing`: idempotent for a thing without attributes.
+    fn create_thing(
+        &self,
+        thing_name: &str,
+    ) -> impl Future<Output = PortResult<ThingDescription>> + Send;
+
+    /// `DescribeCACertificate`: [`PortError::NotFound`] for an unknown CA.
+    fn describe_ca_certificate(
+        &self,
+        ca_certificate_id: &str,
+    ) -> impl Future<Output = PortResult<CaCertificateDescription>> + Send;
+
+    /// `ListAuditFindings(taskId, checkName)`: one page (at most 250).
+    fn list_audit_findings(
+        &self,
+        task_id: &str,
+        check_name: &str,
+        next_token: Option<String>,
+    ) -> impl Future<Output = PortResult<Page<AuditFinding>>> + Send;
+}
+
+/// MQTT publishing through the iot-data plane.
+pub trait Publisher: Send + Sync {
+    /// Publishes `payload` to `topic` with QoS `qos` (0 or 1).
+    fn publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: u8,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// Rotation state rows ([`Rotation`]), one per rotation id, with at most
+/// one open rotation per thing.
+pub trait RotationStore: Send + Sync {
+    /// Writes a new row if no row has its rotation id and the thing has no
+    /// open rotation; otherwise [`PortError::ConditionFailed`] (a duplicate
+    /// start is not an error for the caller to retry).
+    fn create(&self, rotation: &Rotation) -> impl Future<Output = PortResult<()>> + Send;
+
+    /// The row with this id, if any.
+    fn get(&self, rotation_id: &str) -> impl Future<Output = PortResult<Option<Rotation>>> + Send;
+
+    /// The thing's open rotation if it has one, else its most recently
+    /// created one, else `None` (devices on the original contract send no
+    /// `rotationId`).
+    fn latest_for_thing(
+        &self,
+        thing_name: &str,
+    ) -> impl Future<Output = PortResult<Option<Rotation>>> + Send;
+
+    /// Replaces the row `expected` (as it was read) with `next` (same
+    /// rotation id); [`PortError::ConditionFailed`] when the stored row is
+    /// no longer `expected`.
+    fn update(
+        &self,
+        expected: &Rotation,
+        next: &Rotation,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+
+    /// One page of open rotations whose deadline is before `before_ms`.
+    fn open_due(
+        &self,
+        before_ms: i64,
+        next_token: Option<String>,
+    ) -> impl Future<Output = PortResult<Page<Rotation>>> + Send;
+}
+
+/// Support notifications (SNS).
+pub trait Notifier: Send + Sync {
+    /// Publishes `message` (a JSON document) with `subject` (one line, the
+    /// adapter truncates it to SNS's 100 characters).
+    fn notify(&self, subject: &str, message: &str) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// Largest batch [`WorkQueue::send_batch`] takes (SQS's limit).
+pub const MAX_QUEUE_BATCH: usize = 10;
+
+/// One message for the work queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    /// Batch entry id, unique within a batch (`[A-Za-z0-9_-]{1,80}`).
+    pub id: String,
+    /// The message body.
+    pub body: String,
+}
+
+/// One entry of a batch that was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedEntry {
+    /// The [`QueueMessage::id`].
+    pub id: String,
+    /// Why; retryable when the service says so (`SenderFault = false`).
+    pub error: PortError,
+}
+
+/// The rotation work queue (SQS).
+pub trait WorkQueue: Send + Sync {
+    /// Sends at most [`MAX_QUEUE_BATCH`] messages; returns the entries that
+    /// were not sent (empty: all sent). More than the limit is
+    /// [`PortError::Invalid`].
+    fn send_batch(
+        &self,
+        messages: &[QueueMessage],
+    ) -> impl Future<Output = PortResult<Vec<FailedEntry>>> + Send;
+}
+
+/// The five ports a handler may use, as one bundle.
+pub trait Ports: Send + Sync {
+    /// The registry adapter.
+    type Registry: IotRegistry;
+    /// The iot-data adapter.
+    type Publisher: Publisher;
+    /// The rotation state adapter.
+    type Store: RotationStore;
+    /// The support notification adapter.
+    type Notifier: Notifier;
+    /// The work queue adapter.
+    type Queue: WorkQueue;
+
+    /// The registry.
+    fn registry(&self) -> &Self::Registry;
+    /// The iot-data publisher.
+    fn publisher(&self) -> &Self::Publisher;
+    /// The rotation store.
+    fn store(&self) -> &Self::Store;
+    /// The support notifier.
+    fn notifier(&self) -> &Self::Notifier;
+    /// The work queue.
+    fn queue(&self) -> &Self::Queue;
+}
+
+/// A [`Ports`] bundle from five adapters.
+#[derive(Debug, Clone, Default)]
+pub struct PortSet<R, P, S, N, Q> {
+    /// The registry.
+    pub registry: R,
+    /// The iot-data publisher.
+    pub publisher: P,
+    /// The rotation store.
+    pub store: S,
+    /// The support notifier.
+    pub notifier: N,
+    /// The work queue.
+    pub queue: Q,
+}
+
+impl<R, P, S, N, Q> Ports for PortSet<R, P, S, N, Q>
+where
+    R: IotRegistry,
+    P: Publisher,
+    S: RotationStore,
+    N: Notifier,
+    Q: WorkQueue,
+{
+    type Registry = R;
+    type Publisher = P;
+    type Store = S;
+    type Notifier = N;
+    type Queue = Q;
+
+    fn registry(&self) -> &R {
+        &self.registry
+    }
+    fn publisher(&self) -> &P {
+        &self.publisher
+    }
+    fn store(&self) -> &S {
+        &self.store
+    }
+    fn notifier(&self) -> &N {
+        &self.notifier
+    }
+    fn queue(&self) -> &Q {
+        &self.queue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_names_round_trip() {
+        for op in Operation::ALL {
+            assert_eq!(Operation::from_name(op.name()), Some(op));
+        }
+        assert_eq!(Operation::from_name("NoSuchOperation"), None);
+    }
+
+    #[test]
+    fn only_throttled_and_transient_are_retryable() {
+        let op = Operation::AttachPolicy;
+        let m = String::new;
+        let retryable: Vec<bool> = [
+            PortError::Throttled {
+                operation: op,
+                message: m(),
+            },
+            PortError::Transient {
+                operation: op,
+                message: m(),
+            },
+            PortError::NotFound {
+                operation: op,
+                message: m(),
+            },
+            PortError::ConditionFailed {
+                operation: op,
+                message: m(),
+            },
+            PortError::Conflict {
+                operation: op,
+                message: m(),
+            },
+            PortError::Invalid {
+                operation: op,
+                message: m(),
+            },
+            PortError::Other {
+                operation: op,
+                message: m(),
+            },
+        ]
+        .iter()
+        .map(PortError::is_retryable)
+        .collect();
+        assert_eq!(retryable, [true, true, false, false, false, false, false]);
+    }
+
+    #[test]
+    fn status_spellings_round_trip() {
+        for s in [
+            "ACTIVE",
+            "INACTIVE",
+            "REVOKED",
+            "PENDING_TRANSFER",
+            "REGISTER_INACTIVE",
+            "PENDING_ACTIVATION",
+            "NEW_ONE",
+        ] {
+            assert_eq!(CertificateStatus::from(s).as_str(), s);
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! A full rotation across the handlers on the memory adapters, with
+//! DESIGN.md's invariants asserted after every step and each handler's
+//! calls checked against its operation list.
+
+mod common;
+
+use common::*;
+use lambdas::handlers::{
+    audit_fanout, commit, csr_issuer, error_handler, rotation_starter, sweeper,
+};
+use lambdas::ports::{CertificateStatus, Operation};
+use rules::functions::Function;
+use rules::rotation::RotationState;
+use serde_json::Value;
+
+#[test]
+fn full_rotation_from_audit_notification_to_commit() {
+    let w = World::new();
+    let mut dev = w.provision("thing-1");
+    let bystander = w.provision("thing-2");
+    let check = "DEVICE_CERTIFICATE_EXPIRING_CHECK";
+    w.registry().set_audit_findings(
+        TASK,
+        check,
+        vec![finding(&dev.cert_id, TASK, check, NOW + 86_400_000, false)],
+    );
+    w.assert_invariants(&dev);
+
+    // 1. audit notification → one queue message
+    let out = run(audit_fanout::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&sns_event(TASK, check, 1)),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    w.assert_calls_within(Function::AuditFanout);
+    let queued = w.ports.ports.queue.drain();
+    assert_eq!(queued.len(), 1);
+    w.assert_invariants(&dev);
+
+    // 2. queue → rotation row + csr_req
+    let bodies: Vec<Value> = queued
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).expect("body"))
+        .collect();
+    let batch = run(rotation_starter::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&sqs_event(&bodies)),
+        w.now,
+    ));
+    assert!(batch.response.batch_item_failures.is_empty(), "{batch:?}");
+    w.assert_calls_within(Function::RotationStarter);
+    let req = last_csr_req(&w, "thing-1").expect("csr_req published");
+    let rotation_id = req["rotationId"].as_str().expect("rotation id").to_owned();
+    let row = w.ports.ports.store.row(&rotation_id).expect("row");
+    assert_eq!(row.state, RotationState::Requested);
+    assert_eq!(row.old_certificate_id, dev.cert_id);
+    w.assert_invariants(&dev);
+
+    // 3. the device answers with a CSR for a new key → crt
+    let new_key = p256_key();
+    let csr = csr_pem(&new_key, "thing-1");
+    let out = run(csr_issuer::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&csr_res("thing-1", &csr, Some(&rotation_id))),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    assert_eq!(w.calls(Operation::CreateCertificateFromCsr), 1);
+    w.assert_calls_within(Function::CsrIssuer);
+    let crt = w.receive_crt(&mut dev).expect("crt published");
+    let new_id = crt["certificateId"]
+        .as_str()
+        .expect("certificate id")
+        .to_owned();
+    assert_eq!(crt["rotationId"], rotation_id.as_str());
+    let new_cert = w.registry().certificate(&new_id).expect("new certificate");
+    assert_eq!(new_cert.status, CertificateStatus::Active);
+    assert!(new_cert.things.contains("thing-1"));
+    assert!(new_cert.policies.contains(POLICY));
+    // The certificate is real: issued by the registry's root for the new key.
+    rules::csr::verify_issued_by(&new_cert.certificate_pem, w.registry().root_ca_pem())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let info = rules::csr::inspect_certificate(&new_cert.certificate_pem)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let csr_info = rules::csr::inspect_csr(&csr).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(info.public_key_fingerprint, csr_info.public_key_fingerprint);
+    assert_eq!(info.certificate_id, new_id);
+    w.assert_invariants(&dev);
+
+    // 4. ack on the new principal → COMMITTED, old certificate gone
+    let out = run(commit::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&crt_ack("thing-1", &new_id, Some(&rotation_id))),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    w.assert_calls_within(Function::Commit);
+    assert!(
+        w.registry().certificate(&dev.cert_id).is_none(),
+        "old certificate deleted"
+    );
+    dev.held.remove(&dev.cert_id);
+    let row = w.ports.ports.store.row(&rotation_id).expect("row");
+    assert!(matches!(row.state, RotationState::Committed { .. }));
+    w.assert_invariants(&dev);
+    w.assert_invariants(&bystander);
+    w.assert_no_orphans(&[&dev, &bystander]);
+
+    // The sweeper finds nothing to do afterwards.
+    w.ports.instruments.reset_calls();
+    let out = run(sweeper::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&scheduled_event()),
+        w.now + 30 * 86_400_000,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        out,
+        lambdas::handlers::Outcome::Done {
+            summary: "0 rotations expired".to_owned()
+        }
+    );
+    w.assert_calls_within(Function::Sweeper);
+}
+
+#[test]
+fn failed_rotation_cleans_up_and_notifies_support() {
+    let w = World::new();
+    let mut dev = w.provision("thing-1");
+    let batch = run(rotation_starter::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&sqs_event(&[work(&dev.cert_id, false)])),
+        w.now,
+    ));
+    assert!(batch.response.batch_item_failures.is_empty());
+    let rotation_id = last_csr_req(&w, "thing-1").expect("csr_req")["rotationId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let csr = csr_pem(&p256_key(), "thing-1");
+    run(csr_issuer::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&csr_res("thing-1", &csr, None)),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let new_id = w.receive_crt(&mut dev).expect("crt")["certificateId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    w.assert_invariants(&dev);
+    w.ports.instruments.reset_calls();
+
+    let out = run(error_handler::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&crt_err(
+            "thing-1",
+            &dev.cert_id,
+            "could not store the key",
+            Some(&rotation_id),
+        )),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    w.assert_calls_within(Function::ErrorHandler);
+    dev.held.remove(&new_id);
+    assert!(
+        w.registry().certificate(&new_id).is_none(),
+        "new certificate deleted"
+    );
+    let row = w.ports.ports.store.row(&rotation_id).expect("row");
+    assert!(matches!(row.state, RotationState::Failed { .. }));
+    let sent = w.ports.ports.notifier.sent();
+    assert_eq!(sent.len(), 1);
+    let body: Value = serde_json::from_str(&sent[0].message).expect("json notice");
+    assert_eq!(body["thingName"], "thing-1");
+    assert_eq!(body["rotationId"], rotation_id.as_str());
+    assert_eq!(body["deviceError"], "could not store the key");
+    assert_eq!(body["cleanedUp"][0], new_id.as_str());
+    w.assert_invariants(&dev);
+    w.assert_no_orphans(&[&dev]);
+}
+
+#[test]
+fn sweeper_expires_a_stuck_rotation_and_removes_its_new_certificate() {
+    let w = World::new();
+    let mut dev = w.provision("thing-1");
+    let idle = w.provision("thing-2");
+    run(rotation_starter::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&sqs_event(&[
+            work(&dev.cert_id, false),
+            work(&idle.cert_id, false),
+        ])),
+        w.now,
+    ));
+    let csr = csr_pem(&p256_key(), "thing-1");
+    run(csr_issuer::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&csr_res("thing-1", &csr, None)),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let new_id = w.receive_crt(&mut dev).expect("crt")["certificateId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    // Before the deadline: nothing.
+    let out = run(sweeper::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&scheduled_event()),
+        w.now + 1000,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        out,
+        lambdas::handlers::Outcome::Done {
+            summary: "0 rotations expired".to_owned()
+        }
+    );
+
+    // After it: both expire; the issued certificate is removed.
+    let late = w.now + w.cfg.rotation_deadline_ms + 1;
+    w.ports.instruments.reset_calls();
+    let out = run(sweeper::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&scheduled_event()),
+        late,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        out,
+        lambdas::handlers::Outcome::Done {
+            summary: "2 rotations expired".to_owned()
+        }
+    );
+    w.assert_calls_within(Function::Sweeper);
+    dev.held.remove(&new_id);
+    assert!(w.registry().certificate(&new_id).is_none());
+    assert_eq!(w.ports.ports.notifier.sent().len(), 2);
+    for d in [&dev, &idle] {
+        let row = w.ports.ports.store.row_for_thing(&d.thing).expect("row");
+        assert!(
+            matches!(row.state, RotationState::Expired { .. }),
+            "{row:?}"
+        );
+        w.assert_invariants(d);
+    }
+    w.assert_no_orphans(&[&dev, &idle]);
+}
