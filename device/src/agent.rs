@@ -643,18 +643,12 @@ impl Agent {
 }
 
 fn crt_err(reason: &str, rotation_id: Option<RotationId>) -> Message {
+    // `ErrorText` takes any text of at most 1024 characters: cut to fit.
     let text: String = reason.chars().take(contracts::MAX_ERROR_CHARS).collect();
-    let error = ErrorText::new(text).unwrap_or_else(|_| {
-        // Cannot happen: the text is cut to the limit above.
-        ErrorText::new("certificate rejected").unwrap_or_else(|_| unreachable_error_text())
-    });
+    let error = ErrorText::new(text)
+        .or_else(|_| ErrorText::new("certificate rejected"))
+        .unwrap_or_else(|_| unreachable!("a short ascii text is a valid ErrorText"));
     Message::CrtErr(CrtErr { error, rotation_id })
-}
-
-fn unreachable_error_text() -> ErrorText {
-    // `ErrorText` accepts any text of at most 1024 characters; serde gives
-    // us one without a fallible constructor.
-    serde_json::from_str("\"error\"").unwrap_or_else(|_| unreachable_error_text())
 }
 
 fn now_ms() -> u64 {

@@ -365,3 +365,38 @@ async fn bad_payloads_are_ignored_with_a_reason() {
     assert_eq!(device.current_certificate(), old);
     running.stop().await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_csr_req_gets_a_csr_for_the_same_key() {
+    let ca = Ca::new("fleet ca");
+    let broker = Broker::start(&ca);
+    let device = Device::provision(&ca, "thing-6");
+    let mut cloud = Cloud::connect(&ca, broker.port).await;
+    let mut running = Running::start(Agent::new(device.config(&ca, broker.port)).expect("agent"));
+    running
+        .wait_for("connected", |e| matches!(e, AgentEvent::Connected { .. }))
+        .await;
+    let req = json!({"rotationId": "dup-1"}).to_string();
+    let mut fingerprints = Vec::new();
+    for _ in 0..2 {
+        cloud.send("thing-6", "csr_req", req.clone()).await;
+        let res = cloud.expect("thing-6", "csr_res").await;
+        let info = rules::csr::inspect_csr(res["CSR"].as_str().expect("CSR"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        fingerprints.push(info.public_key_fingerprint);
+    }
+    assert_eq!(fingerprints[0], fingerprints[1]);
+    // A new rotation gets a new key.
+    cloud
+        .send(
+            "thing-6",
+            "csr_req",
+            json!({"rotationId": "dup-2"}).to_string(),
+        )
+        .await;
+    let res = cloud.expect("thing-6", "csr_res").await;
+    let info = rules::csr::inspect_csr(res["CSR"].as_str().expect("CSR"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(info.public_key_fingerprint, fingerprints[0]);
+    running.stop().await.unwrap_or_else(|e| panic!("{e}"));
+}
