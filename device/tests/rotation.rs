@@ -48,9 +48,17 @@ async fn rotate(key_request: Option<&str>, expected: CsrKey) {
     let rotated = agent
         .wait_for("rotated", |e| matches!(e, AgentEvent::Rotated { .. }))
         .await;
-    assert!(
-        matches!(rotated, AgentEvent::Rotated { ref certificate_id, latency: Some(_), .. } if *certificate_id == id)
-    );
+    match &rotated {
+        AgentEvent::Rotated {
+            certificate_id,
+            latency: Some(latency),
+            ..
+        } => {
+            assert_eq!(*certificate_id, id);
+            eprintln!("rotation latency ({expected}): {latency:?}");
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(device.current_certificate(), cert);
     // The agent is connected and subscribed again, with the new certificate.
     agent
