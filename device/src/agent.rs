@@ -1,0 +1,797 @@
+//! The device agent: one MQTT connection over mutual TLS, the rotation
+//! protocol's device half, JITR first-connect back-off and resume after a
+//! restart.
+//!
+//! One [`Agent`] is one tokio task with no global state, so a process can
+//! run thousands; what happens is reported through an [`EventSink`].
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rules::contracts::{
+    self, CertificateId, ClientId, Contract, CrtAck, CrtErr, CsrPem, CsrRes, ErrorText,
+    KeyAlgorithm, Message, RotationId,
+};
+use rules::topic::{MessageKind, management_topic, parse_management_topic};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
+    SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+};
+use rustls::RootCertStore;
+
+use crate::backoff::Backoff;
+use crate::keys::{self, KeyError};
+use crate::slots::{FaultHook, Slot, SlotError, SlotMeta, Slots};
+
+/// How an agent reaches its broker and where it keeps its certificates.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The thing name, used as MQTT client id and CSR common name.
+    pub thing: ClientId,
+    /// Broker host name or IP address (also the TLS server name).
+    pub host: String,
+    /// Broker port (MQTT over TLS).
+    pub port: u16,
+    /// PEM bundle of the CAs that sign the broker's server certificate.
+    pub server_ca_pem: String,
+    /// The directory of the certificate slots.
+    pub state_dir: PathBuf,
+    /// MQTT keep-alive.
+    pub keep_alive: Duration,
+    /// Bound on TCP + TLS + CONNACK of one connection attempt.
+    pub connect_timeout: Duration,
+    /// Bound on waiting for a PUBACK or SUBACK.
+    pub ack_timeout: Duration,
+    /// Retry policy when connecting with the current certificate (first
+    /// connect, JITR, reconnects, rollback).
+    pub backoff: Backoff,
+    /// The key generated when `csr_req` names none.
+    pub key_algorithm: KeyAlgorithm,
+}
+
+impl AgentConfig {
+    /// A configuration with the defaults: keep-alive 30 s, connect timeout
+    /// 10 s, ack timeout 10 s, [`Backoff::default`], P-256 keys.
+    pub fn new(
+        thing: ClientId,
+        host: impl Into<String>,
+        port: u16,
+        server_ca_pem: impl Into<String>,
+        state_dir: impl Into<PathBuf>,
+    ) -> AgentConfig {
+        AgentConfig {
+            thing,
+            host: host.into(),
+            port,
+            server_ca_pem: server_ca_pem.into(),
+            state_dir: state_dir.into(),
+            keep_alive: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            ack_timeout: Duration::from_secs(10),
+            backoff: Backoff::default(),
+            key_algorithm: KeyAlgorithm::EcP256,
+        }
+    }
+}
+
+/// Something that happened in an agent, for progress displays, latency
+/// statistics and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AgentEvent {
+    /// Connected and subscribed with the current certificate.
+    Connected {
+        /// The certificate used.
+        certificate_id: String,
+        /// Attempts this took (1 = first try).
+        attempts: u32,
+    },
+    /// A connection attempt with the current certificate failed (expected
+    /// while a JITR certificate is pending activation).
+    ConnectFailed {
+        /// 1-based attempt number.
+        attempt: u32,
+        /// Why it failed.
+        reason: String,
+        /// The back-off before the next attempt; `None` when giving up.
+        retry_in: Option<Duration>,
+    },
+    /// The connection was lost.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// A `csr_res` was published.
+    CsrSent {
+        /// The rotation answered.
+        rotation_id: Option<RotationId>,
+        /// The new key's algorithm.
+        key_algorithm: KeyAlgorithm,
+        /// The key pending from an earlier `csr_req` of the same rotation
+        /// was reused.
+        reused_key: bool,
+    },
+    /// A `crt` arrived.
+    CertificateReceived {
+        /// Its rotation.
+        rotation_id: RotationId,
+        /// The certificate's id.
+        certificate_id: CertificateId,
+    },
+    /// A certificate left in `next/` by an earlier run is being tried.
+    Resuming {
+        /// Its rotation.
+        rotation_id: Option<RotationId>,
+    },
+    /// `crt_ack` was sent on the new certificate and it is now current.
+    Rotated {
+        /// The rotation.
+        rotation_id: Option<RotationId>,
+        /// The new current certificate.
+        certificate_id: String,
+        /// Time since the `csr_req` (or, without one in this run, the `crt`).
+        latency: Option<Duration>,
+    },
+    /// The new certificate could not connect: `crt_err` was sent on the
+    /// current one, which stays.
+    RolledBack {
+        /// The rotation.
+        rotation_id: Option<RotationId>,
+        /// Why the new certificate failed.
+        reason: String,
+    },
+    /// A `crt` was refused without trying it (not for the pending key, id
+    /// mismatch, no pending key): `crt_err` was sent.
+    CertificateRefused {
+        /// The rotation.
+        rotation_id: RotationId,
+        /// Why.
+        reason: String,
+    },
+    /// A `crt` for the certificate already current: `crt_ack` re-sent.
+    DuplicateCertificate {
+        /// The certificate.
+        certificate_id: String,
+    },
+    /// An inbound message was ignored.
+    MessageRejected {
+        /// Its topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Receives an agent's events. Called inline: keep it cheap (count, or
+/// send to a channel).
+pub type EventSink = Arc<dyn Fn(AgentEvent) + Send + Sync>;
+
+/// Why an agent stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The certificate slots failed.
+    #[error(transparent)]
+    Slots(#[from] SlotError),
+    /// A key, CSR or TLS configuration failed.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// There is no current certificate to connect with.
+    #[error("no certificate in `{dir}`: install one first")]
+    NotProvisioned {
+        /// The state directory.
+        dir: PathBuf,
+    },
+    /// Connecting failed on every attempt allowed by the back-off policy.
+    #[error("gave up connecting after {attempts} attempts in {elapsed:?}: {reason}")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+        /// The last failure.
+        reason: String,
+    },
+    /// The fault hook simulated a crash at this point.
+    #[error("simulated crash at `{point}`")]
+    Crashed {
+        /// The point's name.
+        point: String,
+    },
+}
+
+/// One device agent.
+pub struct Agent {
+    config: AgentConfig,
+    roots: Arc<RootCertStore>,
+    slots: Slots,
+    events: Option<EventSink>,
+    fault: Option<FaultHook>,
+    rotation_started: Option<Instant>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("config", &self.config)
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// An agent for `config`; opens (creates) the state directory.
+    ///
+    /// # Errors
+    /// [`AgentError::Keys`] when the server CA does not parse,
+    /// [`AgentError::Slots`] when the state directory cannot be created.
+    pub fn new(config: AgentConfig) -> Result<Agent, AgentError> {
+        let roots = keys::root_store(&config.server_ca_pem)?;
+        let slots = Slots::open(&config.state_dir)?;
+        Ok(Agent {
+            config,
+            roots,
+            slots,
+            events: None,
+            fault: None,
+            rotation_started: None,
+        })
+    }
+
+    /// Reports events to `sink`.
+    pub fn with_events(mut self, sink: EventSink) -> Agent {
+        self.events = Some(sink);
+        self
+    }
+
+    /// Simulates crashes: `hook` is asked at every slot step and at the
+    /// agent's points (`agent: csr key stored`, `agent: next stored`,
+    /// `agent: ack sent`, `agent: crt_err sent`).
+    pub fn with_fault_hook(mut self, hook: FaultHook) -> Agent {
+        self.slots = self.slots.clone().with_fault_hook(hook.clone());
+        self.fault = Some(hook);
+        self
+    }
+
+    /// The agent's slots.
+    pub fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    fn emit(&self, event: AgentEvent) {
+        if let Some(sink) = &self.events {
+            sink(event);
+        }
+    }
+
+    fn point(&self, name: &str) -> Result<(), AgentError> {
+        match &self.fault {
+            Some(hook) if hook(name) => Err(AgentError::Crashed {
+                point: name.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs until `shutdown` completes: resumes a half-done rotation,
+    /// connects with the current certificate (with back-off), and answers
+    /// `csr_req` and `crt`.
+    ///
+    /// # Errors
+    /// An [`AgentError`] when the agent cannot go on (no certificate,
+    /// connecting gave up, slot I/O failed, a simulated crash).
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+        let state = self.slots.load()?;
+        if state.current.is_none() {
+            return Err(AgentError::NotProvisioned {
+                dir: self.config.state_dir.clone(),
+            });
+        }
+        let mut conn = match state.next.filter(|n| n.cert_pem.is_some()) {
+            Some(next) => {
+                self.emit(AgentEvent::Resuming {
+                    rotation_id: next.meta.rotation_id.clone(),
+                });
+                self.finish_rotation(None, next).await?
+            }
+            None => self.connect_current().await?,
+        };
+        tokio::pin!(shutdown);
+        loop {
+            let received = tokio::select! {
+                () = &mut shutdown => None,
+                received = conn.next_publish() => Some(received),
+            };
+            match received {
+                None => {
+                    conn.disconnect().await;
+                    return Ok(());
+                }
+                Some(Ok(publish)) => conn = self.handle(conn, publish).await?,
+                Some(Err(reason)) => {
+                    self.emit(AgentEvent::Disconnected { reason });
+                    conn = self.connect_current().await?;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, mut conn: Conn, publish: Publish) -> Result<Conn, AgentError> {
+        let topic = publish.topic.clone();
+        let kind = match parse_management_topic(&topic) {
+            Some((client, kind)) if client == self.config.thing.as_str() => kind,
+            _ => {
+                self.reject(&topic, "not a management topic of this thing".to_owned());
+                return Ok(conn);
+            }
+        };
+        let contract = match kind {
+            MessageKind::CsrReq => Contract::CsrReq,
+            MessageKind::Crt => Contract::Crt,
+            other => {
+                self.reject(&topic, format!("`{}` is not for devices", other.suffix()));
+                return Ok(conn);
+            }
+        };
+        match contracts::validate(contract, &publish.payload) {
+            Ok(Message::CsrReq(req)) => {
+                if let Some(deadline) = req.deadline
+                    && deadline < now_ms()
+                {
+                    self.reject(&topic, format!("deadline {deadline} has passed"));
+                    return Ok(conn);
+                }
+                if let Err(reason) = self
+                    .on_csr_req(&mut conn, req.rotation_id, req.key_algorithm)
+                    .await?
+                {
+                    self.emit(AgentEvent::Disconnected { reason });
+                    return self.connect_current().await;
+                }
+                Ok(conn)
+            }
+            Ok(Message::Crt(crt)) => self.on_crt(conn, crt).await,
+            Ok(_) => Ok(conn),
+            Err(e) => {
+                self.reject(&topic, e.to_string());
+                Ok(conn)
+            }
+        }
+    }
+
+    fn reject(&self, topic: &str, reason: String) {
+        tracing::warn!(thing = %self.config.thing, topic, %reason, "ignoring message");
+        self.emit(AgentEvent::MessageRejected {
+            topic: topic.to_owned(),
+            reason,
+        });
+    }
+
+    /// Generates (or reuses) the pending key and publishes `csr_res`. The
+    /// inner `Err` is a lost connection.
+    async fn on_csr_req(
+        &mut self,
+        conn: &mut Conn,
+        rotation_id: Option<RotationId>,
+        requested: Option<KeyAlgorithm>,
+    ) -> Result<Result<(), String>, AgentError> {
+        let algorithm = requested.unwrap_or(self.config.key_algorithm);
+        let state = self.slots.load()?;
+        let reusable = state.next.filter(|n| {
+            n.cert_pem.is_none()
+                && rotation_id.is_some()
+                && n.meta.rotation_id == rotation_id
+                && n.meta.key_algorithm == Some(algorithm)
+        });
+        let reused_key = reusable.is_some();
+        let key = match reusable {
+            Some(next) => keys::key_from_pem(&next.key_pem)?,
+            None => {
+                let key = tokio::task::spawn_blocking(move || keys::generate_key(algorithm))
+                    .await
+                    .map_err(|e| KeyError::Generate {
+                        algorithm: algorithm.as_str(),
+                        reason: e.to_string(),
+                    })??;
+                self.slots.write_next(&Slot {
+                    cert_pem: None,
+                    key_pem: key.serialize_pem(),
+                    meta: SlotMeta {
+                        rotation_id: rotation_id.clone(),
+                        certificate_id: None,
+                        key_algorithm: Some(algorithm),
+                        key_fingerprint: keys::key_fingerprint(&key),
+                    },
+                })?;
+                key
+            }
+        };
+        self.point("agent: csr key stored")?;
+        let csr = keys::csr_pem(self.config.thing.as_str(), &key)?;
+        let csr = CsrPem::new(csr).map_err(|e| KeyError::Csr {
+            thing: self.config.thing.to_string(),
+            reason: e.to_string(),
+        })?;
+        let payload = Message::CsrRes(CsrRes {
+            csr,
+            rotation_id: rotation_id.clone(),
+        });
+        let topic = management_topic(self.config.thing.as_str(), MessageKind::CsrRes);
+        if let Err(reason) = conn
+            .publish(&topic, &payload, self.config.ack_timeout)
+            .await
+        {
+            return Ok(Err(reason));
+        }
+        self.rotation_started = Some(Instant::now());
+        self.emit(AgentEvent::CsrSent {
+            rotation_id,
+            key_algorithm: algorithm,
+            reused_key,
+        });
+        Ok(Ok(()))
+    }
+
+    async fn on_crt(&mut self, mut conn: Conn, crt: contracts::Crt) -> Result<Conn, AgentError> {
+        self.emit(AgentEvent::CertificateReceived {
+            rotation_id: crt.rotation_id.clone(),
+            certificate_id: crt.certificate_id.clone(),
+        });
+        if self.rotation_started.is_none() {
+            self.rotation_started = Some(Instant::now());
+        }
+        let state = self.slots.load()?;
+        let current_id = state
+            .current
+            .as_ref()
+            .and_then(|c| c.meta.certificate_id.clone());
+        if current_id.as_deref() == Some(crt.certificate_id.as_str()) {
+            let ack = Message::CrtAck(CrtAck {
+                rotation_id: Some(crt.rotation_id.clone()),
+                certificate_id: Some(crt.certificate_id.clone()),
+            });
+            let topic = management_topic(self.config.thing.as_str(), MessageKind::CrtAck);
+            if let Err(reason) = conn.publish(&topic, &ack, self.config.ack_timeout).await {
+                self.emit(AgentEvent::Disconnected { reason });
+                return self.connect_current().await;
+            }
+            self.emit(AgentEvent::DuplicateCertificate {
+                certificate_id: crt.certificate_id.to_string(),
+            });
+            return Ok(conn);
+        }
+        let pem = crt.certificate_pem.as_str();
+        let checked = match rules::csr::inspect_certificate(pem) {
+            Err(e) => Err(format!("certificate does not parse: {e}")),
+            Ok(info) if info.certificate_id != crt.certificate_id.as_str() => Err(format!(
+                "certificateId {} is not the certificate's id {}",
+                crt.certificate_id, info.certificate_id
+            )),
+            Ok(info) => match &state.next {
+                None => Err("no key is pending for this certificate".to_owned()),
+                Some(next) if next.meta.key_fingerprint != info.public_key_fingerprint => {
+                    Err("the certificate is not for the pending key".to_owned())
+                }
+                Some(next) => Ok(next.clone()),
+            },
+        };
+        let next = match checked {
+            Ok(next) => next,
+            Err(reason) => {
+                tracing::warn!(thing = %self.config.thing, %reason, "refusing certificate");
+                let topic = management_topic(self.config.thing.as_str(), MessageKind::CrtErr);
+                let err = crt_err(&reason, Some(crt.rotation_id.clone()));
+                if let Err(lost) = conn.publish(&topic, &err, self.config.ack_timeout).await {
+                    self.emit(AgentEvent::Disconnected { reason: lost });
+                    conn = self.connect_current().await?;
+                }
+                self.emit(AgentEvent::CertificateRefused {
+                    rotation_id: crt.rotation_id,
+                    reason,
+                });
+                return Ok(conn);
+            }
+        };
+        let slot = Slot {
+            cert_pem: Some(pem.to_owned()),
+            key_pem: next.key_pem,
+            meta: SlotMeta {
+                rotation_id: Some(crt.rotation_id),
+                certificate_id: Some(crt.certificate_id.to_string()),
+                ..next.meta
+            },
+        };
+        self.slots.write_next(&slot)?;
+        self.point("agent: next stored")?;
+        self.finish_rotation(Some(conn), slot).await
+    }
+
+    /// Connects with the certificate in `next/`, sends `crt_ack` on that
+    /// connection and promotes; on failure reconnects with the current
+    /// certificate, sends `crt_err` and discards `next/`.
+    async fn finish_rotation(&mut self, old: Option<Conn>, next: Slot) -> Result<Conn, AgentError> {
+        let rotation_id = next.meta.rotation_id.clone();
+        let certificate_id = next.meta.certificate_id.clone().unwrap_or_default();
+        match self.ack_with(&next).await {
+            Ok(mut conn) => {
+                drop(old);
+                self.point("agent: ack sent")?;
+                self.slots.promote()?;
+                let latency = self.rotation_started.take().map(|t| t.elapsed());
+                self.emit(AgentEvent::Rotated {
+                    rotation_id,
+                    certificate_id: certificate_id.clone(),
+                    latency,
+                });
+                match conn
+                    .subscribe(&self.config.thing, self.config.ack_timeout)
+                    .await
+                {
+                    Ok(()) => {
+                        self.emit(AgentEvent::Connected {
+                            certificate_id,
+                            attempts: 1,
+                        });
+                        Ok(conn)
+                    }
+                    Err(reason) => {
+                        self.emit(AgentEvent::Disconnected { reason });
+                        self.connect_current().await
+                    }
+                }
+            }
+            Err(reason) => {
+                drop(old);
+                tracing::warn!(thing = %self.config.thing, %reason, "new certificate failed, rolling back");
+                let mut conn = self.connect_current().await?;
+                let topic = management_topic(self.config.thing.as_str(), MessageKind::CrtErr);
+                let err = crt_err(&reason, rotation_id.clone());
+                if let Err(lost) = conn.publish(&topic, &err, self.config.ack_timeout).await {
+                    self.emit(AgentEvent::Disconnected { reason: lost });
+                    conn = self.connect_current().await?;
+                    // The first attempt may have been lost with the connection.
+                    let _ = conn.publish(&topic, &err, self.config.ack_timeout).await;
+                }
+                self.point("agent: crt_err sent")?;
+                self.slots.discard_next()?;
+                self.rotation_started = None;
+                self.emit(AgentEvent::RolledBack {
+                    rotation_id,
+                    reason,
+                });
+                Ok(conn)
+            }
+        }
+    }
+
+    /// One connection with the new certificate and a confirmed `crt_ack`.
+    async fn ack_with(&self, next: &Slot) -> Result<Conn, String> {
+        let cert = next.cert_pem.as_deref().unwrap_or_default();
+        let tls = keys::client_config(self.roots.clone(), cert, &next.key_pem)
+            .map_err(|e| e.to_string())?;
+        let mut conn = Conn::connect(&self.config, tls).await?;
+        let ack = Message::CrtAck(CrtAck {
+            rotation_id: next.meta.rotation_id.clone(),
+            certificate_id: next
+                .meta
+                .certificate_id
+                .as_deref()
+                .and_then(|id| CertificateId::new(id).ok()),
+        });
+        let topic = management_topic(self.config.thing.as_str(), MessageKind::CrtAck);
+        conn.publish(&topic, &ack, self.config.ack_timeout).await?;
+        Ok(conn)
+    }
+
+    /// Connects and subscribes with the current certificate, retrying with
+    /// back-off.
+    async fn connect_current(&self) -> Result<Conn, AgentError> {
+        let current = self
+            .slots
+            .load()?
+            .current
+            .ok_or_else(|| AgentError::NotProvisioned {
+                dir: self.config.state_dir.clone(),
+            })?;
+        let cert = current.cert_pem.as_deref().unwrap_or_default();
+        let certificate_id = current.meta.certificate_id.clone().unwrap_or_default();
+        let tls = keys::client_config(self.roots.clone(), cert, &current.key_pem)?;
+        let backoff = self.config.backoff;
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = match Conn::connect(&self.config, tls.clone()).await {
+                Ok(mut conn) => conn
+                    .subscribe(&self.config.thing, self.config.ack_timeout)
+                    .await
+                    .map(|()| conn),
+                Err(e) => Err(e),
+            };
+            let reason = match result {
+                Ok(conn) => {
+                    self.emit(AgentEvent::Connected {
+                        certificate_id,
+                        attempts: attempt,
+                    });
+                    return Ok(conn);
+                }
+                Err(reason) => reason,
+            };
+            let delay = backoff.delay(attempt - 1);
+            let give_up = attempt >= backoff.max_attempts.max(1)
+                || started.elapsed() + delay >= backoff.max_total;
+            self.emit(AgentEvent::ConnectFailed {
+                attempt,
+                reason: reason.clone(),
+                retry_in: (!give_up).then_some(delay),
+            });
+            if give_up {
+                return Err(AgentError::GaveUp {
+                    attempts: attempt,
+                    elapsed: started.elapsed(),
+                    reason,
+                });
+            }
+            tracing::debug!(thing = %self.config.thing, attempt, %reason, ?delay, "connect failed, backing off");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+fn crt_err(reason: &str, rotation_id: Option<RotationId>) -> Message {
+    // `ErrorText` takes any text of at most 1024 characters: cut to fit.
+    let text: String = reason.chars().take(contracts::MAX_ERROR_CHARS).collect();
+    let error = ErrorText::new(text)
+        .or_else(|_| ErrorText::new("certificate rejected"))
+        .unwrap_or_else(|_| unreachable!("a short ascii text is a valid ErrorText"));
+    Message::CrtErr(CrtErr { error, rotation_id })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// One MQTT connection, polled only by the agent's own task.
+struct Conn {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    inbox: VecDeque<Publish>,
+}
+
+impl Conn {
+    async fn connect(config: &AgentConfig, tls: Arc<rustls::ClientConfig>) -> Result<Conn, String> {
+        let mut options = MqttOptions::new(config.thing.as_str(), &config.host, config.port);
+        options
+            .set_keep_alive(config.keep_alive)
+            .set_clean_session(true)
+            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+        let (client, mut eventloop) = AsyncClient::new(options, 16);
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_connection_timeout(config.connect_timeout.as_secs().max(1));
+        eventloop.set_network_options(network);
+        let connack = tokio::time::timeout(config.connect_timeout, async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => return Ok(ack),
+                    Ok(_) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        })
+        .await
+        .map_err(|_| format!("no connack within {:?}", config.connect_timeout))??;
+        if connack.code != ConnectReturnCode::Success {
+            return Err(format!("connection refused: {:?}", connack.code));
+        }
+        Ok(Conn {
+            client,
+            eventloop,
+            inbox: VecDeque::new(),
+        })
+    }
+
+    async fn subscribe(&mut self, thing: &ClientId, timeout: Duration) -> Result<(), String> {
+        let filters = [MessageKind::CsrReq, MessageKind::Crt]
+            .map(|k| SubscribeFilter::new(management_topic(thing.as_str(), k), QoS::AtLeastOnce));
+        self.client
+            .subscribe_many(filters)
+            .await
+            .map_err(|e| e.to_string())?;
+        let suback = self
+            .wait_for(timeout, |p| match p {
+                Packet::SubAck(ack) => Some(ack.return_codes.clone()),
+                _ => None,
+            })
+            .await?;
+        if suback
+            .iter()
+            .any(|c| matches!(c, SubscribeReasonCode::Failure))
+        {
+            return Err("subscription refused by the broker".to_owned());
+        }
+        Ok(())
+    }
+
+    async fn publish(
+        &mut self,
+        topic: &str,
+        message: &Message,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let payload = serde_json::to_vec(&message.to_json()).map_err(|e| e.to_string())?;
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut sent = None;
+        tokio::time::timeout(timeout, async {
+            loop {
+                match self.eventloop.poll().await.map_err(|e| e.to_string())? {
+                    Event::Outgoing(Outgoing::Publish(pkid)) => sent = Some(pkid),
+                    Event::Incoming(Packet::PubAck(ack)) if Some(ack.pkid) == sent => {
+                        return Ok(());
+                    }
+                    Event::Incoming(Packet::Publish(p)) => self.inbox.push_back(p),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .map_err(|_| format!("no puback for `{topic}` within {timeout:?}"))?
+    }
+
+    async fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        mut want: impl FnMut(&Packet) -> Option<T>,
+    ) -> Result<T, String> {
+        tokio::time::timeout(timeout, async {
+            loop {
+                match self.eventloop.poll().await.map_err(|e| e.to_string())? {
+                    Event::Incoming(Packet::Publish(p)) => self.inbox.push_back(p),
+                    Event::Incoming(packet) => {
+                        if let Some(found) = want(&packet) {
+                            return Ok(found);
+                        }
+                    }
+                    Event::Outgoing(_) => {}
+                }
+            }
+        })
+        .await
+        .map_err(|_| format!("no answer from the broker within {timeout:?}"))?
+    }
+
+    async fn next_publish(&mut self) -> Result<Publish, String> {
+        if let Some(p) = self.inbox.pop_front() {
+            return Ok(p);
+        }
+        loop {
+            if let Event::Incoming(Packet::Publish(p)) =
+                self.eventloop.poll().await.map_err(|e| e.to_string())?
+            {
+                return Ok(p);
+            }
+        }
+    }
+
+    async fn disconnect(mut self) {
+        if self.client.disconnect().await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Ok(event) = self.eventloop.poll().await {
+                    if matches!(event, Event::Outgoing(Outgoing::Disconnect)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+}
