@@ -7,6 +7,8 @@
 //! any input: a bad input is an `error`, never a thrown exception or an
 //! abort of the wasm instance.
 
+use std::sync::OnceLock;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -14,7 +16,7 @@ use crate::contracts::{self, Contract};
 use crate::csr;
 use crate::policy::{self, Action, PolicyContext, PolicyDocument, Request};
 use crate::routes::{self, Router};
-use crate::sql::{self, MessageContext};
+use crate::sql::{self, MessageContext, SqlError};
 use crate::topic;
 
 /// Largest input string any function accepts, in bytes (payload, PEM,
@@ -144,7 +146,10 @@ pub fn route(
         Ok(payload) => payload,
         Err(err) => return err,
     };
-    let router = match Router::new(&routes::deployed_rules(&[])) {
+    // The deployed statements are compiled once per process (per wasm
+    // instance), not on every message: routing is the hot path.
+    static ROUTER: OnceLock<Result<Router, SqlError>> = OnceLock::new();
+    let router = match ROUTER.get_or_init(|| Router::new(&routes::deployed_rules(&[]))) {
         Ok(router) => router,
         Err(e) => return fail("internal", e.to_string(), Value::Null),
     };
