@@ -23,6 +23,12 @@ use crate::topic;
 /// policy text, statement). Larger inputs are refused before parsing.
 pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
 
+/// `{"ok": true, "value": value}` for a value that is already JSON: moved
+/// into the envelope, not serialized again (payloads carry whole CSRs).
+fn ok_json(value: Value) -> Value {
+    json!({ "ok": true, "value": value })
+}
+
 fn ok(value: impl Serialize) -> Value {
     match serde_json::to_value(value) {
         Ok(value) => json!({ "ok": true, "value": value }),
@@ -72,7 +78,7 @@ pub fn validate(contract: &str, payload: &str) -> Value {
     let checked =
         Contract::from_name(contract).and_then(|c| contracts::validate(c, payload.as_bytes()));
     match checked {
-        Ok(message) => ok(message.to_json()),
+        Ok(message) => ok_json(message.to_json()),
         Err(e) => json!({ "ok": false, "error": e }),
     }
 }
@@ -116,7 +122,7 @@ pub fn evaluate_rule(
         timestamp_ms: timestamp_to_ms(timestamp_ms),
     };
     match parsed.evaluate(&ctx) {
-        Ok(out) => ok(out),
+        Ok(out) => ok_json(out.unwrap_or(Value::Null)),
         Err(e) => fail("eval", e.to_string(), Value::Null),
     }
 }
@@ -161,11 +167,65 @@ pub fn route(
         timestamp_ms: timestamp_to_ms(timestamp_ms),
     };
     match router.route(&ctx) {
-        Ok(routed) => ok(routed
-            .into_iter()
-            .map(|(function, event)| json!({ "function": function.name(), "event": event }))
-            .collect::<Vec<_>>()),
+        Ok(routed) => ok_json(Value::Array(
+            routed
+                .into_iter()
+                .map(|(function, event)| json!({ "function": function.name(), "event": event }))
+                .collect::<Vec<_>>(),
+        )),
         Err(e) => fail("eval", e.to_string(), Value::Null),
+    }
+}
+
+/// What the cloud does with one message a device publishes, in one call:
+/// the contract is named by the management topic's last level (`csr_res`,
+/// `crt_ack`, `crt_err`, ...), the payload is validated against it, and a
+/// valid message is routed through the deployed rules. The value is
+/// `{"contract": name | null, "routed": [{"function", "event"}]}`; a
+/// payload the contract refuses is the contract's error and is not routed.
+/// A topic outside `management/topic/{clientId}/…` has no contract and is
+/// only routed. `payload` is bytes, as an MQTT client hands them over.
+pub fn inbound(
+    topic_name: &str,
+    payload: &[u8],
+    client_id: &str,
+    principal: &str,
+    timestamp_ms: f64,
+) -> Value {
+    if let Some(err) = too_large("payload", payload.len()) {
+        return err;
+    }
+    let contract = match topic::parse_management_topic(topic_name) {
+        Some((_, kind)) => match Contract::from_name(kind.suffix()) {
+            Ok(contract) => Some(contract),
+            Err(e) => return json!({ "ok": false, "error": e }),
+        },
+        None => None,
+    };
+    if let Some(contract) = contract
+        && let Err(e) = contracts::validate(contract, payload)
+    {
+        return json!({ "ok": false, "error": e });
+    }
+    let text = match std::str::from_utf8(payload) {
+        Ok(text) => text,
+        Err(e) => {
+            return fail(
+                "malformed",
+                format!("payload is not UTF-8: {e}"),
+                json!({ "offset": e.valid_up_to() }),
+            );
+        }
+    };
+    let routed = route(topic_name, text, client_id, principal, timestamp_ms);
+    match routed {
+        Value::Object(mut envelope) if envelope.get("ok") == Some(&Value::Bool(true)) => {
+            // Moved, not re-serialized: the events carry the whole payload.
+            let routed = envelope.remove("value").unwrap_or(Value::Null);
+            let contract = contract.map_or(Value::Null, |c| Value::String(c.to_string()));
+            json!({ "ok": true, "value": { "contract": contract, "routed": routed } })
+        }
+        refused => refused,
     }
 }
 
@@ -317,6 +377,40 @@ mod tests {
         assert_eq!(routed[0]["function"], "csr-issuer");
         assert_eq!(routed[0]["event"]["clientid"], "d1");
         assert_eq!(routed[0]["event"]["topicClientId"], "d1");
+    }
+
+    #[test]
+    fn inbound_validates_against_the_topic_contract_then_routes() {
+        let topic = "management/topic/thing-1/csr_res";
+        let principal = "0".repeat(64);
+        let good = br#"{"CSR":"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n","rotationId":"r-1"}"#;
+        let out = inbound(topic, good, "thing-1", &principal, 0.0);
+        assert_eq!(out["ok"], true, "{out}");
+        assert_eq!(out["value"]["contract"], "csr_res");
+        let routed = out["value"]["routed"].as_array().unwrap();
+        assert_eq!(routed.len(), 1);
+        assert_eq!(routed[0]["function"], "csr-issuer");
+        assert_eq!(routed[0]["event"]["clientid"], "thing-1");
+        assert_eq!(routed[0]["event"]["rotationId"], "r-1");
+
+        // Refused by the contract: not routed, the contract's error.
+        let out = inbound(topic, br#"{"CSR": 7}"#, "thing-1", &principal, 0.0);
+        assert_eq!(out["ok"], false);
+        assert_eq!(error_kind(&out), "invalid");
+        assert_eq!(out["error"]["path"], "/CSR");
+        let out = inbound(topic, b"{\"CSR\": \xff}", "thing-1", &principal, 0.0);
+        assert_eq!(error_kind(&out), "malformed");
+
+        // No contract for a topic outside the management tree: routed only.
+        let out = inbound("telemetry/thing-1", b"{}", "thing-1", &principal, 0.0);
+        assert_eq!(out["value"]["contract"], Value::Null);
+        assert_eq!(out["value"]["routed"], json!([]));
+
+        let big = vec![b' '; MAX_INPUT_BYTES + 1];
+        assert_eq!(
+            error_kind(&inbound(topic, &big, "thing-1", &principal, 0.0)),
+            "tooLarge"
+        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
-// Throughput of the wasm build under Node, one thread, ~0.5 s per figure,
+// Throughput of the wasm build under Node, one thread, ~0.5 CPU-s per figure,
 // and the ratio wasm / native for the same calls (the `js` set of
 // `cargo run -p rules --release --example bench`).
 //
 //   node rules/wasm-tests/bench.mjs                    # runs target/release/examples/bench --json if built
 //   node rules/wasm-tests/bench.mjs --native f.json    # native figures from a file (bench --json output)
 //   node rules/wasm-tests/bench.mjs --no-native        # wasm figures only
+//   node rules/wasm-tests/bench.mjs --rounds 5         # native and wasm paired 5 times, medians
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,16 +15,32 @@ import { rules, workspaceRoot, devicePolicy, deployedStatements } from './helper
 
 const MEASURE_MS = 500;
 
-/** Calls `f` in growing batches for about MEASURE_MS; returns calls per second. */
+/**
+ * Milliseconds of this thread's CPU time (Linux: /proc/thread-self/schedstat,
+ * read on the main thread, which runs the wasm), so that figures are calls
+ * per CPU-second and do not fall when other processes share the machine, as
+ * the native bench measures; wall time where that file is missing.
+ */
+function cpuClock() {
+  try {
+    readFileSync('/proc/thread-self/schedstat', 'utf8');
+    return () => Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return () => performance.now();
+  }
+}
+const now = cpuClock();
+
+/** Calls `f` in growing batches for about MEASURE_MS of CPU time; returns calls per CPU-second. */
 function opsPerSec(f) {
   for (let i = 0; i < 3; i++) f();
-  const start = performance.now();
+  const start = now();
   let calls = 0;
   let batch = 1;
   for (;;) {
     for (let i = 0; i < batch; i++) f();
     calls += batch;
-    const elapsed = performance.now() - start;
+    const elapsed = now() - start;
     if (elapsed >= MEASURE_MS) return (calls * 1000) / elapsed;
     if (batch < 1 << 20) batch *= 2;
   }
@@ -63,6 +80,8 @@ try {
 const topic = 'management/topic/bench-thing/csr_res';
 const principal = '0'.repeat(64);
 const payload = JSON.stringify({ CSR: rsaCsr, rotationId: 'r-0001' });
+// MQTT clients (mqtt.js) hand payloads over as Buffers.
+const payloadBytes = Buffer.from(payload);
 const policy = JSON.stringify(devicePolicy());
 const own = 'arn:aws:iot:eu-west-1:123456789012:topic/management/topic/bench-thing/csr_res';
 const other = 'arn:aws:iot:eu-west-1:123456789012:topic/management/topic/other-thing/csr_res';
@@ -75,6 +94,7 @@ const check = (cond, what) => {
 };
 check(rules.validate('csr_res', payload).ok, 'csr_res validates');
 check(rules.route(topic, payload, 'bench-thing', principal, 0).value.length === 1, 'csr_res routes');
+check(rules.inbound(topic, payloadBytes, 'bench-thing', principal, 0).value.routed.length === 1, 'csr_res inbound');
 check(rules.inspectCsr(rsaCsr).value.key.bits === 2048, 'RSA-2048 CSR');
 check(rules.inspectCsr(p256Csr).value.key.kind === 'ecP256', 'P-256 CSR');
 check(rules.evaluatePolicy(policy, 'iot:Publish', own, ctx).value.allowed, 'own topic allowed');
@@ -88,6 +108,7 @@ const cases = [
     rules.validate('csr_res', payload);
     rules.route(topic, payload, 'bench-thing', principal, 0);
   }],
+  ['inbound csr_res', () => rules.inbound(topic, payloadBytes, 'bench-thing', principal, 0)],
   ['inspect_csr RSA-2048', () => rules.inspectCsr(rsaCsr)],
   ['inspect_csr P-256', () => rules.inspectCsr(p256Csr)],
   ['policy allow', () => rules.evaluatePolicy(policy, 'iot:Publish', own, ctx)],
@@ -96,14 +117,34 @@ const cases = [
 ];
 
 const native = nativeFigures(process.argv.slice(2));
-const nativeRate = (name) => native?.find((f) => f.set === 'js' && f.name === name)?.opsPerSec;
 
-console.log(`rules bench, wasm under Node ${process.version}, one thread, ~${MEASURE_MS} ms per figure`);
+// Rounds: each round measures native (a fresh run of the native bench, when
+// it is built) and then wasm, and the ratio is taken per round; the median
+// round is printed. A machine shared with other work drifts between runs,
+// and pairing the two measurements in time keeps the ratio honest.
+const roundsAt = process.argv.indexOf('--rounds');
+const rounds = roundsAt >= 0 ? Math.max(1, Number(process.argv[roundsAt + 1]) || 1) : 1;
+const fromExe = native !== null && !process.argv.includes('--native');
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const results = cases.map(([name]) => ({ name, wasm: [], native: [], ratio: [] }));
+for (let round = 0; round < rounds; round++) {
+  const nativeNow = round === 0 || !fromExe ? native : nativeFigures([]);
+  cases.forEach(([name, f], i) => {
+    const rate = opsPerSec(f);
+    const n = nativeNow?.find((x) => x.set === 'js' && x.name === name)?.opsPerSec;
+    results[i].wasm.push(rate);
+    if (n) {
+      results[i].native.push(n);
+      results[i].ratio.push(rate / n);
+    }
+  });
+}
+
+console.log(`rules bench, wasm under Node ${process.version}, one thread, ~${MEASURE_MS} ms of CPU per figure, ${rounds} round(s), median shown`);
 console.log(`csr_res payload: ${payload.length} bytes (RSA-2048 CSR)`);
 console.log(`${'call'.padEnd(26)} ${'wasm ops/s'.padStart(12)} ${'native ops/s'.padStart(13)} ${'wasm/native'.padStart(11)}`);
-for (const [name, f] of cases) {
-  const rate = opsPerSec(f);
-  const n = nativeRate(name);
-  const ratio = n ? (rate / n).toFixed(2) : '-';
-  console.log(`${name.padEnd(26)} ${rate.toFixed(0).padStart(12)} ${n ? n.toFixed(0).padStart(13) : '-'.padStart(13)} ${ratio.padStart(11)}`);
+for (const r of results) {
+  const n = r.native.length ? median(r.native) : null;
+  const ratio = r.ratio.length ? median(r.ratio).toFixed(2) : '-';
+  console.log(`${r.name.padEnd(26)} ${median(r.wasm).toFixed(0).padStart(12)} ${n ? n.toFixed(0).padStart(13) : '-'.padStart(13)} ${ratio.padStart(11)}`);
 }

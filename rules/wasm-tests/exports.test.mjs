@@ -29,6 +29,27 @@ test('route hands the csr issuer clientid and topicClientId', () => {
   assert.equal(out.value[0].event.topicClientId, 'd1');
 });
 
+test('inbound validates a Buffer payload against its topic contract, then routes it', () => {
+  const topic = 'management/topic/d1/crt_ack';
+  const out = rules.inbound(topic, Buffer.from('{"rotationId":"r-1"}'), 'd1', 'cert', 1);
+  assert.equal(out.ok, true, JSON.stringify(out));
+  assert.equal(out.value.contract, 'crt_ack');
+  assert.equal(out.value.routed.length, 1);
+  assert.equal(out.value.routed[0].function, 'commit');
+  assert.equal(out.value.routed[0].event.clientid, 'd1');
+  // The same as a string.
+  assert.deepEqual(rules.inbound(topic, '{"rotationId":"r-1"}', 'd1', 'cert', 1), out);
+  // Refused by the contract: the contract's error, nothing routed.
+  const bad = rules.inbound('management/topic/d1/crt_err', Buffer.from('{"error": 5}'), 'd1', 'cert', 1);
+  assert.equal(bad.ok, false);
+  assert.equal(bad.error.kind, 'invalid');
+  assert.equal(bad.error.path, '/error');
+  assert.equal(rules.inbound(topic, Buffer.from([0x7b, 0xff]), 'd1', 'cert', 1).error.kind, 'malformed');
+  // Neither bytes nor a string: a type error, not a throw.
+  assert.equal(rules.inbound(topic, 42, 'd1', 'cert', 1).error.kind, 'type');
+  assert.equal(rules.inbound(topic, { a: 1 }, 'd1', 'cert', 1).error.argument, 'payload');
+});
+
 test('evaluateRule names the byte offset of an unsupported function', () => {
   const out = rules.evaluateRule("SELECT foo() FROM 'a'", 'a', '{}', 'c', 'p', 0);
   assert.equal(out.ok, false);
