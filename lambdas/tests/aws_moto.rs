@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_iot::config::Credentials;
 use common::{POLICY, TASK, bytes, crt_ack, csr_pem, csr_res, p256_key, sqs_event, work};
-use lambdas::aws::{AwsPorts, AwsRegistry, DynamoStore, from_sdk_config};
+use lambdas::aws::{AwsInitError, AwsPorts, AwsRegistry, DynamoStore, from_sdk_config};
 use lambdas::config::Config;
 use lambdas::handlers::{commit, csr_issuer, rotation_starter};
 use lambdas::ports::{
@@ -352,7 +352,7 @@ fn registry_certificates_policies_and_things() {
 }
 
 #[test]
-fn registry_unknown_ids_are_not_found_and_bad_csrs_invalid() {
+fn registry_unknown_ids_are_not_found() {
     let moto = Moto::start();
     run(async {
         let sdk = moto.sdk().await;
@@ -784,4 +784,121 @@ fn one_rotation_through_the_handlers_on_aws_ports() {
             CertificateStatus::Active
         );
     });
+}
+
+/// Runs this test binary's ignored `load_child` with only `envs` set.
+fn run_load_child(envs: &[(&str, &str)]) {
+    let exe = std::env::current_exe().expect("test binary");
+    let base = [
+        ("AWS_CONFIG_FILE", "/nonexistent/fleetcert-config"),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/fleetcert-credentials",
+        ),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("ROTATION_TABLE", "fleetcert-rotations"),
+        ("ROTATION_QUEUE_URL", "http://127.0.0.1:1/123456789012/q"),
+        (
+            "SUPPORT_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:123456789012:support",
+        ),
+        ("DEVICE_POLICY_NAME", POLICY),
+    ];
+    let out = Command::new(exe)
+        .args(["load_child", "--exact", "--ignored", "--nocapture"])
+        .env_clear()
+        .envs(base.iter().chain(envs).copied())
+        .output()
+        .expect("run child");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child with {envs:?} failed:\n{text}");
+    assert!(text.contains("1 passed"), "child did not run:\n{text}");
+}
+
+/// `aws::load` reads the process environment: each case runs in a child
+/// process with its own environment (no test mutates its own).
+#[test]
+fn load_builds_the_ports_from_the_environment() {
+    let moto = Moto::start();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let closed = format!("http://127.0.0.1:{closed}");
+    // The endpoint from DescribeEndpoint, the registry on AWS_ENDPOINT_URL.
+    run_load_child(&[
+        ("FLEETCERT_LOAD_EXPECT", "ok"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", &moto.endpoint),
+    ]);
+    // IOT_DATA_ENDPOINT wins over DescribeEndpoint (which would fail here).
+    run_load_child(&[
+        ("FLEETCERT_LOAD_EXPECT", "publish"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", &closed),
+        ("AWS_ENDPOINT_URL_IOT_DATA_PLANE", &closed),
+        ("IOT_DATA_ENDPOINT", &moto.endpoint),
+    ]);
+    run_load_child(&[("FLEETCERT_LOAD_EXPECT", "no_region")]);
+    run_load_child(&[
+        ("FLEETCERT_LOAD_EXPECT", "describe_failed"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", &closed),
+        ("AWS_MAX_ATTEMPTS", "1"),
+    ]);
+    run(async {
+        let sdk = moto.sdk().await;
+        let thing = aws_sdk_iot::Client::new(&sdk)
+            .describe_thing()
+            .thing_name("loaded-from-env")
+            .send()
+            .await
+            .expect("the child created the thing in this moto");
+        assert_eq!(thing.thing_name(), Some("loaded-from-env"));
+    });
+}
+
+#[test]
+#[ignore = "run by load_builds_the_ports_from_the_environment in a child process"]
+fn load_child() {
+    let Ok(expect) = std::env::var("FLEETCERT_LOAD_EXPECT") else {
+        return;
+    };
+    let cfg = Config::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let loaded = run(lambdas::aws::load(&cfg));
+    match expect.as_str() {
+        "ok" => {
+            let ports = loaded.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(ports.store.table(), "fleetcert-rotations");
+            run(ports.registry.create_thing("loaded-from-env")).unwrap_or_else(|e| panic!("{e}"));
+        }
+        "publish" => {
+            let ports = loaded.unwrap_or_else(|e| panic!("{e}"));
+            run(ports
+                .publisher
+                .publish("management/topic/t/csr_req", b"{}", 1))
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        "no_region" => assert_eq!(loaded.err(), Some(AwsInitError::NoRegion)),
+        "describe_failed" => {
+            let e = loaded.err();
+            assert!(
+                matches!(
+                    e,
+                    Some(AwsInitError::DescribeEndpoint {
+                        kind: "transient",
+                        ..
+                    })
+                ),
+                "{e:?}"
+            );
+        }
+        other => panic!("unknown FLEETCERT_LOAD_EXPECT {other}"),
+    }
 }

@@ -162,15 +162,21 @@ where
     }
 }
 
-/// `code: message` when the service sent them, else the whole error chain.
+/// `code: message` when the service sent them; the HTTP status when it
+/// answered without a code (not the body: it may be a whole HTML page);
+/// else the error chain (timeouts, connection and request errors).
 fn error_message<E>(err: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match (err.code(), err.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => DisplayErrorContext(err).to_string(),
+    match (err.code(), err.message(), err.raw_response()) {
+        (Some(code), Some(message), _) => format!("{code}: {message}"),
+        (Some(code), None, _) => code.to_owned(),
+        (None, _, Some(raw)) => format!(
+            "HTTP {} without an error code the SDK could read",
+            raw.status().as_u16()
+        ),
+        (None, _, None) => DisplayErrorContext(err).to_string(),
     }
 }
 
@@ -272,8 +278,9 @@ mod tests {
         let e = describe_with(status, code).await;
         assert_eq!(e.kind(), kind, "{e}");
         assert_eq!(e.operation(), Operation::DescribeCertificate);
-        if let Some(code) = code {
-            assert!(e.message().starts_with(code), "{e}");
+        match code {
+            Some(code) => assert!(e.message().starts_with(code), "{e}"),
+            None => assert!(e.message().starts_with(&format!("HTTP {status}")), "{e}"),
         }
     }
 
