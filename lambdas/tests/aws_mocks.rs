@@ -371,3 +371,61 @@ fn principal_things_and_policies_pass_page_size_and_tokens_through() {
         [1, 1, 1, 1]
     );
 }
+
+fn sqs(rules: &[&Rule]) -> lambdas::aws::SqsQueue {
+    let conf = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "AKID", "SECRET", None, None, "test",
+        ))
+        .http_client(create_mock_http_client())
+        .interceptor(interceptor(rules))
+        .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+        .build();
+    lambdas::aws::SqsQueue::new(
+        aws_sdk_sqs::Client::from_conf(conf),
+        "https://sqs.us-east-1.amazonaws.com/123456789012/rotations",
+    )
+}
+
+/// A partially failed batch: the sender's fault is not retryable, the
+/// service's is.
+#[test]
+fn failed_batch_entries_are_retryable_unless_the_sender_is_at_fault() {
+    use lambdas::ports::{QueueMessage, WorkQueue};
+    let rule = mock!(aws_sdk_sqs::Client::send_message_batch)
+        .match_requests(|r| {
+            r.entries().len() == 3
+                && r.queue_url() == Some("https://sqs.us-east-1.amazonaws.com/123456789012/rotations")
+        })
+        .then_http_response(|| {
+            let body = json!({
+                "Successful": [{"Id": "m-0", "MessageId": "5fea7756-0ea4-451a-a703-a558b933e274", "MD5OfMessageBody": "99914b932bd37a50b983c5e7c90ae93b"}],
+                "Failed": [
+                    {"Id": "m-1", "SenderFault": true, "Code": "InvalidMessageContents", "Message": "bad character"},
+                    {"Id": "m-2", "SenderFault": false, "Code": "InternalError", "Message": "try again"}
+                ]
+            });
+            http(
+                200,
+                &[("content-type", "application/x-amz-json-1.0")],
+                body.to_string(),
+            )
+        });
+    let queue = sqs(&[&rule]);
+    let batch: Vec<QueueMessage> = (0..3)
+        .map(|i| QueueMessage {
+            id: format!("m-{i}"),
+            body: "{}".to_owned(),
+        })
+        .collect();
+    let failed = run(queue.send_batch(&batch)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rule.num_calls(), 1);
+    let got: Vec<(&str, &str, bool)> = failed
+        .iter()
+        .map(|f| (f.id.as_str(), f.error.kind(), f.error.is_retryable()))
+        .collect();
+    assert_eq!(got, [("m-1", "invalid", false), ("m-2", "transient", true)]);
+    assert!(failed[0].error.message().contains("bad character"));
+}

@@ -397,6 +397,7 @@ fn rotation_store_conditions_and_pages() {
         store.create(&r1).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(store.get("r-1").await.expect("get"), Some(r1.clone()));
         assert_eq!(store.get("r-nope").await.expect("get"), None);
+        assert_eq!(store.get("thing#thing-1").await.expect("get"), None);
         assert_eq!(
             store.latest_for_thing("thing-1").await.expect("latest"),
             Some(r1.clone())

@@ -306,6 +306,10 @@ impl RotationStore for DynamoStore {
     }
 
     async fn get(&self, rotation_id: &str) -> PortResult<Option<Rotation>> {
+        if rotation_id.starts_with(THING_PREFIX) {
+            // A pointer row's key is no rotation id.
+            return Ok(None);
+        }
         self.get_row(Operation::GetRotation, rotation_id).await
     }
 

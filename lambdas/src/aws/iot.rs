@@ -306,6 +306,8 @@ impl IotRegistry for AwsRegistry {
                 .ok_or_else(|| unexpected(op, "no status"))?
                 .as_str()
                 .to_owned(),
+            // Absent means not enabled: AWS registers a CA with DISABLE
+            // unless told otherwise (moto omits the field).
             auto_registration_status: d
                 .auto_registration_status()
                 .map_or("DISABLE", |s| s.as_str())
