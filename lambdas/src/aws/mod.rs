@@ -2,12 +2,12 @@
 //!
 //! [`load`] builds all five from the Lambda environment; [`from_sdk_config`]
 //! from a given [`SdkConfig`] (tests point it at moto). Every SDK error is
-//! classified into a [`PortError`](crate::ports::PortError) by
-//! [`error`]'s one function, so the handlers and the rate limiter see the
+//! classified into a [`PortError`] by one
+//! function (`aws/error.rs`), so the handlers and the rate limiter see the
 //! same kinds as with the memory adapters.
 //!
 //! IAM actions, per port: the registry calls `iot:<OperationName>` for each
-//! registry [`Operation`](crate::ports::Operation) (and
+//! registry [`Operation`] (and
 //! `iot:DescribeEndpoint` once in [`load`]); the publisher `iot:Publish`;
 //! the store `dynamodb:PutItem`, `dynamodb:UpdateItem`, `dynamodb:GetItem`,
 //! `dynamodb:Scan`; the notifier `sns:Publish`; the queue `sqs:SendMessage`.
@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::ports::{Operation, PortError, PortSet};
 
 pub mod dynamo;
-pub mod error;
+mod error;
 pub mod iot;
 pub mod iot_data;
 pub mod sns;
