@@ -586,7 +586,8 @@ impl Drop for FakeAws {
     }
 }
 
-/// Serves the requests of one keep-alive connection (at most 1000).
+/// Serves one request and closes the connection (so that one thread serves
+/// every client in turn).
 fn serve(stream: TcpStream, log: &Mutex<Vec<Request>>, handler: &Handler) {
     stream.set_nonblocking(false).unwrap();
     stream
@@ -594,7 +595,7 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Request>>, handler: &Handler) {
         .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
-    for _ in 0..1000 {
+    {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
@@ -638,12 +639,11 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Request>>, handler: &Handler) {
             _ => "Error",
         };
         let resp = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
-        if writer.write_all(resp.as_bytes()).is_err() {
-            return;
-        }
+        let _ = writer.write_all(resp.as_bytes());
+        let _ = writer.flush();
     }
 }
 

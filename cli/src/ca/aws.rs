@@ -3,7 +3,6 @@
 //! returned, and the rate-limited bulk revocation.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -223,7 +222,7 @@ impl Iot {
         };
         let endpoint = match &conn.endpoint_url {
             Some(url) => url.clone(),
-            None => format!("of {region}"),
+            None => format!("https://iot.{region}.amazonaws.com"),
         };
         Ok(Self::from_client(Client::new(&config), endpoint))
     }
@@ -440,9 +439,7 @@ impl Iot {
         rate: NonZeroU32,
         mut on_result: impl FnMut(&str, &Result<(), CaError>),
     ) -> RevokeReport {
-        let limiter = Arc::new(RateLimiter::direct(
-            Quota::per_second(rate).allow_burst(NonZeroU32::MIN),
-        ));
+        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN));
         let in_flight_max = rate.get().min(64) as usize;
         let mut report = RevokeReport::default();
         let mut tasks = tokio::task::JoinSet::new();

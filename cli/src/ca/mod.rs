@@ -343,36 +343,7 @@ fn write_files(files: &[OutFile], force: bool) -> anyhow::Result<()> {
         }
     }
     let mut temps: Vec<PathBuf> = Vec::new();
-    let result = (|| -> anyhow::Result<()> {
-        for f in files {
-            let dir = match f.path.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let name = f
-                .path
-                .file_name()
-                .context("an output path has no file name")?;
-            let tmp = dir.join(format!(
-                ".{}.tmp-{}",
-                name.to_string_lossy(),
-                std::process::id()
-            ));
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(if f.secret { 0o600 } else { 0o644 })
-                .open(&tmp)
-                .with_context(|| format!("cannot create {}", tmp.display()))?;
-            temps.push(tmp.clone());
-            file.write_all(f.contents.as_bytes())
-                .and_then(|()| file.sync_all())
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-        }
-        Ok(())
-    })();
+    let result = write_temps(files, &mut temps);
     if let Err(e) = result {
         for t in &temps {
             let _ = std::fs::remove_file(t);
@@ -382,6 +353,38 @@ fn write_files(files: &[OutFile], force: bool) -> anyhow::Result<()> {
     for (f, tmp) in files.iter().zip(&temps) {
         std::fs::rename(tmp, &f.path)
             .with_context(|| format!("cannot move {} to {}", tmp.display(), f.path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes each file to a temporary sibling (pushed to `temps`), synced.
+fn write_temps(files: &[OutFile], temps: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for f in files {
+        let dir = match f.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let name = f
+            .path
+            .file_name()
+            .context("an output path has no file name")?;
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if f.secret { 0o600 } else { 0o644 })
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        temps.push(tmp.clone());
+        file.write_all(f.contents.as_bytes())
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
     }
     Ok(())
 }
@@ -581,7 +584,7 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = String::new();
     let mut line = |cells: &mut dyn Iterator<Item = &str>| {
         let mut l = String::new();
-        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+        for (i, (cell, &w)) in cells.zip(&widths).enumerate() {
             if i > 0 {
                 l.push_str("  ");
             }

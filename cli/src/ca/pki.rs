@@ -131,8 +131,15 @@ fn parse_cert_der(what: &str, pem_text: &str) -> Result<Vec<u8>, PkiError> {
     Ok(block.into_contents())
 }
 
-fn info_of(what: &str, cert: &X509Certificate<'_>) -> CertInfo {
-    let _ = what;
+/// PEM with LF line endings (the `pem` crate's default is CRLF).
+fn pem_lf(block: &pem::Pem) -> String {
+    pem::encode_config(
+        block,
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+fn info_of(cert: &X509Certificate<'_>) -> CertInfo {
     CertInfo {
         subject: cert.subject().to_string(),
         issuer: cert.issuer().to_string(),
@@ -151,7 +158,7 @@ pub fn certificate_info(what: &str, pem_text: &str) -> Result<CertInfo, PkiError
         what: what.to_owned(),
         reason: e.to_string(),
     })?;
-    Ok(info_of(what, &cert))
+    Ok(info_of(&cert))
 }
 
 /// Fails unless `info` is valid at `now`.
@@ -190,7 +197,7 @@ impl LoadedCa {
             what: cert_label.to_owned(),
             reason: e.to_string(),
         })?;
-        let info = info_of(cert_label, &cert);
+        let info = info_of(&cert);
         if !info.is_ca {
             return Err(PkiError::NotCa {
                 what: cert_label.to_owned(),
@@ -207,7 +214,7 @@ impl LoadedCa {
             });
         }
         // Re-encode as one clean PEM block (drops any text around it).
-        let cert_pem = pem::encode(&pem::Pem::new("CERTIFICATE", der.clone()));
+        let cert_pem = pem_lf(&pem::Pem::new("CERTIFICATE", der.clone()));
         Ok(Self {
             cert_pem,
             key,
@@ -396,7 +403,6 @@ pub fn issue_device(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use x509_parser::prelude::FromDer;
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
@@ -484,7 +490,7 @@ mod tests {
         assert!(!dev.clamped);
         let blocks = pem::parse_many(&dev.chain_pem).unwrap();
         assert_eq!(blocks.len(), 2);
-        assert_eq!(pem::encode(&blocks[0]), dev.cert_pem.replace("\r\n", "\n"));
+        assert_eq!(pem_lf(&blocks[0]), dev.cert_pem);
         assert_eq!(
             blocks[1].contents(),
             parse_cert_der("ca", &ca.cert_pem).unwrap()
