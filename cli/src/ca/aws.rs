@@ -530,6 +530,7 @@ pub struct RevokeReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_iot::error::ErrorMetadata;
     use aws_sdk_iot::operation::list_ca_certificates::ListCaCertificatesOutput;
     use aws_sdk_iot::operation::list_certificates_by_ca::ListCertificatesByCaOutput;
     use aws_sdk_iot::operation::update_certificate::{
@@ -644,9 +645,16 @@ mod tests {
         let unknown = mock!(Client::update_certificate)
             .match_requests(|r| r.certificate_id() == Some("nope"))
             .then_error(|| {
+                // As the SDK parses it from AWS's answer: with the error metadata.
                 UpdateCertificateError::ResourceNotFoundException(
                     ResourceNotFoundException::builder()
                         .message("The certificate nope does not exist")
+                        .meta(
+                            ErrorMetadata::builder()
+                                .code("ResourceNotFoundException")
+                                .message("The certificate nope does not exist")
+                                .build(),
+                        )
                         .build(),
                 )
             });
@@ -660,7 +668,11 @@ mod tests {
         assert_eq!(revoked, ["a", "b"]);
         assert_eq!(report.failed.len(), 1);
         assert_eq!(report.failed[0].certificate_id, "nope");
-        assert!(report.failed[0].error.contains("ResourceNotFoundException"));
+        assert_eq!(
+            report.failed[0].error,
+            "UpdateCertificate failed: AWS returned ResourceNotFoundException: \
+             The certificate nope does not exist"
+        );
         assert!(report.not_attempted.is_empty());
         assert_eq!(report.stopped_by, None);
     }

@@ -209,7 +209,7 @@ struct RevokeArgs {
     #[arg(long, value_name = "CA_ID")]
     all_from: Option<String>,
     /// Deactivate the CA first so that no new device registers meanwhile (asked when interactive).
-    #[arg(long, requires = "all_from")]
+    #[arg(long)]
     deactivate_ca: bool,
     /// Do not ask for confirmation.
     #[arg(long, short)]
@@ -710,6 +710,9 @@ fn ask(question: &str, default: bool) -> anyhow::Result<Option<bool>> {
 }
 
 async fn revoke(g: &GlobalArgs, a: RevokeArgs) -> anyhow::Result<Outcome> {
+    if a.deactivate_ca && a.all_from.is_none() {
+        return Err(UsageError("--deactivate-ca needs --all-from <CA_ID>".into()).into());
+    }
     let iot = connect(g).await?;
     let (ids, already) = match &a.all_from {
         Some(ca_id) => {
@@ -887,7 +890,6 @@ mod tests {
     fn revoke_needs_ids_or_all_from_but_not_both() {
         assert!(parse(&["revoke"]).is_err());
         assert!(parse(&["revoke", "a", "--all-from", "ca"]).is_err());
-        assert!(parse(&["revoke", "a", "--deactivate-ca"]).is_err());
         assert!(parse(&["revoke", "a", "--rate", "0"]).is_err());
         let a = parse(&["revoke", "--all-from", "ca", "--yes", "--rate", "5"]).unwrap();
         match a.command {
