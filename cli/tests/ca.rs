@@ -212,6 +212,8 @@ async fn full_jitr_ca_lifecycle_against_moto() {
     );
     let v: serde_json::Value = serde_json::from_str(&ok(&inter)).unwrap();
     assert_eq!(v["intermediate"], true);
+    assert_eq!(v["subject"], "CN=Fleet Inter");
+    assert_eq!(v["issuer"], "CN=Fleet Test Root");
     openssl(&["verify", "-CAfile", p(&ca_crt), p(&d.join("inter.crt.pem"))]);
     // Never overwrites a CA key silently.
     let again = fleetcert(url, &["create", "--out-dir", p(d), "--name", "root"]);
@@ -612,10 +614,10 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Request>>, handler: &Handler) {
             if h == "\r\n" {
                 break;
             }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap_or(0);
             }
         }
         let mut body = vec![0; len];

@@ -248,7 +248,7 @@ pub fn run(args: CaArgs) -> anyhow::Result<()> {
             .block_on(dispatch(args)),
     };
     let code = match result {
-        Ok(Outcome::Done) => return Ok(()),
+        Ok(Outcome::Done) => EXIT_OK,
         Ok(Outcome::Partial) => EXIT_PARTIAL,
         Ok(Outcome::Failed) => EXIT_FAILURE,
         Err(e) => {
@@ -260,6 +260,9 @@ pub fn run(args: CaArgs) -> anyhow::Result<()> {
             }
         }
     };
+    if code == EXIT_OK {
+        return Ok(());
+    }
     let _ = std::io::stdout().flush();
     std::process::exit(code)
 }
@@ -333,14 +336,12 @@ struct OutFile {
 /// Writes every file or none: refuses existing files unless `force`, writes
 /// temporary files (keys created 0600), fsyncs, then renames them into place.
 fn write_files(files: &[OutFile], force: bool) -> anyhow::Result<()> {
-    if !force {
-        if let Some(f) = files.iter().find(|f| f.path.exists()) {
-            return Err(UsageError(format!(
-                "{} exists; pass --force to overwrite it (nothing was written)",
-                f.path.display()
-            ))
-            .into());
-        }
+    if !force && let Some(f) = files.iter().find(|f| f.path.exists()) {
+        return Err(UsageError(format!(
+            "{} exists; pass --force to overwrite it (nothing was written)",
+            f.path.display()
+        ))
+        .into());
     }
     let mut temps: Vec<PathBuf> = Vec::new();
     let result = write_temps(files, &mut temps);
@@ -410,6 +411,7 @@ fn create(g: &GlobalArgs, a: CreateArgs, now: OffsetDateTime) -> anyhow::Result<
         parent.as_ref(),
         now,
     )?;
+    let info = pki::certificate_info("the new CA certificate", &made.cert_pem)?;
     let cert = a.out_dir.join(format!("{}.crt.pem", a.name));
     let key = a.out_dir.join(format!("{}.key.pem", a.name));
     write_files(
@@ -431,6 +433,7 @@ fn create(g: &GlobalArgs, a: CreateArgs, now: OffsetDateTime) -> anyhow::Result<
     if g.json {
         print_json(&serde_json::json!({
             "certificate": cert, "key": key, "notAfter": not_after,
+            "subject": info.subject, "issuer": info.issuer, "serial": info.serial,
             "intermediate": parent.is_some(),
         }))?;
     } else {
@@ -444,7 +447,7 @@ fn create(g: &GlobalArgs, a: CreateArgs, now: OffsetDateTime) -> anyhow::Result<
         } else {
             "self-signed"
         },
-        a.common_name,
+        info.subject,
         key.display()
     );
     Ok(Outcome::Done)
