@@ -3,10 +3,18 @@
 //! with openssl; and the failure paths against a scripted HTTP listener
 //! (HTTP 500/429, a closed port) and bad local files.
 //!
-//! Not exercised against moto (it lacks them): ListCACertificates (`ca list`)
-//! and `pageSize` (moto returns every certificate in one page). Both are
-//! covered by the aws-smithy-mocks tests in `cli/src/ca/aws.rs` and, for
-//! paging through the binary, by the scripted listener below.
+//! What moto cannot show, and where it is covered instead:
+//! - ListCACertificates (`ca list`) is not implemented: the aws-smithy-mocks
+//!   tests in `cli/src/ca/aws.rs` and `ca_list_through_the_binary` below.
+//! - `pageSize`/`marker` are ignored (one page): the mocks and
+//!   `certificates_follow_every_page` / the revoke tests below.
+//! - UpdateCACertificate's `newAutoRegistrationStatus` and RegisterCACertificate's
+//!   `allowAutoRegistration` are accepted but not stored:
+//!   `auto_registration_and_status_requests` and
+//!   `register_sends_the_ca_and_a_verification_certificate_for_the_code` check
+//!   the requests the binary sends.
+//! - moto does not check the verification certificate, nor device chains:
+//!   openssl does, here.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -597,56 +605,54 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Request>>, handler: &Handler) {
         .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
-    {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_owned();
-        let path = parts.next().unwrap_or_default().to_owned();
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            if h == "\r\n" {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let req = Request {
-            method,
-            path,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        };
-        let n = {
-            let mut log = log.lock().unwrap();
-            log.push(req.clone());
-            log.len()
-        };
-        let (status, body) = handler(&req, n);
-        let reason = match status {
-            200 => "OK",
-            429 => "Too Many Requests",
-            _ => "Error",
-        };
-        let resp = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = writer.write_all(resp.as_bytes());
-        let _ = writer.flush();
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
     }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let path = parts.next().unwrap_or_default().to_owned();
+    let mut len = 0usize;
+    for _ in 0..100 {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+            return;
+        }
+        if h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; len];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let req = Request {
+        method,
+        path,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let n = {
+        let mut log = log.lock().unwrap();
+        log.push(req.clone());
+        log.len()
+    };
+    let (status, body) = handler(&req, n);
+    let reason = match status {
+        200 => "OK",
+        429 => "Too Many Requests",
+        _ => "Error",
+    };
+    let resp = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = writer.write_all(resp.as_bytes());
+    let _ = writer.flush();
 }
 
 fn aws_error(kind: &str, message: &str) -> String {

@@ -269,7 +269,9 @@ pub fn run(args: CaArgs) -> anyhow::Result<()> {
 
 async fn dispatch(args: CaArgs) -> anyhow::Result<Outcome> {
     let g = args.global;
+    // X.509 validity has whole seconds.
     let now = OffsetDateTime::now_utc();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
     match args.command {
         CaCommand::Create(a) => create(&g, a, now),
         CaCommand::IssueDevice(a) => issue_device(&g, a, now),
