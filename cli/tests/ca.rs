@@ -840,6 +840,98 @@ fn revoke_without_yes_and_without_a_terminal_revokes_nothing() {
     assert!(fake.requests().iter().all(|r| r.method == "GET"));
 }
 
+/// Runs `fleetcert ca <args>` on a pseudo-terminal (util-linux `script`)
+/// typing `input`; returns the exit code and everything the terminal showed.
+fn fleetcert_on_a_terminal(endpoint: &str, args: &[&str], input: &str) -> (Option<i32>, String) {
+    let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+    let mut cmd = vec![quote(env!("CARGO_BIN_EXE_fleetcert")), "ca".into()];
+    cmd.extend(args.iter().map(|a| quote(a)));
+    cmd.extend(["--endpoint-url", endpoint, "--region", REGION].map(quote));
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd.join(" "), "/dev/null"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/fleetcert-test")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/fleetcert-test")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` (Debian package bsdutils) runs the CLI on a terminal");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "$ fleetcert ca {} <<< {input:?}\n-> {:?}\n{shown}",
+        args.join(" "),
+        out.status.code()
+    );
+    (out.status.code(), shown)
+}
+
+fn all_revocations_succeed(req: &Request, _: usize) -> (u16, String) {
+    match req.method.as_str() {
+        "GET" => (200, certs_page(&["c1", "c2"], None)),
+        _ => (200, "{}".into()),
+    }
+}
+
+#[test]
+fn on_a_terminal_revoke_asks_first_and_offers_to_deactivate_the_ca() {
+    let fake = FakeAws::start(all_revocations_succeed);
+    let (code, shown) =
+        fleetcert_on_a_terminal(&fake.url, &["revoke", "--all-from", "ca1"], "y\ny\n");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(
+        shown.contains("revoke 2 certificate(s) registered under CA ca1? [y/N]"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "deactivate CA ca1 first, so that no new device registers with it meanwhile? [Y/n]"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("revoked c1") && shown.contains("revoked c2"),
+        "{shown}"
+    );
+    let reqs: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        reqs[..2],
+        [
+            "GET /certificates-by-ca/ca1",
+            "PUT /cacertificate/ca1?newStatus=INACTIVE"
+        ]
+    );
+    assert_eq!(reqs.len(), 4);
+}
+
+#[test]
+fn on_a_terminal_answering_no_revokes_nothing() {
+    let fake = FakeAws::start(all_revocations_succeed);
+    let (code, shown) = fleetcert_on_a_terminal(&fake.url, &["revoke", "c1", "c2"], "n\n");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains("revoke 2 certificate(s) given? [y/N]"),
+        "{shown}"
+    );
+    assert!(shown.contains("nothing was revoked"), "{shown}");
+    assert!(fake.requests().is_empty());
+}
+
 #[test]
 fn certificates_follow_every_page() {
     let fake = FakeAws::start(failing_revocations);
