@@ -682,6 +682,17 @@ fn http_500_is_retried_then_reported_with_awss_code_and_message() {
 }
 
 #[test]
+fn a_gateway_error_without_an_aws_body_names_the_http_status() {
+    let fake = FakeAws::start(|_, _| (502, "<html>bad gateway</html>".into()));
+    let out = fleetcert(&fake.url, &["deactivate", "abc", "--max-attempts", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: UpdateCACertificate failed: AWS returned HTTP 502: (no message)"
+    );
+}
+
+#[test]
 fn throttling_is_retried_then_reported() {
     let fake = FakeAws::start(|_, _| (429, aws_error("ThrottlingException", "Rate exceeded")));
     let out = fleetcert(&fake.url, &["activate", "abc", "--max-attempts", "3"]);
