@@ -443,6 +443,7 @@ impl Iot {
         let in_flight_max = rate.get().min(64) as usize;
         let mut report = RevokeReport::default();
         let mut tasks = tokio::task::JoinSet::new();
+        let mut in_flight = std::collections::HashMap::new();
         let mut stopped = false;
         let mut next = 0;
         while next < ids.len() || !tasks.is_empty() {
@@ -451,24 +452,35 @@ impl Iot {
                 let id = ids[next].clone();
                 next += 1;
                 let this = self.clone();
-                tasks.spawn(async move {
-                    let r = this.revoke(&id).await;
-                    (id, r)
+                let task_id = id.clone();
+                let handle = tasks.spawn(async move {
+                    let r = this.revoke(&task_id).await;
+                    (task_id, r)
                 });
+                in_flight.insert(handle.id(), id);
                 continue;
             }
             if stopped && tasks.is_empty() {
                 break;
             }
-            let Some(joined) = tasks.join_next().await else {
+            let Some(joined) = tasks.join_next_with_id().await else {
                 break;
             };
             let (id, result) = match joined {
-                Ok(v) => v,
+                Ok((task, v)) => {
+                    in_flight.remove(&task);
+                    v
+                }
                 Err(e) => {
-                    // A panicked task: nothing is known about its certificate.
-                    report.stopped_by = Some(format!("a revocation task failed: {e}"));
+                    // The task died: whether AWS applied the call is unknown.
+                    let id = in_flight.remove(&e.id()).unwrap_or_default();
+                    let why = format!("the revocation task failed ({e}); the status is unknown");
+                    report.stopped_by.get_or_insert_with(|| why.clone());
                     stopped = true;
+                    report.failed.push(Failed {
+                        certificate_id: id,
+                        error: why,
+                    });
                     continue;
                 }
             };
