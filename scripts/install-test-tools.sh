@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Installs the tools the device agent's tests need: Debian's mosquitto
-# broker and clients (an independent MQTT peer with mutual TLS).
-# Idempotent: does nothing when `mosquitto` is already installed.
+# Installs the Debian tools the tests need: mosquitto broker and clients (an
+# independent MQTT peer with mutual TLS, for the device agent's tests) and
+# the openssl CLI (an independent X.509 verifier, for `fleetcert ca`'s tests).
+# Idempotent: installs only what is missing.
 set -euo pipefail
 
-if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then
+pkgs=()
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    pkgs+=(mosquitto mosquitto-clients)
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+    pkgs+=(openssl)
+fi
+if [ "${#pkgs[@]}" -eq 0 ]; then
     exit 0
 fi
 
@@ -15,5 +23,6 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
+$sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]
+command -v openssl >/dev/null 2>&1

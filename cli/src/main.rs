@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use infra::config::{Architecture, Config};
 
+mod ca;
+
 /// Keep a fleet of AWS IoT devices on valid X.509 certificates.
 #[derive(Debug, Parser)]
 #[command(name = "fleetcert", version)]
@@ -21,6 +23,8 @@ struct Cli {
 enum Command {
     /// Synthesize the CloudFormation stack into a CDK cloud assembly (default).
     Synth(SynthArgs),
+    /// Manage the JITR certificate authority: create, register, activate, issue, list, revoke.
+    Ca(ca::CaArgs),
 }
 
 /// Synthesis options; flags override the config file, which overrides the defaults.
@@ -115,6 +119,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Synth(args)) => synth(args),
+        Some(Command::Ca(args)) => ca::run(args),
         None => synth(cli.synth),
     }
 }
