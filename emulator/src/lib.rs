@@ -15,6 +15,7 @@
 //! the Lambda functions is the [`Registry`] and [`RuleSink`] ports.
 
 mod broker;
+pub mod cloud;
 pub mod registry;
 pub mod sink;
 pub mod template;
@@ -32,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+pub use cloud::{Cloud, CloudConfig, CloudError, DeviceCredentials};
 pub use registry::{CertificateStatus, CertificateView, MemRegistry, Registry, StatusChange};
 pub use sink::{ChannelSink, Invocation, RecordingSink, RuleSink};
 pub use template::{Deployment, TemplateError};
@@ -285,6 +287,17 @@ impl Emulator {
     pub fn disconnect_certificate(&self, certificate_id: &str) {
         self.shared
             .close_certificate(certificate_id, broker::CloseReason::NotActive);
+    }
+
+    /// Closes the connections of every certificate the registry no longer
+    /// has ACTIVE (what the watcher does when it missed status changes).
+    pub fn recheck_connections(&self) {
+        self.shared.recheck_all();
+    }
+
+    /// Closes every open connection (the listener keeps accepting).
+    pub fn close_all_connections(&self) {
+        self.shared.close_all();
     }
 
     /// How many clients are connected.
