@@ -21,6 +21,88 @@ struct Cli {
 enum Command {
     /// Synthesize the CloudFormation stack into a CDK cloud assembly (default).
     Synth(SynthArgs),
+    /// Run a fleet of device agents against the in-process emulated cloud:
+    /// audit, rotations to the end, and a report (exit 1 when a device is
+    /// bricked, a certificate orphaned or the fleet did not converge).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+struct SimulateArgs {
+    /// Devices provisioned with certificates by the cloud.
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    /// Share of the devices whose certificate expires within the audit threshold.
+    #[arg(long, default_value_t = 1.0)]
+    expiring_share: f64,
+    /// Further devices that come in by JITR.
+    #[arg(long, default_value_t = 0)]
+    jitr: usize,
+    /// Inject dropped/duplicated messages, device crashes and registry throttling/errors.
+    #[arg(long)]
+    faults: bool,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Seed of the fault choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Bound on the whole run, seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+    /// Measure the machine's crypto bound for this many seconds first (0: skip).
+    #[arg(long, default_value_t = 3.0)]
+    crypto_bound_secs: f64,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    use emulator::simulate::{Options, simulate};
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let opts = Options {
+        devices: args.devices,
+        expiring_share: args.expiring_share,
+        jitr: args.jitr,
+        faults: args.faults,
+        seed: args.seed,
+        timeout: std::time::Duration::from_secs(args.timeout_secs),
+        progress: !args.quiet,
+        ..Options::default()
+    };
+    let bound = (args.crypto_bound_secs > 0.0)
+        .then(|| emulator::simulate::crypto_bound(std::time::Duration::from_secs_f64(args.crypto_bound_secs)))
+        .transpose()?;
+    let mut report = runtime.block_on(simulate(&opts))?;
+    if let Some(b) = bound {
+        report.crypto_bound_per_second = Some(b);
+        report.ratio_to_crypto_bound = Some(report.rotations_per_second / b);
+    }
+    print!("{}", report.render());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if !report.ok() {
+        anyhow::bail!(
+            "invariants broken: bricked {}, orphaned {}, converged {}",
+            report.bricked,
+            report.orphaned_certificates,
+            report.converged
+        );
+    }
+    Ok(())
 }
 
 /// Synthesis options; flags override the config file, which overrides the defaults.
@@ -115,6 +197,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Synth(args)) => synth(args),
+        Some(Command::Simulate(args)) => simulate(args),
         None => synth(cli.synth),
     }
 }

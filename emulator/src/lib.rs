@@ -17,6 +17,7 @@
 mod broker;
 pub mod cloud;
 pub mod registry;
+pub mod simulate;
 pub mod sink;
 pub mod template;
 pub mod tls;
