@@ -82,7 +82,11 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         ..Options::default()
     };
     let bound = (args.crypto_bound_secs > 0.0)
-        .then(|| emulator::simulate::crypto_bound(std::time::Duration::from_secs_f64(args.crypto_bound_secs)))
+        .then(|| {
+            emulator::simulate::crypto_bound(std::time::Duration::from_secs_f64(
+                args.crypto_bound_secs,
+            ))
+        })
         .transpose()?;
     let mut report = runtime.block_on(simulate(&opts))?;
     if let Some(b) = bound {

@@ -734,7 +734,9 @@ async fn sweep(sink: &HandlerSink) -> Result<String, CloudError> {
         "resources": [], "detail": {}
     });
     let payload = serde_json::to_vec(&event).unwrap_or_default();
-    sink.run(Function::Sweeper, payload).await.map(|o| describe(&o))
+    sink.run(Function::Sweeper, payload)
+        .await
+        .map(|o| describe(&o))
 }
 
 fn describe(outcome: &Outcome) -> String {
@@ -821,13 +823,9 @@ async fn drive_queue(sink: HandlerSink, poll: Duration, max_receive_count: u32) 
                 .collect();
             let payload = serde_json::to_vec(&json!({"Records": records})).unwrap_or_default();
             sink.counters.invocations.fetch_add(1, Ordering::Relaxed);
-            let out = handlers::rotation_starter::handle(
-                &sink.ports,
-                &sink.config,
-                &payload,
-                now_ms(),
-            )
-            .await;
+            let out =
+                handlers::rotation_starter::handle(&sink.ports, &sink.config, &payload, now_ms())
+                    .await;
             for failure in &out.response.batch_item_failures {
                 if let Some(i) = ids.iter().position(|id| *id == failure.item_identifier) {
                     let (m, received) = &chunk[i];

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use device::{Agent, AgentConfig, AgentError, AgentEvent, Backoff, Slots};
 use crate::cloud::PublishHook;
 use crate::{Cloud, CloudConfig, Deployment};
+use anyhow::{Context, bail};
+use device::{Agent, AgentConfig, AgentError, AgentEvent, Backoff, Slots};
 use indicatif::{ProgressBar, ProgressStyle};
 use lambdas::memory::{Fault, Published};
 use lambdas::ports::{CertificateStatus, Operation};
@@ -140,7 +140,10 @@ impl Report {
         line("rotated", self.rotated.to_string());
         line("failed", self.failed.to_string());
         line("bricked", self.bricked.to_string());
-        line("orphaned certificates", self.orphaned_certificates.to_string());
+        line(
+            "orphaned certificates",
+            self.orphaned_certificates.to_string(),
+        );
         line(
             "converged",
             format!("{} ({} audit cycles)", self.converged, self.audit_cycles),
@@ -162,17 +165,24 @@ impl Report {
         );
         line(
             "rotation latency p50/p99",
-            format!("{:.0} ms / {:.0} ms", self.latency_p50_ms, self.latency_p99_ms),
+            format!(
+                "{:.0} ms / {:.0} ms",
+                self.latency_p50_ms, self.latency_p99_ms
+            ),
         );
         line(
             "peak memory (VmHWM)",
             format!("{:.1} MiB", self.peak_memory_bytes as f64 / 1_048_576.0),
         );
-        if let (Some(bound), Some(ratio)) = (self.crypto_bound_per_second, self.ratio_to_crypto_bound)
+        if let (Some(bound), Some(ratio)) =
+            (self.crypto_bound_per_second, self.ratio_to_crypto_bound)
         {
             line(
                 "crypto bound",
-                format!("{bound:.1} rotations/s; achieved {:.1}% of it", ratio * 100.0),
+                format!(
+                    "{bound:.1} rotations/s; achieved {:.1}% of it",
+                    ratio * 100.0
+                ),
             );
         }
         s
@@ -246,7 +256,11 @@ impl TestCa {
     ///
     /// # Panics
     /// Never for parameters read from a certificate rcgen made.
-    pub fn sign(&self, params: &CertificateParams, public_key: &impl rcgen::PublicKeyData) -> String {
+    pub fn sign(
+        &self,
+        params: &CertificateParams,
+        public_key: &impl rcgen::PublicKeyData,
+    ) -> String {
         params
             .signed_by(public_key, &self.issuer)
             .map(|c| c.pem())
@@ -599,9 +613,10 @@ fn crash_hooks(seed: u64) -> Arc<dyn Fn(usize) -> Option<device::FaultHook> + Se
         }
         let point = POINTS[(rng.next_u64() % 3) as usize];
         let fired = Arc::new(AtomicBool::new(false));
-        Some(Arc::new(move |step: &str| {
-            step == point && !fired.swap(true, Ordering::Relaxed)
-        }) as device::FaultHook)
+        Some(
+            Arc::new(move |step: &str| step == point && !fired.swap(true, Ordering::Relaxed))
+                as device::FaultHook,
+        )
     })
 }
 
@@ -800,11 +815,14 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
     let mut jitr_activated = 0;
     for (i, d) in fleet.devices.iter().enumerate() {
         let current = fleet.current_certificate(i);
-        let ok = current.as_ref().and_then(|id| registry.certificate(id)).is_some_and(|c| {
-            c.status == CertificateStatus::Active
-                && c.things.contains(&d.thing)
-                && c.policies.contains(crate::cloud::DEVICE_POLICY)
-        });
+        let ok = current
+            .as_ref()
+            .and_then(|id| registry.certificate(id))
+            .is_some_and(|c| {
+                c.status == CertificateStatus::Active
+                    && c.things.contains(&d.thing)
+                    && c.policies.contains(crate::cloud::DEVICE_POLICY)
+            });
         if !ok {
             bricked += 1;
             tracing::warn!(thing = %d.thing, ?current, "device without a working certificate");
@@ -876,7 +894,9 @@ fn expiring_left(cloud: &Cloud, threshold_days: u32) -> usize {
         .certificates()
         .iter()
         .filter(|c| {
-            c.status == CertificateStatus::Active && !c.things.is_empty() && c.not_after_ms <= horizon
+            c.status == CertificateStatus::Active
+                && !c.things.is_empty()
+                && c.not_after_ms <= horizon
         })
         .count()
 }

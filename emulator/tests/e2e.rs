@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use emulator::simulate::{AgentSettings, Fleet, FleetDevice, FleetEvent, Options, TestCa};
 use device::AgentEvent;
 use emulator::cloud::DEVICE_POLICY;
+use emulator::simulate::{AgentSettings, Fleet, FleetDevice, FleetEvent, Options, TestCa};
 use emulator::{Cloud, CloudConfig};
 use lambdas::memory::Published;
 use lambdas::ports::CertificateStatus;
@@ -114,7 +114,11 @@ async fn a_hundred_devices_rotate_to_the_end() {
     }
     for (i, d) in fleet.devices.iter().enumerate() {
         let current = fleet.current_certificate(i).expect("current slot");
-        assert_ne!(current, d.initial_certificate_id, "{} did not rotate", d.thing);
+        assert_ne!(
+            current, d.initial_certificate_id,
+            "{} did not rotate",
+            d.thing
+        );
         assert_eq!(reconnected_with[i].as_deref(), Some(current.as_str()));
         assert!(
             registry.certificate(&d.initial_certificate_id).is_none(),
@@ -134,7 +138,11 @@ async fn a_hundred_devices_rotate_to_the_end() {
     let rows = cloud.ports().ports.store.rows();
     assert_eq!(rows.len(), n);
     assert!(rows.iter().all(|r| r.state.name() == "COMMITTED"));
-    assert!(cloud.notifications().is_empty(), "{:?}", cloud.notifications());
+    assert!(
+        cloud.notifications().is_empty(),
+        "{:?}",
+        cloud.notifications()
+    );
     assert_eq!(cloud.audit_now(30).await.expect("audit").findings, 0);
     // the broker holds one connection per device, each on its new certificate
     assert_eq!(cloud.emulator().connected_clients(), n);
@@ -244,16 +252,20 @@ async fn a_device_whose_new_certificate_is_broken_rolls_back_and_support_is_noti
 
     let mut rolled_back = None;
     let mut other_rotated = false;
-    until(&mut rx, "a rollback and the other device's rotation", |ev| {
-        match &ev.event {
-            AgentEvent::RolledBack { reason, .. } if ev.device == 0 => {
-                rolled_back = Some(reason.clone());
+    until(
+        &mut rx,
+        "a rollback and the other device's rotation",
+        |ev| {
+            match &ev.event {
+                AgentEvent::RolledBack { reason, .. } if ev.device == 0 => {
+                    rolled_back = Some(reason.clone());
+                }
+                AgentEvent::Rotated { .. } if ev.device == 1 => other_rotated = true,
+                _ => {}
             }
-            AgentEvent::Rotated { .. } if ev.device == 1 => other_rotated = true,
-            _ => {}
-        }
-        rolled_back.is_some() && other_rotated
-    })
+            rolled_back.is_some() && other_rotated
+        },
+    )
     .await;
     let d = &fleet.devices[0];
     // the device kept its old certificate
@@ -299,8 +311,8 @@ async fn a_device_spoofing_another_devices_topic_is_cut_off_by_the_policy() {
     let a = cloud.register_device("spoof-a", 10).await.expect("a");
     cloud.register_device("spoof-b", 10).await.expect("b");
     let roots = device::keys::root_store(cloud.root_ca_pem()).expect("roots");
-    let tls = device::keys::client_config(roots, &a.certificate_pem, &a.private_key_pem)
-        .expect("tls");
+    let tls =
+        device::keys::client_config(roots, &a.certificate_pem, &a.private_key_pem).expect("tls");
     let endpoint = cloud.endpoint();
     let mut options = MqttOptions::new("spoof-a", endpoint.ip().to_string(), endpoint.port());
     options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
@@ -359,6 +371,9 @@ async fn a_faulted_simulation_converges_with_its_invariants_intact() {
     assert_eq!(report.rotated, 50);
     assert_eq!(report.jitr_activated, 5);
     // the faults really happened
-    assert!(report.messages_dropped + report.messages_duplicated > 0, "{report:?}");
+    assert!(
+        report.messages_dropped + report.messages_duplicated > 0,
+        "{report:?}"
+    );
     assert!(report.device_restarts > 0, "{report:?}");
 }

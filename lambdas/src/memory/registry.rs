@@ -538,7 +538,6 @@ impl IotRegistry for MemoryRegistry {
         after.finish(Ok(created))
     }
 
-
     async fn update_certificate(
         &self,
         certificate_id: &str,
