@@ -25,6 +25,62 @@ enum Command {
     /// audit, rotations to the end, and a report (exit 1 when a device is
     /// bricked, a certificate orphaned or the fleet did not converge).
     Simulate(SimulateArgs),
+    /// Run the emulated cloud (broker, policy, rules, handlers) for devices
+    /// outside fleetcert until Ctrl-C.
+    Emulate(EmulateArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+struct EmulateArgs {
+    /// Port on 127.0.0.1 (0: a free one).
+    #[arg(long, default_value_t = 8883)]
+    port: u16,
+    /// Working directory: root CA, CSRs in, certificates out, notifications.
+    #[arg(long, default_value = "fleetcert-emulator")]
+    dir: PathBuf,
+    /// Run the audit every this many seconds (0: only when <dir>/audit-now is touched).
+    #[arg(long, default_value_t = 0)]
+    audit_every: u64,
+    /// Audit threshold, days.
+    #[arg(long, default_value_t = 30)]
+    threshold_days: u32,
+    /// Validity of certificates registered from CSRs, days.
+    #[arg(long, default_value_t = 365)]
+    validity_days: u32,
+}
+
+fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
+    use emulator::emulate::{EmulateOptions, instructions, serve, start};
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let opts = EmulateOptions {
+        port: args.port,
+        dir: args.dir,
+        audit_every: (args.audit_every > 0)
+            .then(|| std::time::Duration::from_secs(args.audit_every)),
+        threshold_days: args.threshold_days,
+        validity_days: args.validity_days,
+    };
+    runtime.block_on(async {
+        let cloud = start(&opts).await?;
+        print!("{}", instructions(cloud.endpoint(), &opts.dir));
+        serve(&cloud, &opts, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        eprintln!("stopping");
+        cloud.shutdown();
+        Ok(())
+    })
 }
 
 #[derive(Debug, Args, Clone)]
@@ -202,6 +258,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Synth(args)) => synth(args),
         Some(Command::Simulate(args)) => simulate(args),
+        Some(Command::Emulate(args)) => emulate(args),
         None => synth(cli.synth),
     }
 }

@@ -16,6 +16,7 @@
 
 mod broker;
 pub mod cloud;
+pub mod emulate;
 pub mod registry;
 pub mod simulate;
 pub mod sink;
