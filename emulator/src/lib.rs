@@ -1,7 +1,8 @@
 //! `emulator`: a local AWS IoT Core stand-in.
 //!
 //! MQTT 3.1.1 over TLS 1.2/1.3 on 127.0.0.1 with client certificates
-//! required (QoS 0 and 1, clean sessions, keep-alive, client-id takeover).
+//! required (QoS 0 and 1, clean and persistent sessions, keep-alive,
+//! client-id takeover).
 //! Any client certificate whose handshake signature verifies completes the
 //! handshake; the [`Registry`] then decides: only ACTIVE certificates
 //! connect, an unknown certificate issued by a registered CA with
