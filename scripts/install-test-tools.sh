@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs the tools the device agent's tests need: Debian's mosquitto
-# broker and clients (an independent MQTT peer with mutual TLS).
-# Idempotent: does nothing when `mosquitto` is already installed.
+# Installs the tools the device agent's and the emulator's tests need:
+# Debian's mosquitto broker and clients (an independent MQTT peer with
+# mutual TLS; mosquitto_sub/mosquitto_pub drive one rotation by hand against
+# the emulator) and openssl (keys and CSRs fleetcert did not make).
+# Idempotent: does nothing when all of them are already installed.
 set -euo pipefail
 
-if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+if have mosquitto && have mosquitto_sub && have mosquitto_pub && have openssl; then
     exit 0
 fi
 
@@ -15,5 +18,5 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]
+$sudo apt-get install -y -qq mosquitto mosquitto-clients openssl >/dev/null
+have mosquitto && have mosquitto_sub && have mosquitto_pub && have openssl
