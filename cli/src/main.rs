@@ -28,6 +28,12 @@ enum Command {
     /// Run the emulated cloud (broker, policy, rules, handlers) for devices
     /// outside fleetcert until Ctrl-C.
     Emulate(EmulateArgs),
+    /// (internal) the device agents of `simulate` in their own process.
+    #[command(hide = true)]
+    SimulateAgents {
+        /// <endpoint> <server-ca-file> <base-dir> <things-file> <faults|no-faults> <seed>
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -112,6 +118,11 @@ struct SimulateArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Where the device agents run: `in` this process, a `child` process,
+    /// or `auto` (a child when this process's open-file limit cannot hold
+    /// both ends of every connection).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "in", "child"])]
+    agents_process: String,
 }
 
 fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
@@ -127,7 +138,22 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
+    let total = (args.devices + args.jitr) as u64;
+    let child = match args.agents_process.as_str() {
+        "child" => true,
+        "in" => false,
+        _ => emulator::simulate::open_files_limit().is_some_and(|l| 2 * total + 128 > l),
+    };
+    let agent_host = if child {
+        emulator::simulate::AgentHost::Child {
+            program: std::env::current_exe().context("cannot find the fleetcert binary")?,
+            args: vec!["simulate-agents".to_owned()],
+        }
+    } else {
+        emulator::simulate::AgentHost::InProcess
+    };
     let opts = Options {
+        agent_host,
         devices: args.devices,
         expiring_share: args.expiring_share,
         jitr: args.jitr,
@@ -259,6 +285,11 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Synth(args)) => synth(args),
         Some(Command::Simulate(args)) => simulate(args),
         Some(Command::Emulate(args)) => emulate(args),
+        Some(Command::SimulateAgents { args }) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the tokio runtime")?
+            .block_on(emulator::simulate::agents_child_main(&args)),
         None => synth(cli.synth),
     }
 }

@@ -46,6 +46,25 @@ pub struct Options {
     pub state_dir: Option<PathBuf>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Where the device agents run.
+    pub agent_host: AgentHost,
+}
+
+/// Where a simulation's device agents run.
+#[derive(Debug, Clone, Default)]
+pub enum AgentHost {
+    /// In this process (two sockets per device here).
+    #[default]
+    InProcess,
+    /// In a child process, `program` with `args` then the arguments of
+    /// [`agents_child_main`], so that the broker's and the agents' sockets
+    /// are counted against two open-file limits.
+    Child {
+        /// The program (`fleetcert`).
+        program: PathBuf,
+        /// Its arguments before the child's own (`simulate-agents`).
+        args: Vec<String>,
+    },
 }
 
 impl Default for Options {
@@ -61,6 +80,7 @@ impl Default for Options {
             timeout: Duration::from_secs(600),
             state_dir: None,
             progress: false,
+            agent_host: AgentHost::InProcess,
         }
     }
 }
@@ -390,14 +410,29 @@ impl Fleet {
         settings: &AgentSettings,
     ) -> anyhow::Result<mpsc::UnboundedReceiver<FleetEvent>> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let endpoint = cloud.endpoint();
+        self.start_at(cloud.endpoint(), cloud.root_ca_pem(), settings, tx)?;
+        Ok(rx)
+    }
+
+    /// Starts one agent per device against the broker at `endpoint`,
+    /// trusting `root_ca_pem`; events go to `tx`.
+    ///
+    /// # Errors
+    /// When a device's thing name is not a valid client id.
+    pub fn start_at(
+        &mut self,
+        endpoint: std::net::SocketAddr,
+        root_ca_pem: &str,
+        settings: &AgentSettings,
+        tx: mpsc::UnboundedSender<FleetEvent>,
+    ) -> anyhow::Result<()> {
         for (i, d) in self.devices.iter().enumerate() {
             let mut config = AgentConfig::new(
                 ClientId::new(d.thing.clone())
                     .map_err(|e| anyhow::anyhow!("thing {}: {e}", d.thing))?,
                 endpoint.ip().to_string(),
                 endpoint.port(),
-                cloud.root_ca_pem(),
+                root_ca_pem,
                 &d.dir,
             );
             config.backoff = settings.backoff;
@@ -450,7 +485,7 @@ impl Fleet {
                 }
             }));
         }
-        Ok(rx)
+        Ok(())
     }
 
     /// Agent restarts so far.
@@ -503,7 +538,7 @@ pub fn peak_memory_bytes() -> u64 {
 }
 
 /// The soft limit of open files, from /proc/self/limits.
-fn open_files_limit() -> Option<u64> {
+pub fn open_files_limit() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = s.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
@@ -629,7 +664,11 @@ fn crash_hooks(seed: u64) -> Arc<dyn Fn(usize) -> Option<device::FaultHook> + Se
 pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
     let total = opts.devices + opts.jitr;
     if let Some(limit) = open_files_limit() {
-        let needed = 2 * total as u64 + 256;
+        let per_device = match opts.agent_host {
+            AgentHost::InProcess => 2,
+            AgentHost::Child { .. } => 1,
+        };
+        let needed = per_device * total as u64 + 128;
         if needed > limit {
             bail!(
                 "{total} devices need about {needed} open files (a client and a server socket each) but the limit is {limit}: raise it with `ulimit -n` or simulate fewer devices"
@@ -705,7 +744,16 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
     if opts.faults {
         settings.crash = Some(crash_hooks(opts.seed));
     }
-    let mut rx = fleet.start(&cloud, &settings)?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut child = None;
+    match &opts.agent_host {
+        AgentHost::InProcess => {
+            fleet.start_at(cloud.endpoint(), cloud.root_ca_pem(), &settings, tx)?
+        }
+        AgentHost::Child { program, args } => {
+            child = Some(AgentChild::spawn(program, args, &fleet, &cloud, opts, tx)?);
+        }
+    }
 
     let progress = if opts.progress {
         let pb = ProgressBar::new(total as u64);
@@ -863,7 +911,10 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
         audit_cycles: cycles,
         rotation_events: state.rotation_events,
         rollbacks: state.rollbacks,
-        device_restarts: fleet.restarts(),
+        device_restarts: fleet.restarts()
+            + child
+                .as_ref()
+                .map_or(0, |c| c.restarts.load(Ordering::Relaxed)),
         messages_dropped: fault_counters.dropped.load(Ordering::Relaxed),
         messages_duplicated: fault_counters.duplicated.load(Ordering::Relaxed),
         notifications: cloud.notifications().len(),
@@ -876,13 +927,224 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
         latency_p50_ms: percentile(&latencies, 50.0),
         latency_p99_ms: percentile(&latencies, 99.0),
         setup_seconds,
-        peak_memory_bytes: peak_memory_bytes(),
+        peak_memory_bytes: peak_memory_bytes()
+            + child.as_ref().map_or(0, AgentChild::peak_memory_bytes),
         crypto_bound_per_second: None,
         ratio_to_crypto_bound: None,
     };
     fleet.stop(Duration::from_secs(10)).await;
+    if let Some(c) = child {
+        c.stop(Duration::from_secs(10));
+    }
     cloud.shutdown();
     Ok(report)
+}
+
+/// The device agents of a simulation in a child process, reporting their
+/// events on its stdout, one line each.
+struct AgentChild {
+    child: std::process::Child,
+    restarts: Arc<AtomicU64>,
+}
+
+impl AgentChild {
+    fn spawn(
+        program: &Path,
+        args: &[String],
+        fleet: &Fleet,
+        cloud: &Cloud,
+        opts: &Options,
+        tx: mpsc::UnboundedSender<FleetEvent>,
+    ) -> anyhow::Result<AgentChild> {
+        use std::io::BufRead;
+        let base = fleet
+            .devices
+            .first()
+            .and_then(|d| d.dir.parent())
+            .context("no devices")?
+            .to_path_buf();
+        let ca = base.join("server-root-ca.pem");
+        std::fs::write(&ca, cloud.root_ca_pem())?;
+        let things = base.join("things.txt");
+        let names: Vec<&str> = fleet.devices.iter().map(|d| d.thing.as_str()).collect();
+        std::fs::write(&things, names.join("\n"))?;
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args)
+            .arg(cloud.endpoint().to_string())
+            .arg(&ca)
+            .arg(&base)
+            .arg(&things)
+            .arg(if opts.faults { "faults" } else { "no-faults" })
+            .arg(opts.seed.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let restarts = Arc::new(AtomicU64::new(0));
+        let r = restarts.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let mut f = line.split(' ');
+                let (Some(kind), Some(i)) = (f.next(), f.next().and_then(|v| v.parse().ok()))
+                else {
+                    continue;
+                };
+                let arg = f.next().unwrap_or_default().to_owned();
+                let event = match kind {
+                    "connected" => AgentEvent::Connected {
+                        certificate_id: arg,
+                        attempts: 1,
+                    },
+                    "rotated" => AgentEvent::Rotated {
+                        rotation_id: None,
+                        certificate_id: String::new(),
+                        latency: arg
+                            .parse::<f64>()
+                            .ok()
+                            .map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+                    },
+                    "rolledback" => AgentEvent::RolledBack {
+                        rotation_id: None,
+                        reason: arg,
+                    },
+                    "restarts" => {
+                        r.store(i as u64, Ordering::Relaxed);
+                        continue;
+                    }
+                    _ => continue,
+                };
+                if tx.send(FleetEvent { device: i, event }).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(AgentChild { child, restarts })
+    }
+
+    fn peak_memory_bytes(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// Closes the child's stdin (it disconnects its agents and exits);
+    /// kills it after `within`.
+    fn stop(mut self, within: Duration) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The child half of [`AgentHost::Child`]: `args` are the broker
+/// endpoint, the server root CA file, the slots' base directory, the file
+/// of thing names, `faults`/`no-faults` and the seed. Runs the agents until
+/// stdin closes, printing one line per event on stdout.
+///
+/// # Errors
+/// For bad arguments or unreadable files.
+pub async fn agents_child_main(args: &[String]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let [endpoint, ca, base, things, faults, seed] = args else {
+        bail!(
+            "expected: <endpoint> <server-ca-file> <base-dir> <things-file> <faults|no-faults> <seed>"
+        );
+    };
+    let endpoint: std::net::SocketAddr = endpoint.parse().context("endpoint")?;
+    let ca = std::fs::read_to_string(ca).context("server ca file")?;
+    let base = PathBuf::from(base);
+    let seed: u64 = seed.parse().context("seed")?;
+    let devices: Vec<FleetDevice> = std::fs::read_to_string(things)?
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|t| FleetDevice {
+            thing: t.to_owned(),
+            dir: base.join(t),
+            initial_certificate_id: String::new(),
+            jitr: false,
+        })
+        .collect();
+    let mut fleet = Fleet {
+        devices,
+        shutdown: watch::channel(false).0,
+        tasks: Vec::new(),
+        restarts: Arc::default(),
+        _tmp: None,
+    };
+    let mut settings = AgentSettings::default();
+    if faults == "faults" {
+        settings.crash = Some(crash_hooks(seed));
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    fleet.start_at(endpoint, &ca, &settings, tx)?;
+    let (eof_tx, mut eof_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        let _ = eof_tx.send(());
+    });
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let mut last_restarts = 0;
+    loop {
+        let ev = tokio::select! {
+            _ = &mut eof_rx => break,
+            ev = rx.recv() => ev,
+            () = tokio::time::sleep(Duration::from_millis(50)) => None,
+        };
+        if let Some(ev) = ev {
+            let line = match &ev.event {
+                AgentEvent::Connected { certificate_id, .. } => {
+                    Some(format!("connected {} {certificate_id}", ev.device))
+                }
+                AgentEvent::Rotated { latency, .. } => Some(format!(
+                    "rotated {} {}",
+                    ev.device,
+                    latency.map_or(-1.0, |l| l.as_secs_f64() * 1000.0)
+                )),
+                AgentEvent::RolledBack { .. } => Some(format!("rolledback {} -", ev.device)),
+                _ => None,
+            };
+            if let Some(line) = line {
+                writeln!(out, "{line}")?;
+            }
+            // flush when the burst is over
+            if !rx.is_empty() {
+                continue;
+            }
+        }
+        let restarts = fleet.restarts();
+        if restarts != last_restarts {
+            writeln!(out, "restarts {restarts}")?;
+            last_restarts = restarts;
+        }
+        out.flush()?;
+    }
+    fleet.stop(Duration::from_secs(10)).await;
+    Ok(())
 }
 
 /// ACTIVE certificates attached to a thing that expire within the
