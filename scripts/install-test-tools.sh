@@ -1,18 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian tools the tests need: mosquitto broker and clients (an
-# independent MQTT peer with mutual TLS, for the device agent's tests) and
-# the openssl CLI (an independent X.509 verifier, for `fleetcert ca`'s tests).
-# Idempotent: installs only what is missing.
+# Installs the tools the device agent's and the emulator's tests need:
+# Debian's mosquitto broker and clients (an independent MQTT peer with
+# mutual TLS; mosquitto_sub/mosquitto_pub drive one rotation by hand against
+# the emulator) and openssl (keys and CSRs fleetcert did not make; the independent X.509
+# verifier of `fleetcert ca`'s tests).
+# Idempotent: does nothing when all of them are already installed.
 set -euo pipefail
 
-pkgs=()
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
-    pkgs+=(mosquitto mosquitto-clients)
-fi
-if ! command -v openssl >/dev/null 2>&1; then
-    pkgs+=(openssl)
-fi
-if [ "${#pkgs[@]}" -eq 0 ]; then
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+if have mosquitto && have mosquitto_sub && have mosquitto_pub && have openssl; then
     exit 0
 fi
 
@@ -23,6 +19,5 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]
-command -v openssl >/dev/null 2>&1
+$sudo apt-get install -y -qq mosquitto mosquitto-clients openssl >/dev/null
+have mosquitto && have mosquitto_sub && have mosquitto_pub && have openssl

@@ -24,7 +24,7 @@ if ! command -v node >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get install -y nodejs npm; else sudo apt-get install -y nodejs npm; fi
 fi
 
-step "test tools: mosquitto (device agent tests), openssl (fleetcert ca tests)"
+step "test tools: mosquitto, mosquitto-clients, openssl (device agent, emulator and fleetcert ca tests)"
 bash scripts/install-test-tools.sh
 
 step "infra tools: cfn-lint, moto, checkov, the pinned CDK CLI (into .tools/)"

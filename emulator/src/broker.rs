@@ -92,9 +92,22 @@ struct ConnHandle {
     auth: Arc<Auth>,
 }
 
+/// A persistent session (CONNECT with clean session off) whose client is
+/// not connected: its subscriptions, and the QoS 1 messages kept for it.
+#[derive(Debug)]
+struct OfflineSession {
+    auth: Arc<Auth>,
+    filters: HashMap<String, QoS>,
+    queue: std::collections::VecDeque<Publish>,
+}
+
+/// Messages kept for one offline persistent session, at most.
+const OFFLINE_QUEUE: usize = 100;
+
 #[derive(Debug, Default)]
 struct State {
     sessions: HashMap<String, ConnId>,
+    offline: HashMap<String, OfflineSession>,
     conns: HashMap<ConnId, ConnHandle>,
     by_cert: HashMap<String, HashSet<ConnId>>,
     exact: HashMap<String, HashMap<ConnId, QoS>>,
@@ -226,6 +239,25 @@ impl Shared {
                 .filter_map(|(id, q)| state.conns.get(&id).map(|h| (h.clone(), q)))
                 .collect()
         };
+        if qos == QoS::AtLeastOnce {
+            let mut state = self.state();
+            for session in state.offline.values_mut() {
+                let wanted = session
+                    .filters
+                    .iter()
+                    .any(|(f, q)| *q == QoS::AtLeastOnce && rules::topic::matches(f, topic));
+                if wanted
+                    && session.queue.len() < OFFLINE_QUEUE
+                    && session.auth.allows(self, Action::Receive, topic)
+                {
+                    session.queue.push_back(Publish::from_bytes(
+                        topic,
+                        QoS::AtLeastOnce,
+                        payload.clone(),
+                    ));
+                }
+            }
+        }
         let mut delivered = 0;
         for (handle, sub_qos) in targets {
             if !handle.auth.allows(self, Action::Receive, topic) {
@@ -377,10 +409,38 @@ impl Shared {
         state.conns.insert(id, handle);
     }
 
-    fn unregister(&self, id: ConnId, auth: &Auth, filters: &HashSet<String>) {
+    fn unregister(
+        &self,
+        id: ConnId,
+        auth: &Arc<Auth>,
+        filters: &HashSet<String>,
+        persistent: bool,
+    ) {
         let mut state = self.state();
         if state.sessions.get(&auth.client_id) == Some(&id) {
             state.sessions.remove(&auth.client_id);
+            if persistent {
+                let kept: HashMap<String, QoS> = filters
+                    .iter()
+                    .map(|f| {
+                        let q = state
+                            .exact
+                            .get(f)
+                            .or_else(|| state.wildcard.get(f))
+                            .and_then(|subs| subs.get(&id).copied())
+                            .unwrap_or(QoS::AtMostOnce);
+                        (f.clone(), q)
+                    })
+                    .collect();
+                state.offline.insert(
+                    auth.client_id.clone(),
+                    OfflineSession {
+                        auth: auth.clone(),
+                        filters: kept,
+                        queue: std::collections::VecDeque::new(),
+                    },
+                );
+            }
         }
         if let Some(set) = state.by_cert.get_mut(&auth.certificate_id) {
             set.remove(&id);
@@ -392,6 +452,13 @@ impl Shared {
         for f in filters {
             remove_sub(&mut state, f, id);
         }
+    }
+
+    /// Takes the client's offline session: discarded for a clean session,
+    /// returned for a persistent one.
+    fn take_offline(&self, client_id: &str, clean_session: bool) -> Option<OfflineSession> {
+        let session = self.state().offline.remove(client_id);
+        if clean_session { None } else { session }
     }
 
     fn subscribe(&self, id: ConnId, filter: &str, qos: QoS) {
@@ -534,6 +601,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpSt
     };
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let tx_self = tx.clone();
     shared.register(
         id,
         ConnHandle {
@@ -542,13 +610,28 @@ pub(crate) async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpSt
         },
     );
     let mut filters = HashSet::new();
+    let restored = shared.take_offline(&auth.client_id, connect.clean_session);
+    let session_present = restored.is_some();
+    if let Some(session) = restored {
+        for (f, q) in &session.filters {
+            if auth.allows(&shared, Action::Subscribe, f) {
+                shared.subscribe(id, f, *q);
+                filters.insert(f.clone());
+            }
+        }
+        for p in session.queue {
+            if auth.allows(&shared, Action::Receive, &p.topic) {
+                let _ = tx_self.send(Command::Deliver(p));
+            }
+        }
+    }
     // a status change between admission and registration: the watcher may
     // have missed this connection, so look again
     if shared.is_active(&cert_id)
         && framed
             .send(Packet::ConnAck(ConnAck::new(
                 ConnectReturnCode::Success,
-                false,
+                session_present,
             )))
             .await
             .is_ok()
@@ -567,7 +650,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpSt
     } else {
         bump(&shared.counters.connections_refused);
     }
-    shared.unregister(id, &auth, &filters);
+    drop(tx_self);
+    shared.unregister(id, &auth, &filters, !connect.clean_session);
     close(framed).await;
 }
 

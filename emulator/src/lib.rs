@@ -1,7 +1,8 @@
 //! `emulator`: a local AWS IoT Core stand-in.
 //!
 //! MQTT 3.1.1 over TLS 1.2/1.3 on 127.0.0.1 with client certificates
-//! required (QoS 0 and 1, clean sessions, keep-alive, client-id takeover).
+//! required (QoS 0 and 1, clean and persistent sessions, keep-alive,
+//! client-id takeover).
 //! Any client certificate whose handshake signature verifies completes the
 //! handshake; the [`Registry`] then decides: only ACTIVE certificates
 //! connect, an unknown certificate issued by a registered CA with
@@ -15,7 +16,10 @@
 //! the Lambda functions is the [`Registry`] and [`RuleSink`] ports.
 
 mod broker;
+pub mod cloud;
+pub mod emulate;
 pub mod registry;
+pub mod simulate;
 pub mod sink;
 pub mod template;
 pub mod tls;
@@ -32,6 +36,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+pub use cloud::{Cloud, CloudConfig, CloudError, DeviceCredentials};
 pub use registry::{CertificateStatus, CertificateView, MemRegistry, Registry, StatusChange};
 pub use sink::{ChannelSink, Invocation, RecordingSink, RuleSink};
 pub use template::{Deployment, TemplateError};
@@ -285,6 +290,17 @@ impl Emulator {
     pub fn disconnect_certificate(&self, certificate_id: &str) {
         self.shared
             .close_certificate(certificate_id, broker::CloseReason::NotActive);
+    }
+
+    /// Closes the connections of every certificate the registry no longer
+    /// has ACTIVE (what the watcher does when it missed status changes).
+    pub fn recheck_connections(&self) {
+        self.shared.recheck_all();
+    }
+
+    /// Closes every open connection (the listener keeps accepting).
+    pub fn close_all_connections(&self) {
+        self.shared.close_all();
     }
 
     /// How many clients are connected.

@@ -344,7 +344,11 @@ impl MemoryRegistry {
             .ok_or_else(|| not_found(operation, "certificate", id))
     }
 
-    fn issue(&self, csr_pem: &str) -> PortResult<(String, String, i64, i64)> {
+    fn issue(
+        &self,
+        csr_pem: &str,
+        validity_ms: Option<i64>,
+    ) -> PortResult<(String, String, i64, i64)> {
         let invalid = |message: String| PortError::Invalid {
             operation: Operation::CreateCertificateFromCsr,
             message,
@@ -360,7 +364,11 @@ impl MemoryRegistry {
         let (serial, now_ms, validity_ms) = {
             let mut state = lock(&self.state);
             state.serial += 1;
-            (state.serial, state.now_ms, state.validity_ms)
+            (
+                state.serial,
+                state.now_ms,
+                validity_ms.unwrap_or(state.validity_ms).max(1),
+            )
         };
         let not_after_ms = now_ms.saturating_add(validity_ms);
         csr.params.serial_number = Some(SerialNumber::from_slice(&serial.to_be_bytes()));
@@ -379,6 +387,76 @@ impl MemoryRegistry {
             now_ms - now_ms % 1000,
             not_after_ms - not_after_ms % 1000,
         ))
+    }
+
+    fn insert_issued(
+        &self,
+        csr_pem: &str,
+        set_as_active: bool,
+        validity_ms: Option<i64>,
+    ) -> PortResult<CreatedCertificate> {
+        let (id, pem, not_before_ms, not_after_ms) = self.issue(csr_pem, validity_ms)?;
+        let status = if set_as_active {
+            CertificateStatus::Active
+        } else {
+            CertificateStatus::Inactive
+        };
+        lock(&self.state).certificates.insert(
+            id.clone(),
+            CertificateSnapshot {
+                certificate_id: id.clone(),
+                certificate_arn: cert_arn(&id),
+                status: status.clone(),
+                certificate_pem: pem.clone(),
+                ca_certificate_id: None,
+                policies: BTreeSet::new(),
+                things: BTreeSet::new(),
+                not_before_ms,
+                not_after_ms,
+            },
+        );
+        self.notify_status(&id, Some(status));
+        Ok(CreatedCertificate {
+            certificate_arn: cert_arn(&id),
+            certificate_id: id,
+            certificate_pem: pem,
+        })
+    }
+
+    /// Issues a certificate for `csr_pem` valid for `validity_ms` from the
+    /// registry's clock, as `CreateCertificateFromCsr` would, without
+    /// counting a call or drawing a fault: provisioning for the emulator
+    /// and simulations (e.g. certificates that expire soon).
+    ///
+    /// # Errors
+    /// [`PortError::Invalid`] for a CSR AWS would not accept.
+    pub fn issue_certificate(
+        &self,
+        csr_pem: &str,
+        set_as_active: bool,
+        validity_ms: i64,
+    ) -> PortResult<CreatedCertificate> {
+        self.insert_issued(csr_pem, set_as_active, Some(validity_ms))
+    }
+
+    /// Every registered CA certificate, as `DescribeCACertificate`
+    /// describes it (no call counted).
+    pub fn ca_certificates(&self) -> Vec<CaCertificateDescription> {
+        lock(&self.state)
+            .cas
+            .iter()
+            .map(|(id, ca)| CaCertificateDescription {
+                ca_certificate_id: id.clone(),
+                status: ca.status.clone(),
+                auto_registration_status: ca.auto_registration_status.clone(),
+                certificate_pem: ca.pem.clone(),
+            })
+            .collect()
+    }
+
+    /// The registry's clock (ms since the Unix epoch).
+    pub fn now_ms(&self) -> i64 {
+        lock(&self.state).now_ms
     }
 
     fn notify_status(&self, certificate_id: &str, status: Option<CertificateStatus>) {
@@ -456,32 +534,8 @@ impl IotRegistry for MemoryRegistry {
         let after = self
             .instruments
             .enter(Operation::CreateCertificateFromCsr)?;
-        let (id, pem, not_before_ms, not_after_ms) = self.issue(csr_pem)?;
-        let status = if set_as_active {
-            CertificateStatus::Active
-        } else {
-            CertificateStatus::Inactive
-        };
-        lock(&self.state).certificates.insert(
-            id.clone(),
-            CertificateSnapshot {
-                certificate_id: id.clone(),
-                certificate_arn: cert_arn(&id),
-                status: status.clone(),
-                certificate_pem: pem.clone(),
-                ca_certificate_id: None,
-                policies: BTreeSet::new(),
-                things: BTreeSet::new(),
-                not_before_ms,
-                not_after_ms,
-            },
-        );
-        self.notify_status(&id, Some(status));
-        after.finish(Ok(CreatedCertificate {
-            certificate_arn: cert_arn(&id),
-            certificate_id: id,
-            certificate_pem: pem,
-        }))
+        let created = self.insert_issued(csr_pem, set_as_active, None)?;
+        after.finish(Ok(created))
     }
 
     async fn update_certificate(

@@ -1,0 +1,859 @@
+//! The whole cloud half in one process: the broker wired to the Lambda
+//! handlers through the in-memory adapters of `lambdas::memory`.
+//!
+//! One registry of truth: the broker's connect decisions read the same
+//! [`MemoryRegistry`] the handlers change ([`SharedRegistry`] adapts it to
+//! the broker's [`Registry`] port), so a certificate issued by
+//! `CreateCertificateFromCsr` connects as soon as the CSR issuer activates
+//! it, and deactivating or deleting a certificate closes its connections.
+//! Topic rule actions run the handlers in process ([`HandlerSink`]), the
+//! publisher port delivers into the broker, the work queue drives the
+//! rotation starter, support notifications are kept (and logged), and an
+//! emulated Device Defender audit ([`Cloud::audit_now`]) and the sweeper
+//! ([`Cloud::sweep_now`]) run on command or on a schedule.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lambdas::config::Config as HandlerConfig;
+use lambdas::handlers::{self, HandlerError, Outcome};
+use lambdas::memory::{MemoryPorts, MemoryRegistry, Notification, Published};
+use lambdas::ports::{CertificateStatus as PortStatus, IotRegistry, PortError, QueueMessage};
+use rules::contracts::AuditFinding;
+use rules::functions::Function;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::registry::{CaView, CertificateStatus, CertificateView, Registry, RegistryError};
+use crate::sink::{BoxFuture, RuleSink};
+use crate::{Deployment, Emulator, EmulatorConfig, EmulatorError};
+
+/// The check fleetcert's audit reacts to, as the emulated audit names it.
+pub const EXPIRING_CHECK: &str = "DEVICE_CERTIFICATE_EXPIRING_CHECK";
+/// The device policy's name in the synthesized template (its logical id).
+pub const DEVICE_POLICY: &str = "DevicePolicy";
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Rewrites what the cloud publishes before the broker delivers it: return
+/// nothing to drop the message, two to duplicate it. For fault injection
+/// and tests (e.g. a tampered `crt`).
+pub type PublishHook = Arc<dyn Fn(Published) -> Vec<Published> + Send + Sync>;
+
+/// How the cloud runs.
+#[derive(Debug, Clone)]
+pub struct CloudConfig {
+    /// The broker's listening and TLS settings.
+    pub emulator: EmulatorConfig,
+    /// The synthesized template's policies and topic rules.
+    pub deployment: Deployment,
+    /// The handlers' configuration; the device policy must be one of the
+    /// deployment's.
+    pub handlers: HandlerConfig,
+    /// How often the work queue is polled.
+    pub queue_poll: Duration,
+    /// How many times a failed Lambda invocation is retried (AWS retries an
+    /// asynchronous invocation twice).
+    pub lambda_retries: u32,
+    /// Delay before the first retry (doubled each time).
+    pub retry_delay: Duration,
+    /// Run the sweeper this often; `None`: only on [`Cloud::sweep_now`].
+    pub sweep_every: Option<Duration>,
+    /// Run the audit this often with this threshold in days; `None`: only
+    /// on [`Cloud::audit_now`].
+    pub audit_every: Option<(Duration, u32)>,
+    /// How many times a queue message is received before it is dropped
+    /// (the dead-letter queue's `maxReceiveCount`).
+    pub max_receive_count: u32,
+}
+
+impl CloudConfig {
+    /// Defaults for `deployment`: device policy [`DEVICE_POLICY`], the
+    /// handlers' default configuration, queue polled every 5 ms, two Lambda
+    /// retries, no schedules.
+    pub fn new(deployment: Deployment) -> CloudConfig {
+        CloudConfig {
+            emulator: EmulatorConfig::default(),
+            deployment,
+            handlers: HandlerConfig::local(DEVICE_POLICY),
+            queue_poll: Duration::from_millis(5),
+            lambda_retries: 2,
+            retry_delay: Duration::from_millis(20),
+            sweep_every: None,
+            audit_every: None,
+            max_receive_count: 5,
+        }
+    }
+}
+
+/// Why the cloud cannot start or a command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloudError {
+    /// The broker did not start.
+    #[error(transparent)]
+    Emulator(#[from] EmulatorError),
+    /// The handlers' device policy is not in the deployment.
+    #[error("device policy {name} is not in the deployed template (it has: {known})")]
+    UnknownPolicy {
+        /// The configured name.
+        name: String,
+        /// The deployment's policy names.
+        known: String,
+    },
+    /// A registry call failed.
+    #[error("{what}: {source}")]
+    Registry {
+        /// What was attempted.
+        what: String,
+        /// The port error.
+        source: PortError,
+    },
+    /// A key or CSR could not be generated.
+    #[error("cannot generate a key or csr for {thing}: {reason}")]
+    Key {
+        /// The thing.
+        thing: String,
+        /// rcgen's message.
+        reason: String,
+    },
+    /// A handler failed on every retry.
+    #[error("{function} failed: {source}")]
+    Handler {
+        /// The function.
+        function: &'static str,
+        /// The last error.
+        source: HandlerError,
+    },
+}
+
+/// A provisioned device's certificate and key.
+#[derive(Debug, Clone)]
+pub struct DeviceCredentials {
+    /// The thing name (the MQTT client id).
+    pub thing_name: String,
+    /// The certificate id.
+    pub certificate_id: String,
+    /// The certificate, PEM.
+    pub certificate_pem: String,
+    /// The private key, PKCS#8 PEM.
+    pub private_key_pem: String,
+}
+
+/// What one emulated audit found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReport {
+    /// The audit task id.
+    pub task_id: String,
+    /// Certificates reported (expiring within the threshold or expired).
+    pub findings: usize,
+    /// What audit-fanout did with the notification.
+    pub outcome: String,
+}
+
+/// Counters of the handler invocations.
+#[derive(Debug, Default)]
+struct Counters {
+    invocations: AtomicU64,
+    retries: AtomicU64,
+    failures: AtomicU64,
+    audits: AtomicU64,
+}
+
+/// What the cloud's handlers did since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloudStats {
+    /// Handler invocations (rule actions, queue batches, audits, sweeps).
+    pub invocations: u64,
+    /// Retries after a failed invocation.
+    pub retries: u64,
+    /// Invocations that failed on every retry.
+    pub failures: u64,
+    /// Audits run.
+    pub audits: u64,
+}
+
+/// [`MemoryRegistry`] as the broker's [`Registry`] port: the broker and
+/// the handlers share one registry.
+#[derive(Debug, Clone)]
+pub struct SharedRegistry {
+    inner: MemoryRegistry,
+    // the broker's own channel stays silent: the cloud's watcher follows
+    // the registry's status changes and closes connections itself
+    silent: broadcast::Sender<crate::registry::StatusChange>,
+}
+
+impl SharedRegistry {
+    /// Adapts `inner`.
+    pub fn new(inner: MemoryRegistry) -> SharedRegistry {
+        SharedRegistry {
+            inner,
+            silent: broadcast::channel(1).0,
+        }
+    }
+}
+
+fn status_of(s: &PortStatus) -> CertificateStatus {
+    match s {
+        PortStatus::Active => CertificateStatus::Active,
+        PortStatus::Inactive | PortStatus::Other(_) => CertificateStatus::Inactive,
+        PortStatus::Revoked => CertificateStatus::Revoked,
+        PortStatus::PendingTransfer => CertificateStatus::PendingTransfer,
+        PortStatus::RegisterInactive => CertificateStatus::RegisterInactive,
+        PortStatus::PendingActivation => CertificateStatus::PendingActivation,
+    }
+}
+
+impl Registry for SharedRegistry {
+    fn certificate(&self, id: &str) -> Option<CertificateView> {
+        let c = self.inner.certificate(id)?;
+        Some(CertificateView {
+            id: c.certificate_id,
+            status: status_of(&c.status),
+            things: c.things.into_iter().collect(),
+            policies: c.policies.into_iter().collect(),
+            ca_certificate_id: c.ca_certificate_id,
+            registered_at_ms: u64::try_from(c.not_before_ms).unwrap_or(0),
+        })
+    }
+
+    fn thing_exists(&self, name: &str) -> bool {
+        self.inner.has_thing(name)
+    }
+
+    fn ca_certificates(&self) -> Vec<CaView> {
+        self.inner
+            .ca_certificates()
+            .into_iter()
+            .map(|ca| CaView {
+                id: ca.ca_certificate_id,
+                pem: ca.certificate_pem,
+                active: ca.status == "ACTIVE",
+                auto_registration: ca.auto_registration_status == "ENABLE",
+            })
+            .collect()
+    }
+
+    fn register_pending(
+        &self,
+        certificate_pem: &str,
+        ca_certificate_id: &str,
+        _now_ms: u64,
+    ) -> Result<CertificateView, RegistryError> {
+        let id = self.inner.auto_register(certificate_pem).map_err(|e| {
+            RegistryError::InvalidCertificate {
+                reason: e.to_string(),
+            }
+        })?;
+        let view = self
+            .certificate(&id)
+            .ok_or_else(|| RegistryError::UnknownCertificate { id: id.clone() })?;
+        if view.ca_certificate_id.as_deref() != Some(ca_certificate_id) {
+            return Err(RegistryError::UnknownCa {
+                id: ca_certificate_id.to_owned(),
+            });
+        }
+        Ok(view)
+    }
+
+    fn status_changes(&self) -> broadcast::Receiver<crate::registry::StatusChange> {
+        self.silent.subscribe()
+    }
+}
+
+/// The handlers behind the topic rules, run in process with retries.
+#[derive(Debug, Clone)]
+pub struct HandlerSink {
+    ports: MemoryPorts,
+    config: Arc<HandlerConfig>,
+    retries: u32,
+    retry_delay: Duration,
+    counters: Arc<Counters>,
+}
+
+impl HandlerSink {
+    async fn run(&self, function: Function, payload: Vec<u8>) -> Result<Outcome, CloudError> {
+        let mut delay = self.retry_delay;
+        let mut attempt = 0;
+        loop {
+            self.counters.invocations.fetch_add(1, Ordering::Relaxed);
+            let now = now_ms();
+            let p = &self.ports;
+            let c = &self.config;
+            let result = match function {
+                Function::CsrIssuer => handlers::csr_issuer::handle(p, c, &payload, now).await,
+                Function::Commit => handlers::commit::handle(p, c, &payload, now).await,
+                Function::ErrorHandler => {
+                    handlers::error_handler::handle(p, c, &payload, now).await
+                }
+                Function::JitrActivator => {
+                    handlers::jitr_activator::handle(p, c, &payload, now).await
+                }
+                Function::AuditFanout => handlers::audit_fanout::handle(p, c, &payload, now).await,
+                Function::Sweeper => handlers::sweeper::handle(p, c, &payload, now).await,
+                Function::RotationStarter => {
+                    let batch = handlers::rotation_starter::handle(p, c, &payload, now).await;
+                    let failed = batch.response.batch_item_failures.len();
+                    Ok(Outcome::Done {
+                        summary: format!(
+                            "{} messages, {failed} to redeliver",
+                            batch.outcomes.len()
+                        ),
+                    })
+                }
+            };
+            match result {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) if attempt < self.retries => {
+                    attempt += 1;
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(function = function.name(), error = %e, attempt, "retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                }
+                Err(e) => {
+                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(function = function.name(), error = %e, "invocation failed on every retry");
+                    return Err(CloudError::Handler {
+                        function: function.name(),
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl RuleSink for HandlerSink {
+    fn invoke(&self, function: Function, event: Value) -> BoxFuture {
+        let this = self.clone();
+        Box::pin(async move {
+            let payload = serde_json::to_vec(&event).unwrap_or_default();
+            let _ = this.run(function, payload).await;
+        })
+    }
+}
+
+/// The running cloud: broker, registry, handlers, queue, notifications.
+/// Dropping it stops everything.
+pub struct Cloud {
+    emulator: Arc<Emulator>,
+    ports: MemoryPorts,
+    sink: HandlerSink,
+    hook: Arc<Mutex<Option<PublishHook>>>,
+    audit_seq: AtomicU64,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Cloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cloud")
+            .field("endpoint", &self.emulator.local_addr())
+            .field("registry", &self.ports.ports.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    i64::try_from(crate::registry::now_ms()).unwrap_or(i64::MAX)
+}
+
+impl Cloud {
+    /// Starts the broker and the cloud's background tasks (publisher,
+    /// queue, status watcher, schedules). Must be called inside a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// [`CloudError::UnknownPolicy`] when the handlers' device policy is not
+    /// deployed, [`CloudError::Emulator`] when the broker cannot start.
+    pub async fn start(config: CloudConfig) -> Result<Cloud, CloudError> {
+        let policy = config.handlers.device_policy_name.clone();
+        if config.deployment.policy(&policy).is_none() {
+            return Err(CloudError::UnknownPolicy {
+                name: policy,
+                known: config
+                    .deployment
+                    .policy_names()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let ports = MemoryPorts::new();
+        let registry = ports.ports.registry.clone();
+        registry.set_now_ms(now_ms());
+        for name in config.deployment.policy_names() {
+            registry.create_policy(name);
+        }
+        let sink = HandlerSink {
+            ports: ports.clone(),
+            config: Arc::new(config.handlers.clone()),
+            retries: config.lambda_retries,
+            retry_delay: config.retry_delay,
+            counters: Arc::default(),
+        };
+        let status_rx = registry.subscribe_status();
+        let emulator = Arc::new(
+            Emulator::start(
+                config.emulator.clone(),
+                config.deployment.clone(),
+                Arc::new(SharedRegistry::new(registry.clone())),
+                Arc::new(sink.clone()),
+            )
+            .await?,
+        );
+        let hook: Arc<Mutex<Option<PublishHook>>> = Arc::default();
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(watch_status(emulator.clone(), status_rx)));
+        let (tx, rx) = mpsc::unbounded_channel();
+        ports.ports.publisher.forward_to(tx);
+        tasks.push(tokio::spawn(deliver(emulator.clone(), rx, hook.clone())));
+        tasks.push(tokio::spawn(drive_queue(
+            sink.clone(),
+            config.queue_poll,
+            config.max_receive_count,
+        )));
+        tasks.push(tokio::spawn(log_notifications(ports.clone())));
+        let cloud = Cloud {
+            emulator,
+            ports,
+            sink,
+            hook,
+            audit_seq: AtomicU64::new(0),
+            tasks,
+        };
+        let mut cloud = cloud;
+        if let Some(every) = config.sweep_every {
+            let sink = cloud.sink.clone();
+            cloud.tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let _ = sweep(&sink).await;
+                }
+            }));
+        }
+        if let Some((every, days)) = config.audit_every {
+            let sink = cloud.sink.clone();
+            cloud.tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                let mut seq = 0u64;
+                loop {
+                    tick.tick().await;
+                    seq += 1;
+                    match audit(&sink, &format!("scheduled-{seq}"), days).await {
+                        Ok(r) => tracing::info!(task = %r.task_id, findings = r.findings, outcome = %r.outcome, "scheduled audit"),
+                        Err(e) => tracing::warn!(error = %e, "scheduled audit failed"),
+                    }
+                }
+            }));
+        }
+        Ok(cloud)
+    }
+
+    /// The broker's address (127.0.0.1 unless configured otherwise).
+    pub fn endpoint(&self) -> std::net::SocketAddr {
+        self.emulator.local_addr()
+    }
+
+    /// The root CA (PEM) that signs the broker's server certificate:
+    /// devices trust it.
+    pub fn root_ca_pem(&self) -> &str {
+        self.emulator.root_ca_pem()
+    }
+
+    /// The broker.
+    pub fn emulator(&self) -> &Emulator {
+        &self.emulator
+    }
+
+    /// The in-memory adapters the handlers use (registry, publisher, store,
+    /// notifier, queue) and their fault injection.
+    pub fn ports(&self) -> &MemoryPorts {
+        &self.ports
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &MemoryRegistry {
+        &self.ports.ports.registry
+    }
+
+    /// Sets (or clears) the hook every cloud publish passes through.
+    pub fn set_publish_hook(&self, hook: Option<PublishHook>) {
+        *self.hook.lock().unwrap_or_else(|p| p.into_inner()) = hook;
+    }
+
+    /// Creates a thing, a P-256 key, a certificate valid for
+    /// `validity_days` from now (signed by the registry's root CA, as
+    /// `CreateCertificateFromCsr` signs), ACTIVE, attached to the thing and
+    /// the device policy.
+    ///
+    /// # Errors
+    /// [`CloudError::Key`] or [`CloudError::Registry`].
+    pub async fn register_device(
+        &self,
+        thing_name: &str,
+        validity_days: u32,
+    ) -> Result<DeviceCredentials, CloudError> {
+        let key_err = |e: rcgen::Error| CloudError::Key {
+            thing: thing_name.to_owned(),
+            reason: e.to_string(),
+        };
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(key_err)?;
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, thing_name);
+        let csr = params
+            .serialize_request(&key)
+            .and_then(|c| c.pem())
+            .map_err(key_err)?;
+        let registry = self.registry();
+        registry.set_now_ms(now_ms());
+        let reg_err = |what: &str| {
+            let what = format!("{what} for {thing_name}");
+            move |source| CloudError::Registry { what, source }
+        };
+        let created = registry
+            .issue_certificate(&csr, true, i64::from(validity_days) * DAY_MS)
+            .map_err(reg_err("issuing the certificate"))?;
+        self.provision_certificate(thing_name, &created.certificate_arn)
+            .await?;
+        Ok(DeviceCredentials {
+            thing_name: thing_name.to_owned(),
+            certificate_id: created.certificate_id,
+            certificate_pem: created.certificate_pem,
+            private_key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Registers a certificate the caller made (e.g. with openssl) from a
+    /// CSR: issued by the registry's root CA for `validity_days`, ACTIVE,
+    /// attached to the thing (created) and the device policy.
+    ///
+    /// # Errors
+    /// [`CloudError::Registry`] when the CSR is not accepted.
+    pub async fn register_csr(
+        &self,
+        thing_name: &str,
+        csr_pem: &str,
+        validity_days: u32,
+    ) -> Result<DeviceCredentials, CloudError> {
+        let registry = self.registry();
+        registry.set_now_ms(now_ms());
+        let created = registry
+            .issue_certificate(csr_pem, true, i64::from(validity_days) * DAY_MS)
+            .map_err(|source| CloudError::Registry {
+                what: format!("issuing the certificate for {thing_name}"),
+                source,
+            })?;
+        self.provision_certificate(thing_name, &created.certificate_arn)
+            .await?;
+        Ok(DeviceCredentials {
+            thing_name: thing_name.to_owned(),
+            certificate_id: created.certificate_id,
+            certificate_pem: created.certificate_pem,
+            private_key_pem: String::new(),
+        })
+    }
+
+    async fn provision_certificate(&self, thing_name: &str, arn: &str) -> Result<(), CloudError> {
+        let registry = self.registry();
+        let reg_err = |what: &str| {
+            let what = format!("{what} for {thing_name}");
+            move |source| CloudError::Registry { what, source }
+        };
+        registry.add_thing(thing_name);
+        let policy = self.sink.config.device_policy_name.clone();
+        registry
+            .attach_policy(&policy, arn)
+            .await
+            .map_err(reg_err("attaching the device policy"))?;
+        registry
+            .attach_thing_principal(thing_name, arn)
+            .await
+            .map_err(reg_err("attaching the thing"))?;
+        Ok(())
+    }
+
+    /// Registers a CA certificate for JITR (ACTIVE, auto-registration on);
+    /// returns its id. The deployment must have been synthesized with it
+    /// for its registration events to reach the JITR activator.
+    ///
+    /// # Errors
+    /// [`CloudError::Registry`] when `pem` is not a certificate.
+    pub fn register_ca(&self, pem: &str) -> Result<String, CloudError> {
+        self.registry()
+            .register_ca_certificate(pem)
+            .map(|h| h.ca_certificate_id)
+            .map_err(|source| CloudError::Registry {
+                what: "registering the ca certificate".to_owned(),
+                source,
+            })
+    }
+
+    /// Runs an emulated Device Defender audit: every ACTIVE certificate
+    /// expiring within `threshold_days` (or expired) becomes a finding of
+    /// [`EXPIRING_CHECK`] that `ListAuditFindings` returns, and the SNS
+    /// audit notification goes to audit-fanout, which queues the rotations.
+    ///
+    /// # Errors
+    /// [`CloudError::Handler`] when audit-fanout fails on every retry.
+    pub async fn audit_now(&self, threshold_days: u32) -> Result<AuditReport, CloudError> {
+        let seq = self.audit_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        audit(&self.sink, &format!("manual-{seq}"), threshold_days).await
+    }
+
+    /// Runs the sweeper once (open rotations past their deadline expire).
+    ///
+    /// # Errors
+    /// [`CloudError::Handler`] when the sweeper fails on every retry.
+    pub async fn sweep_now(&self) -> Result<String, CloudError> {
+        sweep(&self.sink).await
+    }
+
+    /// Every support notification (SNS) so far, oldest first.
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.ports.ports.notifier.sent()
+    }
+
+    /// Rotation work messages waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.ports.ports.queue.len()
+    }
+
+    /// Handler counters.
+    pub fn stats(&self) -> CloudStats {
+        let c = &self.sink.counters;
+        CloudStats {
+            invocations: c.invocations.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            audits: c.audits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the background tasks and closes every connection.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.emulator.close_all_connections();
+    }
+}
+
+async fn audit(
+    sink: &HandlerSink,
+    task_suffix: &str,
+    threshold_days: u32,
+) -> Result<AuditReport, CloudError> {
+    sink.counters.audits.fetch_add(1, Ordering::Relaxed);
+    let registry = &sink.ports.ports.registry;
+    let now = now_ms();
+    registry.set_now_ms(now);
+    let horizon = now.saturating_add(i64::from(threshold_days) * DAY_MS);
+    let task_id = format!("emulated-audit-{task_suffix}-{now}");
+    let certs = registry.certificates();
+    let total = certs.len();
+    let findings: Vec<AuditFinding> = certs
+        .iter()
+        .filter(|c| c.status == PortStatus::Active && c.not_after_ms <= horizon)
+        .filter_map(|c| {
+            let past = c.not_after_ms <= now;
+            serde_json::from_value(json!({
+                "findingId": format!("f-{}-{}", &task_id, &c.certificate_id[..16]),
+                "taskId": task_id,
+                "checkName": EXPIRING_CHECK,
+                "nonCompliantResource": {
+                    "resourceType": "DEVICE_CERTIFICATE",
+                    "resourceIdentifier": {"deviceCertificateId": c.certificate_id},
+                    "additionalInfo": {"EXPIRATION_TIME": c.not_after_ms.to_string()}
+                },
+                "reasonForNonComplianceCode": if past { "CERTIFICATE_PAST_EXPIRATION" } else { "CERTIFICATE_APPROACHING_EXPIRATION" },
+                "severity": "MEDIUM"
+            }))
+            .ok()
+        })
+        .collect();
+    let count = findings.len();
+    registry.set_audit_findings(&task_id, EXPIRING_CHECK, findings);
+    let message = json!({
+        "accountId": crate::template::DEFAULT_ACCOUNT,
+        "taskId": task_id,
+        "taskStatus": "COMPLETED",
+        "taskType": "ON_DEMAND_AUDIT_TASK",
+        "failedChecksCount": 0,
+        "canceledChecksCount": 0,
+        "nonCompliantChecksCount": u64::from(count > 0),
+        "compliantChecksCount": u64::from(count == 0),
+        "totalChecksCount": 1,
+        "taskStartTime": now,
+        "auditDetails": [{
+            "checkName": EXPIRING_CHECK,
+            "checkRunStatus": if count > 0 { "COMPLETED_NON_COMPLIANT" } else { "COMPLETED_COMPLIANT" },
+            "nonCompliantResourcesCount": count,
+            "totalResourcesCount": total
+        }]
+    });
+    let event = json!({"Records": [{
+        "EventSource": "aws:sns",
+        "EventVersion": "1.0",
+        "EventSubscriptionArn": format!("arn:aws:sns:us-east-1:{}:fleetcert-audit:emulator", crate::template::DEFAULT_ACCOUNT),
+        "Sns": {
+            "Type": "Notification",
+            "MessageId": task_id,
+            "TopicArn": format!("arn:aws:sns:us-east-1:{}:fleetcert-audit", crate::template::DEFAULT_ACCOUNT),
+            "Subject": null,
+            "Message": message.to_string(),
+            "Timestamp": "1970-01-01T00:00:00.000Z"
+        }
+    }]});
+    let payload = serde_json::to_vec(&event).unwrap_or_default();
+    let outcome = sink.run(Function::AuditFanout, payload).await?;
+    Ok(AuditReport {
+        task_id,
+        findings: count,
+        outcome: describe(&outcome),
+    })
+}
+
+async fn sweep(sink: &HandlerSink) -> Result<String, CloudError> {
+    let event = json!({
+        "version": "0", "id": format!("sweep-{}", now_ms()), "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": crate::template::DEFAULT_ACCOUNT,
+        "time": "1970-01-01T00:00:00Z", "region": crate::template::DEFAULT_REGION,
+        "resources": [], "detail": {}
+    });
+    let payload = serde_json::to_vec(&event).unwrap_or_default();
+    sink.run(Function::Sweeper, payload)
+        .await
+        .map(|o| describe(&o))
+}
+
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Done { summary } => summary.clone(),
+        Outcome::Rejected { kind, reason } => format!("rejected ({kind}): {reason}"),
+    }
+}
+
+/// Closes the connections of certificates that stop being ACTIVE (or are
+/// deleted).
+async fn watch_status(
+    emulator: Arc<Emulator>,
+    mut rx: broadcast::Receiver<lambdas::memory::StatusChange>,
+) {
+    loop {
+        match rx.recv().await {
+            Ok(change) => {
+                if change.status != Some(PortStatus::Active) {
+                    emulator.disconnect_certificate(&change.certificate_id);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => emulator.recheck_connections(),
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// The publisher port's messages into the broker (iot-data `Publish`).
+async fn deliver(
+    emulator: Arc<Emulator>,
+    mut rx: mpsc::UnboundedReceiver<Published>,
+    hook: Arc<Mutex<Option<PublishHook>>>,
+) {
+    while let Some(message) = rx.recv().await {
+        let hook = hook.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let messages = match hook {
+            Some(h) => h(message),
+            None => vec![message],
+        };
+        for m in messages {
+            if let Err(e) = emulator.publish_with_qos(&m.topic, m.payload, m.qos) {
+                tracing::warn!(topic = %m.topic, error = %e, "publish refused");
+            }
+        }
+    }
+}
+
+/// Feeds the work queue to rotation-starter in batches of ten, as the SQS
+/// event source does, redelivering failed messages up to
+/// `max_receive_count` times.
+async fn drive_queue(sink: HandlerSink, poll: Duration, max_receive_count: u32) {
+    let queue = sink.ports.ports.queue.clone();
+    let mut redeliver: Vec<(QueueMessage, u32)> = Vec::new();
+    let mut seq = 0u64;
+    loop {
+        let mut batch: Vec<(QueueMessage, u32)> = std::mem::take(&mut redeliver);
+        batch.extend(queue.drain().into_iter().map(|m| (m, 0)));
+        if batch.is_empty() {
+            tokio::time::sleep(poll).await;
+            continue;
+        }
+        for chunk in batch.chunks(lambdas::ports::MAX_QUEUE_BATCH) {
+            let records: Vec<Value> = chunk
+                .iter()
+                .map(|(m, received)| {
+                    seq += 1;
+                    json!({
+                        "messageId": format!("emu-{seq}"),
+                        "receiptHandle": format!("rh-{seq}"),
+                        "body": m.body,
+                        "attributes": {"ApproximateReceiveCount": (received + 1).to_string()},
+                        "messageAttributes": {},
+                        "md5OfBody": "",
+                        "eventSource": "aws:sqs",
+                        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:fleetcert-rotations",
+                        "awsRegion": "us-east-1"
+                    })
+                })
+                .collect();
+            let ids: Vec<String> = records
+                .iter()
+                .map(|r| r["messageId"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            let payload = serde_json::to_vec(&json!({"Records": records})).unwrap_or_default();
+            sink.counters.invocations.fetch_add(1, Ordering::Relaxed);
+            let out =
+                handlers::rotation_starter::handle(&sink.ports, &sink.config, &payload, now_ms())
+                    .await;
+            for failure in &out.response.batch_item_failures {
+                if let Some(i) = ids.iter().position(|id| *id == failure.item_identifier) {
+                    let (m, received) = &chunk[i];
+                    if received + 1 < max_receive_count {
+                        redeliver.push((m.clone(), received + 1));
+                    } else {
+                        sink.counters.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(body = %m.body, "rotation work dropped after {max_receive_count} receives");
+                    }
+                }
+            }
+        }
+        if !redeliver.is_empty() {
+            // the visibility timeout, shortened
+            tokio::time::sleep(poll.max(Duration::from_millis(20))).await;
+        }
+    }
+}
+
+/// Logs every new support notification.
+async fn log_notifications(ports: MemoryPorts) {
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sent = ports.ports.notifier.sent();
+        for n in sent.iter().skip(seen) {
+            tracing::info!(subject = %n.subject, message = %n.message, "support notification (sns)");
+        }
+        seen = sent.len();
+    }
+}

@@ -1,0 +1,158 @@
+//! `fleetcert emulate`: the [`Cloud`] for devices outside fleetcert
+//! (firmware under test, `mosquitto_pub`), driven through a directory.
+//!
+//! `<dir>/root-ca.pem` is the CA the broker's server certificate chains
+//! to. A CSR dropped as `<dir>/csr/<thing>.csr` registers a device: the
+//! certificate, ACTIVE and attached to the thing and the device policy,
+//! appears as `<dir>/certs/<thing>.pem`. Touching `<dir>/audit-now` runs
+//! the emulated audit; support notifications are appended to
+//! `<dir>/notifications.jsonl`.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::{Cloud, CloudConfig};
+
+/// How to run the emulator.
+#[derive(Debug, Clone)]
+pub struct EmulateOptions {
+    /// Port on 127.0.0.1 (0: a free one).
+    pub port: u16,
+    /// The working directory.
+    pub dir: PathBuf,
+    /// Run the audit this often.
+    pub audit_every: Option<Duration>,
+    /// The audit threshold, days.
+    pub threshold_days: u32,
+    /// Validity of the certificates registered from CSRs, days.
+    pub validity_days: u32,
+}
+
+/// What the running emulator tells its user.
+pub fn instructions(endpoint: SocketAddr, dir: &Path) -> String {
+    format!(
+        "fleetcert emulator: MQTT 3.1.1 over mutual TLS on {endpoint}\n\
+         server root CA:    {ca}\n\
+         register a device: put a CSR whose CN is the thing name into {csr}/<thing>.csr\n\
+         \x20                  e.g. openssl ecparam -name prime256v1 -genkey -noout -out dev.key\n\
+         \x20                       openssl req -new -key dev.key -subj /CN=thing-1 -out {csr}/thing-1.csr\n\
+         \x20                  the certificate appears as {certs}/<thing>.pem (ACTIVE, thing and device policy attached)\n\
+         connect:           client id = thing name, e.g. mosquitto_sub -h 127.0.0.1 -p {port} --cafile {ca} \\\n\
+         \x20                    --cert {certs}/thing-1.pem --key dev.key -i thing-1 -q 1 \\\n\
+         \x20                    -t management/topic/thing-1/csr_req -t management/topic/thing-1/crt\n\
+         run an audit:      touch {audit}\n\
+         notifications:     {notes}\n\
+         stop:              Ctrl-C\n",
+        ca = dir.join("root-ca.pem").display(),
+        csr = dir.join("csr").display(),
+        certs = dir.join("certs").display(),
+        audit = dir.join("audit-now").display(),
+        notes = dir.join("notifications.jsonl").display(),
+        port = endpoint.port(),
+    )
+}
+
+/// Starts the cloud for `opts` (writing the root CA into the directory).
+///
+/// # Errors
+/// When the directory cannot be made or the cloud cannot start.
+pub async fn start(opts: &EmulateOptions) -> anyhow::Result<Cloud> {
+    for sub in ["csr", "certs"] {
+        std::fs::create_dir_all(opts.dir.join(sub))
+            .with_context(|| format!("cannot create {}", opts.dir.join(sub).display()))?;
+    }
+    let (deployment, _) = crate::simulate::synthesized_deployment(&[])?;
+    let mut config = CloudConfig::new(deployment);
+    config.emulator.bind = SocketAddr::from(([127, 0, 0, 1], opts.port));
+    config.emulator.root_ca_file = Some(opts.dir.join("root-ca.pem"));
+    config.sweep_every = Some(Duration::from_secs(60));
+    config.audit_every = opts.audit_every.map(|d| (d, opts.threshold_days));
+    Ok(Cloud::start(config).await?)
+}
+
+/// Serves the directory until `shutdown` completes: registers dropped
+/// CSRs, runs requested audits, writes notifications.
+///
+/// # Errors
+/// When the directory cannot be read or written.
+pub async fn serve(
+    cloud: &Cloud,
+    opts: &EmulateOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
+    let mut done: HashSet<String> = HashSet::new();
+    let mut noted = 0;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        for entry in std::fs::read_dir(opts.dir.join("csr"))? {
+            let path = entry?.path();
+            let Some(thing) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".csr"))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            if done.contains(&thing) {
+                continue;
+            }
+            let csr = std::fs::read_to_string(&path)?;
+            if !csr.contains("-----END") {
+                continue; // still being written
+            }
+            done.insert(thing.clone());
+            match cloud.register_csr(&thing, &csr, opts.validity_days).await {
+                Ok(creds) => {
+                    let out = opts.dir.join("certs").join(format!("{thing}.pem"));
+                    let tmp = out.with_extension("pem.tmp");
+                    std::fs::write(&tmp, &creds.certificate_pem)?;
+                    std::fs::rename(&tmp, &out)?;
+                    println!(
+                        "registered {thing}: certificate {} -> {}",
+                        creds.certificate_id,
+                        out.display()
+                    );
+                }
+                Err(e) => eprintln!("cannot register {thing}: {e}"),
+            }
+        }
+        let trigger = opts.dir.join("audit-now");
+        if trigger.exists() {
+            let _ = std::fs::remove_file(&trigger);
+            match cloud.audit_now(opts.threshold_days).await {
+                Ok(r) => println!(
+                    "audit {}: {} certificates expiring within {} days; {}",
+                    r.task_id, r.findings, opts.threshold_days, r.outcome
+                ),
+                Err(e) => eprintln!("audit failed: {e}"),
+            }
+        }
+        let notes = cloud.notifications();
+        if notes.len() > noted {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(opts.dir.join("notifications.jsonl"))?;
+            for n in &notes[noted..] {
+                println!("support notification: {}", n.subject);
+                writeln!(
+                    file,
+                    "{}",
+                    serde_json::json!({"subject": n.subject, "message": n.message})
+                )?;
+            }
+            noted = notes.len();
+        }
+    }
+}
