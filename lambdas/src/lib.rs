@@ -8,5 +8,7 @@
 pub mod config;
 pub mod events;
 pub mod handlers;
+#[cfg(feature = "limits")]
+pub mod limits;
 pub mod memory;
 pub mod ports;
