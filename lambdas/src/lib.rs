@@ -12,3 +12,5 @@ pub mod handlers;
 pub mod limits;
 pub mod memory;
 pub mod ports;
+#[cfg(feature = "aws")]
+pub mod runtime;
