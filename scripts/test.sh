@@ -43,6 +43,11 @@ cargo xtask codegen --check
 step "cargo test"
 cargo test --workspace --locked
 
+# The AWS SDK adapters (feature `aws`, off in the workspace build): recorded
+# responses (aws-smithy-mocks) and moto_server from .tools/ (installed above).
+step "cargo test -p lambdas --features aws (AWS adapters against mocks and moto)"
+cargo test -p lambdas --features aws --locked
+
 step "infra: synth, cfn-lint, checkov, cdk synth/ls, cdk deploy against moto"
 bash scripts/ci-infra.sh
 

@@ -5,6 +5,8 @@
 //! in-memory adapters (`memory`) need no AWS SDK, so the emulator and the
 //! tests run the same handlers.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 pub mod events;
 pub mod handlers;

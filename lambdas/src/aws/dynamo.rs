@@ -1,0 +1,413 @@
+//! [`DynamoStore`]: rotation rows in the DynamoDB table `ROTATION_TABLE`
+//! (hash key `rotationId`, type S, as infra deploys it).
+//!
+//! Two kinds of items share the table:
+//!
+//! | `rotationId`          | other attributes                                                   |
+//! |-----------------------|--------------------------------------------------------------------|
+//! | `<rotation id>`       | `row` (the [`Rotation`] as JSON), `thingName`, `state`, `open` (BOOL), `deadlineMs` (N), `createdAtMs` (N) |
+//! | `thing#<thing name>`  | `latest` (the thing's most recently created rotation id), `open` (BOOL) |
+//!
+//! Rotation ids are `[A-Za-z0-9_-]`, so no rotation id starts with `thing#`.
+//! The pointer row makes "one open rotation per thing" a condition
+//! DynamoDB checks: `create` writes the rotation row and the pointer in
+//! one transaction, the pointer only if the thing has none or its rotation
+//! is closed; `update` writes the row on condition that the stored `row`
+//! is the JSON of `expected`, and closes the pointer in the same
+//! transaction when the rotation ends.
+//!
+//! IAM actions: `dynamodb:PutItem` and `dynamodb:UpdateItem` (the items of
+//! `TransactWriteItems`), `dynamodb:GetItem`, `dynamodb:Scan`.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use rules::rotation::Rotation;
+
+use super::error::{classify, unexpected};
+use crate::ports::{Operation, Page, PortError, PortResult, RotationStore};
+
+/// The table's hash key.
+pub const KEY: &str = "rotationId";
+/// Prefix of a thing's pointer row key.
+pub const THING_PREFIX: &str = "thing#";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Rotation rows in DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    page_size: Option<i32>,
+}
+
+impl DynamoStore {
+    /// A store over `table` through `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            page_size: None,
+        }
+    }
+
+    /// Reads at most `items` items per `open_due` page (the Scan `Limit`,
+    /// counted before the filter); without it a page is up to 1 MB.
+    #[must_use]
+    pub fn with_page_size(mut self, items: u16) -> Self {
+        self.page_size = Some(i32::from(items.max(1)));
+        self
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get_item(&self, op: Operation, key: &str) -> PortResult<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(op, &e))?;
+        Ok(out.item)
+    }
+
+    async fn get_row(&self, op: Operation, rotation_id: &str) -> PortResult<Option<Rotation>> {
+        self.get_item(op, rotation_id)
+            .await?
+            .map(|item| row_of(op, &item))
+            .transpose()
+    }
+
+    async fn transact(
+        &self,
+        op: Operation,
+        items: Vec<TransactWriteItem>,
+        what: &[String],
+    ) -> PortResult<()> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let Err(err) = result else { return Ok(()) };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(e)) =
+            err.as_service_error()
+        {
+            let codes: Vec<&str> = e
+                .cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None"))
+                .collect();
+            let failed: Vec<&str> = codes
+                .iter()
+                .zip(what)
+                .filter(|(c, _)| **c == "ConditionalCheckFailed")
+                .map(|(_, w)| w.as_str())
+                .collect();
+            if !failed.is_empty() {
+                return Err(PortError::ConditionFailed {
+                    operation: op,
+                    message: failed.join("; "),
+                });
+            }
+            let message = format!("transaction canceled: [{}]", codes.join(", "));
+            return Err(
+                if codes
+                    .iter()
+                    .any(|c| *c == "ThrottlingError" || *c == "ProvisionedThroughputExceeded")
+                {
+                    PortError::Throttled {
+                        operation: op,
+                        message,
+                    }
+                } else if codes.contains(&"TransactionConflict") {
+                    PortError::Transient {
+                        operation: op,
+                        message,
+                    }
+                } else {
+                    PortError::Other {
+                        operation: op,
+                        message,
+                    }
+                },
+            );
+        }
+        Err(classify(op, &err))
+    }
+
+    fn put(
+        &self,
+        op: Operation,
+        item: Item,
+        condition: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> PortResult<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names(names_of(names))
+            .set_expression_attribute_values(values_of(values))
+            .build()
+            .map_err(|e| invalid(op, e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+fn invalid(op: Operation, e: impl std::fmt::Display) -> PortError {
+    PortError::Invalid {
+        operation: op,
+        message: e.to_string(),
+    }
+}
+
+fn names_of(names: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+    (!names.is_empty()).then(|| {
+        names
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    })
+}
+
+fn values_of(values: Vec<(&str, AttributeValue)>) -> Option<Item> {
+    (!values.is_empty()).then(|| values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+/// The pointer row key of `thing_name`.
+pub fn thing_key(thing_name: &str) -> String {
+    format!("{THING_PREFIX}{thing_name}")
+}
+
+fn row_json(op: Operation, rotation: &Rotation) -> PortResult<String> {
+    serde_json::to_string(rotation).map_err(|e| invalid(op, e))
+}
+
+/// The item of a rotation row.
+fn rotation_item(op: Operation, rotation: &Rotation) -> PortResult<Item> {
+    Ok(HashMap::from([
+        (
+            KEY.to_owned(),
+            AttributeValue::S(rotation.rotation_id.clone()),
+        ),
+        ("row".to_owned(), AttributeValue::S(row_json(op, rotation)?)),
+        (
+            "thingName".to_owned(),
+            AttributeValue::S(rotation.thing_name.clone()),
+        ),
+        (
+            "state".to_owned(),
+            AttributeValue::S(rotation.state.name().to_owned()),
+        ),
+        (
+            "open".to_owned(),
+            AttributeValue::Bool(rotation.state.is_open()),
+        ),
+        (
+            "deadlineMs".to_owned(),
+            AttributeValue::N(rotation.deadline_ms.to_string()),
+        ),
+        (
+            "createdAtMs".to_owned(),
+            AttributeValue::N(rotation.created_at_ms.to_string()),
+        ),
+    ]))
+}
+
+/// The rotation stored in a rotation row.
+fn row_of(op: Operation, item: &Item) -> PortResult<Rotation> {
+    let key = item.get(KEY).and_then(|v| v.as_s().ok());
+    let Some(AttributeValue::S(json)) = item.get("row") else {
+        return Err(unexpected(
+            op,
+            format_args!("item {key:?} has no row attribute"),
+        ));
+    };
+    serde_json::from_str(json)
+        .map_err(|e| unexpected(op, format_args!("item {key:?}: row is not a rotation: {e}")))
+}
+
+/// `next_token` ⇄ `ExclusiveStartKey`: the key's string attributes as a
+/// JSON object.
+fn token_of(key: &Item) -> Option<String> {
+    let map: serde_json::Map<String, serde_json::Value> = key
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), serde_json::Value::String(v.as_s().ok()?.clone()))))
+        .collect();
+    (!map.is_empty()).then(|| serde_json::Value::Object(map).to_string())
+}
+
+fn key_of(op: Operation, token: &str) -> PortResult<Item> {
+    let bad = || PortError::Invalid {
+        operation: op,
+        message: format!("next token {token:?} is not one this store returned"),
+    };
+    let map: HashMap<String, String> = serde_json::from_str(token).map_err(|_| bad())?;
+    if !map.contains_key(KEY) {
+        return Err(bad());
+    }
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k, AttributeValue::S(v)))
+        .collect())
+}
+
+impl RotationStore for DynamoStore {
+    async fn create(&self, rotation: &Rotation) -> PortResult<()> {
+        let op = Operation::CreateRotation;
+        let row = self.put(
+            op,
+            rotation_item(op, rotation)?,
+            "attribute_not_exists(#k)",
+            &[("#k", KEY)],
+            vec![],
+        )?;
+        let pointer = self.put(
+            op,
+            HashMap::from([
+                (
+                    KEY.to_owned(),
+                    AttributeValue::S(thing_key(&rotation.thing_name)),
+                ),
+                (
+                    "latest".to_owned(),
+                    AttributeValue::S(rotation.rotation_id.clone()),
+                ),
+                (
+                    "open".to_owned(),
+                    AttributeValue::Bool(rotation.state.is_open()),
+                ),
+            ]),
+            "attribute_not_exists(#k) OR #open = :false",
+            &[("#k", KEY), ("#open", "open")],
+            vec![(":false", AttributeValue::Bool(false))],
+        )?;
+        self.transact(
+            op,
+            vec![row, pointer],
+            &[
+                format!("rotation {} exists", rotation.rotation_id),
+                format!("thing {} has an open rotation", rotation.thing_name),
+            ],
+        )
+        .await
+    }
+
+    async fn get(&self, rotation_id: &str) -> PortResult<Option<Rotation>> {
+        if rotation_id.starts_with(THING_PREFIX) {
+            // A pointer row's key is no rotation id.
+            return Ok(None);
+        }
+        self.get_row(Operation::GetRotation, rotation_id).await
+    }
+
+    async fn latest_for_thing(&self, thing_name: &str) -> PortResult<Option<Rotation>> {
+        let op = Operation::LatestRotationForThing;
+        let Some(pointer) = self.get_item(op, &thing_key(thing_name)).await? else {
+            return Ok(None);
+        };
+        let Some(AttributeValue::S(latest)) = pointer.get("latest") else {
+            return Err(unexpected(
+                op,
+                format_args!("pointer row of thing {thing_name} has no latest attribute"),
+            ));
+        };
+        self.get_row(op, latest).await
+    }
+
+    async fn update(&self, expected: &Rotation, next: &Rotation) -> PortResult<()> {
+        let op = Operation::UpdateRotation;
+        if expected.rotation_id != next.rotation_id || expected.thing_name != next.thing_name {
+            return Err(PortError::Invalid {
+                operation: op,
+                message: "an update may not change the rotation id or the thing".to_owned(),
+            });
+        }
+        let mut items = vec![self.put(
+            op,
+            rotation_item(op, next)?,
+            "#row = :expected",
+            &[("#row", "row")],
+            vec![(":expected", AttributeValue::S(row_json(op, expected)?))],
+        )?];
+        let mut what = vec![format!(
+            "rotation {} changed since it was read or does not exist",
+            expected.rotation_id
+        )];
+        if expected.state.is_open() && next.state.is_terminal() {
+            // While a rotation is open its thing's pointer names it (create
+            // refuses a second open rotation); the condition keeps it so.
+            let close = Update::builder()
+                .table_name(&self.table)
+                .key(KEY, AttributeValue::S(thing_key(&next.thing_name)))
+                .update_expression("SET #open = :false")
+                .condition_expression("#latest = :id")
+                .set_expression_attribute_names(names_of(&[
+                    ("#open", "open"),
+                    ("#latest", "latest"),
+                ]))
+                .set_expression_attribute_values(values_of(vec![
+                    (":false", AttributeValue::Bool(false)),
+                    (":id", AttributeValue::S(next.rotation_id.clone())),
+                ]))
+                .build()
+                .map_err(|e| invalid(op, e))?;
+            items.push(TransactWriteItem::builder().update(close).build());
+            what.push(format!(
+                "thing {} points at another rotation than {}",
+                next.thing_name, next.rotation_id
+            ));
+        }
+        self.transact(op, items, &what).await
+    }
+
+    async fn open_due(
+        &self,
+        before_ms: i64,
+        next_token: Option<String>,
+    ) -> PortResult<Page<Rotation>> {
+        let op = Operation::ListDueRotations;
+        let start = next_token.as_deref().map(|t| key_of(op, t)).transpose()?;
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("#open = :true AND #deadline < :before AND attribute_exists(#row)")
+            .set_expression_attribute_names(names_of(&[
+                ("#open", "open"),
+                ("#deadline", "deadlineMs"),
+                ("#row", "row"),
+            ]))
+            .set_expression_attribute_values(values_of(vec![
+                (":true", AttributeValue::Bool(true)),
+                (":before", AttributeValue::N(before_ms.to_string())),
+            ]))
+            .set_exclusive_start_key(start)
+            .set_limit(self.page_size)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(op, &e))?;
+        let items = out
+            .items()
+            .iter()
+            .map(|item| row_of(op, item))
+            .collect::<PortResult<_>>()?;
+        Ok(Page {
+            items,
+            next_token: out.last_evaluated_key().and_then(token_of),
+        })
+    }
+}

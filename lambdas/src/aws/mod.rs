@@ -1,0 +1,125 @@
+//! The AWS SDK adapters of the ports (feature `aws`).
+//!
+//! [`load`] builds all five from the Lambda environment; [`from_sdk_config`]
+//! from a given [`SdkConfig`] (tests point it at moto). Every SDK error is
+//! classified into a [`PortError`] by one
+//! function (`aws/error.rs`), so the handlers and the rate limiter see the
+//! same kinds as with the memory adapters.
+//!
+//! IAM actions, per port: the registry calls `iot:<OperationName>` for each
+//! registry [`Operation`] (and
+//! `iot:DescribeEndpoint` once in [`load`]); the publisher `iot:Publish`;
+//! the store `dynamodb:PutItem`, `dynamodb:UpdateItem`, `dynamodb:GetItem`,
+//! `dynamodb:Scan`; the notifier `sns:Publish`; the queue `sqs:SendMessage`.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::config::Config;
+use crate::ports::{Operation, PortError, PortSet};
+
+pub mod dynamo;
+mod error;
+pub mod iot;
+pub mod iot_data;
+pub mod sns;
+pub mod sqs;
+
+pub use dynamo::DynamoStore;
+pub use iot::AwsRegistry;
+pub use iot_data::AwsPublisher;
+pub use sns::SnsNotifier;
+pub use sqs::SqsQueue;
+
+/// The five AWS adapters as one [`Ports`](crate::ports::Ports) bundle.
+pub type AwsPorts = PortSet<AwsRegistry, AwsPublisher, DynamoStore, SnsNotifier, SqsQueue>;
+
+/// The environment variable naming the iot-data endpoint (a host such as
+/// `abc123-ats.iot.eu-west-1.amazonaws.com`, or a URL); when unset, [`load`]
+/// asks `DescribeEndpoint(iot:Data-ATS)`.
+pub const IOT_DATA_ENDPOINT_ENV: &str = "IOT_DATA_ENDPOINT";
+
+/// Why the adapters could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AwsInitError {
+    /// No region in the environment or the profile (`AWS_REGION`).
+    #[error("no AWS region is configured (set AWS_REGION)")]
+    NoRegion,
+    /// `DescribeEndpoint` failed.
+    #[error("DescribeEndpoint(iot:Data-ATS) failed ({kind}): {message}")]
+    DescribeEndpoint {
+        /// The error's [`PortError::kind`] (`throttled`, `transient`, ...).
+        kind: &'static str,
+        /// What the service or the connection said.
+        message: String,
+    },
+    /// `DescribeEndpoint` answered without an address.
+    #[error("DescribeEndpoint(iot:Data-ATS) returned no endpoint address")]
+    NoEndpointAddress,
+}
+
+/// Builds the five adapters from the environment: the SDK's default
+/// configuration (region, credential chain, `AWS_ENDPOINT_URL*`), the
+/// iot-data endpoint from [`IOT_DATA_ENDPOINT_ENV`] or `DescribeEndpoint`.
+///
+/// # Errors
+/// [`AwsInitError`] when no region is configured or the endpoint lookup
+/// fails.
+pub async fn load(config: &Config) -> Result<AwsPorts, AwsInitError> {
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    if sdk.region().is_none() {
+        return Err(AwsInitError::NoRegion);
+    }
+    let endpoint = match std::env::var(IOT_DATA_ENDPOINT_ENV) {
+        Ok(v) if !v.trim().is_empty() => v.trim().to_owned(),
+        _ => describe_data_endpoint(&aws_sdk_iot::Client::new(&sdk)).await?,
+    };
+    Ok(from_sdk_config(&sdk, config, &endpoint))
+}
+
+/// `DescribeEndpoint(endpointType = iot:Data-ATS)`: the account's iot-data
+/// host.
+///
+/// # Errors
+/// [`AwsInitError::DescribeEndpoint`] or
+/// [`AwsInitError::NoEndpointAddress`].
+pub async fn describe_data_endpoint(client: &aws_sdk_iot::Client) -> Result<String, AwsInitError> {
+    let out = client
+        .describe_endpoint()
+        .endpoint_type("iot:Data-ATS")
+        .send()
+        .await
+        .map_err(|e| {
+            // DescribeEndpoint is no port operation; the classification
+            // needs one only to label the error, which is dropped here.
+            let e: PortError = error::classify(Operation::DescribeCertificate, &e);
+            AwsInitError::DescribeEndpoint {
+                kind: e.kind(),
+                message: e.message().to_owned(),
+            }
+        })?;
+    out.endpoint_address()
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .ok_or(AwsInitError::NoEndpointAddress)
+}
+
+/// The five adapters over clients built from `sdk`, publishing through
+/// `data_endpoint` (a host, called over https, or a URL).
+pub fn from_sdk_config(sdk: &SdkConfig, config: &Config, data_endpoint: &str) -> AwsPorts {
+    let data_url = if data_endpoint.contains("://") {
+        data_endpoint.to_owned()
+    } else {
+        format!("https://{data_endpoint}")
+    };
+    let data = aws_sdk_iotdataplane::config::Builder::from(sdk)
+        .endpoint_url(data_url)
+        .build();
+    PortSet {
+        registry: AwsRegistry::new(aws_sdk_iot::Client::new(sdk)),
+        publisher: AwsPublisher::new(aws_sdk_iotdataplane::Client::from_conf(data)),
+        store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.rotation_table),
+        notifier: SnsNotifier::new(aws_sdk_sns::Client::new(sdk), &config.support_topic_arn),
+        queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &config.rotation_queue_url),
+    }
+}
