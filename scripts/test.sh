@@ -48,6 +48,11 @@ cargo test --workspace --locked
 step "cargo test -p lambdas --features aws (AWS adapters against mocks and moto)"
 cargo test -p lambdas --features aws --locked
 
+# The seven Lambda mains compile (packaging them, `cargo xtask lambdas`, is
+# too slow for CI).
+step "cargo build -p lambdas --features aws --bins (the Lambda mains)"
+cargo build -p lambdas --features aws --bins --locked
+
 step "infra: synth, cfn-lint, checkov, cdk synth/ls, cdk deploy against moto"
 bash scripts/ci-infra.sh
 

@@ -105,149 +105,147 @@ struct Refs {
     device_policy: Handle<IotPolicy>,
 }
 
-/// Least-privilege statements of one function, as `(sid, actions, resources)`.
-/// Actions that accept only `*` (ListAuditFindings, CreateCertificateFromCsr,
-/// DescribeEndpoint) are the only `*` resources.
-fn statements(f: Fn_, r: &Refs) -> Vec<(&'static str, Vec<&'static str>, Vec<Json>)> {
-    let cert = sub(arn("cert/*")).to_json();
-    let thing = sub(arn("thing/*")).to_json();
-    let table = r.table.arn().to_json();
-    let queue = r.queue.arn().to_json();
-    let support = r.support.r#ref().to_json();
-    let policy = r.device_policy.arn().to_json();
-    let star = json!("*");
-    let publish = |suffix: &str| sub(arn(&format!("topic/management/topic/*/{suffix}"))).to_json();
-    let cleanup = vec![
-        "iot:ListAttachedPolicies",
-        "iot:DetachPolicy",
-        "iot:UpdateCertificate",
-        "iot:DeleteCertificate",
-    ];
-    match f {
-        Fn_::AuditFanout => vec![
-            (
-                "ReadAuditFindings",
-                vec!["iot:ListAuditFindings"],
-                vec![star],
-            ),
-            ("QueueRotations", vec!["sqs:SendMessage"], vec![queue]),
-            ("NotifySupport", vec!["sns:Publish"], vec![support]),
-        ],
-        Fn_::RotationStarter => vec![
-            (
-                "ConsumeQueue",
-                vec![
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:GetQueueAttributes",
-                ],
-                vec![queue],
-            ),
-            ("FindThings", vec!["iot:ListPrincipalThings"], vec![cert]),
-            (
-                "RotationState",
-                vec![
-                    "dynamodb:GetItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                ],
-                vec![table],
-            ),
-            (
-                "SendCsrRequest",
-                vec!["iot:Publish"],
-                vec![publish("csr_req")],
-            ),
-            ("FindDataEndpoint", vec!["iot:DescribeEndpoint"], vec![star]),
-        ],
-        Fn_::CsrIssuer => vec![
-            (
-                "IssueCertificate",
-                vec!["iot:CreateCertificateFromCsr"],
-                vec![star.clone()],
-            ),
-            (
-                "CopyPolicies",
-                vec!["iot:ListAttachedPolicies", "iot:AttachPolicy"],
-                vec![cert.clone(), policy],
-            ),
-            (
-                "AttachThing",
-                vec!["iot:AttachThingPrincipal"],
-                vec![thing, cert],
-            ),
-            (
-                "RotationState",
-                vec!["dynamodb:GetItem", "dynamodb:UpdateItem"],
-                vec![table],
-            ),
-            ("SendCertificate", vec!["iot:Publish"], vec![publish("crt")]),
-            ("FindDataEndpoint", vec!["iot:DescribeEndpoint"], vec![star]),
-        ],
-        Fn_::Commit => vec![
-            ("RetireOldCertificate", cleanup, vec![cert.clone(), policy]),
-            (
-                "DetachThing",
-                vec!["iot:DetachThingPrincipal"],
-                vec![thing, cert],
-            ),
-            (
-                "RotationState",
-                vec!["dynamodb:GetItem", "dynamodb:UpdateItem"],
-                vec![table],
-            ),
-        ],
-        Fn_::ErrorHandler => vec![
-            ("CleanUpNewCertificate", cleanup, vec![cert.clone(), policy]),
-            (
-                "DetachThing",
-                vec!["iot:DetachThingPrincipal"],
-                vec![thing, cert],
-            ),
-            (
-                "RotationState",
-                vec!["dynamodb:GetItem", "dynamodb:UpdateItem"],
-                vec![table],
-            ),
-            ("NotifySupport", vec!["sns:Publish"], vec![support]),
-        ],
-        Fn_::Sweeper => vec![
-            ("CleanUpStuckRotation", cleanup, vec![cert.clone(), policy]),
-            (
-                "DetachThing",
-                vec!["iot:DetachThingPrincipal"],
-                vec![thing, cert],
-            ),
-            (
-                "RotationState",
-                vec!["dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"],
-                vec![table],
-            ),
-            ("NotifySupport", vec!["sns:Publish"], vec![support]),
-        ],
-        Fn_::JitrActivator => vec![
-            (
-                "CheckCa",
-                vec!["iot:DescribeCACertificate"],
-                vec![sub(arn("cacert/*")).to_json()],
-            ),
-            (
-                "ActivateCertificate",
-                vec![
-                    "iot:DescribeCertificate",
-                    "iot:UpdateCertificate",
-                    "iot:AttachPolicy",
-                ],
-                vec![cert.clone(), policy],
-            ),
-            (
-                "CreateThing",
-                vec!["iot:CreateThing", "iot:AttachThingPrincipal"],
-                vec![thing, cert],
-            ),
-            ("NotifySupport", vec!["sns:Publish"], vec![support]),
-        ],
+/// What an IAM statement of a function's role applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Scope {
+    /// Actions that accept no resource ARN (`*`).
+    Unscoped,
+    /// Device certificates.
+    Certificates,
+    /// Device certificates and the device policy (attach/detach policy).
+    CertificatesAndPolicy,
+    /// Things and device certificates (attach/detach thing principal).
+    ThingsAndCertificates,
+    /// Things.
+    Things,
+    /// Registered CA certificates.
+    CaCertificates,
+    /// The MQTT topics the function publishes to.
+    DeviceTopics,
+    /// The rotation table.
+    RotationTable,
+    /// The rotation work queue.
+    RotationQueue,
+    /// The support topic.
+    SupportTopic,
+}
+
+impl Scope {
+    /// The scope of `action`, an action of [`Operation::iam_actions`] or
+    /// an init/event-source extra.
+    fn of(action: &str) -> Option<Scope> {
+        Some(match action {
+            "iot:ListAuditFindings" | "iot:CreateCertificateFromCsr" | "iot:DescribeEndpoint" => {
+                Scope::Unscoped
+            }
+            "iot:DescribeCertificate"
+            | "iot:UpdateCertificate"
+            | "iot:DeleteCertificate"
+            | "iot:ListAttachedPolicies"
+            | "iot:ListPrincipalThings" => Scope::Certificates,
+            "iot:AttachPolicy" | "iot:DetachPolicy" => Scope::CertificatesAndPolicy,
+            "iot:AttachThingPrincipal" | "iot:DetachThingPrincipal" => Scope::ThingsAndCertificates,
+            "iot:DescribeThing" | "iot:CreateThing" => Scope::Things,
+            "iot:DescribeCACertificate" => Scope::CaCertificates,
+            "iot:Publish" => Scope::DeviceTopics,
+            a if a.starts_with("dynamodb:") => Scope::RotationTable,
+            a if a.starts_with("sqs:") => Scope::RotationQueue,
+            "sns:Publish" => Scope::SupportTopic,
+            _ => return None,
+        })
     }
+
+    fn sid(self) -> &'static str {
+        match self {
+            Scope::Unscoped => "AccountWideCalls",
+            Scope::Certificates => "Certificates",
+            Scope::CertificatesAndPolicy => "DevicePolicyAttachments",
+            Scope::ThingsAndCertificates => "ThingAttachments",
+            Scope::Things => "Things",
+            Scope::CaCertificates => "CaCertificates",
+            Scope::DeviceTopics => "DeviceTopics",
+            Scope::RotationTable => "RotationTable",
+            Scope::RotationQueue => "RotationQueue",
+            Scope::SupportTopic => "SupportTopic",
+        }
+    }
+}
+
+/// The management topics `f` publishes to (`iot:Publish`).
+fn publish_topics(f: Fn_) -> &'static [&'static str] {
+    match f {
+        Fn_::RotationStarter => &["csr_req"],
+        Fn_::CsrIssuer => &["crt"],
+        _ => &[],
+    }
+}
+
+/// The actions `f`'s role needs beyond its port operations: finding the
+/// iot-data endpoint at start-up (functions that publish) and reading its
+/// SQS event source (rotation-starter).
+pub fn role_extras(f: Fn_) -> Vec<&'static str> {
+    let mut extras = Vec::new();
+    if lambdas::handlers::operations(f).contains(&lambdas::ports::Operation::Publish) {
+        extras.push("iot:DescribeEndpoint");
+    }
+    if f == Fn_::RotationStarter {
+        extras.extend([
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+        ]);
+    }
+    extras
+}
+
+/// Every action `f`'s role allows for its work (without the logging and
+/// dead-letter statements every function has): the IAM actions of the
+/// operations its handler calls (`lambdas::handlers::operations`) and
+/// [`role_extras`].
+pub fn role_actions(f: Fn_) -> std::collections::BTreeSet<&'static str> {
+    lambdas::handlers::operations(f)
+        .iter()
+        .flat_map(|op| op.iam_actions().iter().copied())
+        .chain(role_extras(f))
+        .collect()
+}
+
+/// Least-privilege statements of one function, as `(sid, actions,
+/// resources)`, derived from [`role_actions`]: one statement per resource
+/// scope. Actions that accept no resource ARN (ListAuditFindings,
+/// CreateCertificateFromCsr, DescribeEndpoint) are the only `*` resources.
+fn statements(f: Fn_, r: &Refs) -> Vec<(&'static str, Vec<&'static str>, Vec<Json>)> {
+    let cert = || sub(arn("cert/*")).to_json();
+    let thing = || sub(arn("thing/*")).to_json();
+    let policy = || r.device_policy.arn().to_json();
+    let mut scopes: BTreeMap<Scope, Vec<&'static str>> = BTreeMap::new();
+    for action in role_actions(f) {
+        let Some(scope) = Scope::of(action) else {
+            panic!("no resource scope for IAM action {action} of {}", f.name());
+        };
+        scopes.entry(scope).or_default().push(action);
+    }
+    scopes
+        .into_iter()
+        .map(|(scope, actions)| {
+            let resources = match scope {
+                Scope::Unscoped => vec![json!("*")],
+                Scope::Certificates => vec![cert()],
+                Scope::CertificatesAndPolicy => vec![cert(), policy()],
+                Scope::ThingsAndCertificates => vec![thing(), cert()],
+                Scope::Things => vec![thing()],
+                Scope::CaCertificates => vec![sub(arn("cacert/*")).to_json()],
+                Scope::DeviceTopics => publish_topics(f)
+                    .iter()
+                    .map(|kind| sub(arn(&format!("topic/management/topic/*/{kind}"))).to_json())
+                    .collect(),
+                Scope::RotationTable => vec![r.table.arn().to_json()],
+                Scope::RotationQueue => vec![r.queue.arn().to_json()],
+                Scope::SupportTopic => vec![r.support.r#ref().to_json()],
+            };
+            (scope.sid(), actions, resources)
+        })
+        .collect()
 }
 
 fn assume(service: &str) -> Json {
@@ -444,6 +442,12 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
         vars.insert(
             "DEVICE_POLICY_NAME".to_owned(),
             refs.device_policy.r#ref().to_json(),
+        );
+        // `lambdas::limits` divides each API quota by this, so that the
+        // function's instances together stay under the account's quota.
+        vars.insert(
+            "FLEETCERT_CONCURRENCY".to_owned(),
+            json!(reserved_concurrency(f).to_string()),
         );
         let function = s.add_with(
             &id,

@@ -77,6 +77,11 @@ fn every_function_has_a_role_log_group_and_concurrency() {
                 .is_some_and(|c| (1..=15).contains(&c))
         );
         assert!(p["LoggingConfig"]["LogGroup"]["Ref"].is_string());
+        assert_eq!(
+            p["Environment"]["Variables"]["FLEETCERT_CONCURRENCY"],
+            serde_json::json!(p["ReservedConcurrentExecutions"].to_string()),
+            "the rate limiter divides quotas by the reserved concurrency"
+        );
     }
 }
 
@@ -186,4 +191,113 @@ fn a_configured_ca_adds_the_ca_certificate_and_its_jitr_rule() {
         r["FleetcertJitrJitrCaCertificatRulePermission"]["Properties"]["Principal"],
         "iot.amazonaws.com"
     );
+}
+
+/// Each function's role allows exactly the IAM actions of the operations
+/// its handler calls (`lambdas::handlers::operations`), the init and event
+/// source extras, its own logs and its dead-letter queue: nothing missing,
+/// nothing else.
+#[test]
+fn each_role_allows_exactly_what_its_handler_calls() {
+    use std::collections::BTreeSet;
+
+    use rules::functions::Function;
+
+    let t = template();
+    for f in Function::ALL {
+        let id: String = f
+            .name()
+            .split('-')
+            .map(|w| w[..1].to_uppercase() + &w[1..])
+            .collect();
+        let role = &t["Resources"][format!("{id}Role")];
+        let statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{id}Role has no policy"));
+        let mut allowed = BTreeSet::new();
+        for s in statements {
+            assert_eq!(s["Effect"], "Allow");
+            let resources = s["Resource"].as_array().expect("resource list");
+            assert!(
+                !resources.is_empty(),
+                "{id}Role {} has no resource",
+                s["Sid"]
+            );
+            for a in s["Action"].as_array().expect("action list") {
+                let a = a.as_str().expect("action").to_owned();
+                if resources.iter().any(|r| r == "*") {
+                    assert!(
+                        [
+                            "iot:ListAuditFindings",
+                            "iot:CreateCertificateFromCsr",
+                            "iot:DescribeEndpoint"
+                        ]
+                        .contains(&a.as_str()),
+                        "{id}Role allows {a} on *"
+                    );
+                }
+                allowed.insert(a);
+            }
+        }
+        let mut expected: BTreeSet<String> = lambdas::handlers::operations(f)
+            .iter()
+            .flat_map(|op| op.iam_actions().iter().map(|a| (*a).to_owned()))
+            .collect();
+        if lambdas::handlers::operations(f).contains(&lambdas::ports::Operation::Publish) {
+            expected.insert("iot:DescribeEndpoint".to_owned());
+        }
+        if f == Function::RotationStarter {
+            expected.extend(
+                [
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                ]
+                .map(str::to_owned),
+            );
+        }
+        // Every function writes its own logs and dead-letters failed events.
+        expected.extend(
+            [
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "sqs:SendMessage",
+            ]
+            .map(str::to_owned),
+        );
+        assert_eq!(allowed, expected, "{}", f.name());
+    }
+}
+
+/// The publishing functions may publish only their own message kind.
+#[test]
+fn publish_is_scoped_to_the_functions_topics() {
+    let t = template();
+    let publish_resources = |role: &str| -> Vec<String> {
+        t["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| {
+                s["Action"]
+                    .as_array()
+                    .is_some_and(|a| a.contains(&"iot:Publish".into()))
+            })
+            .flat_map(|s| s["Resource"].as_array().cloned().unwrap_or_default())
+            .map(|r| r.to_string())
+            .collect()
+    };
+    let starter = publish_resources("RotationStarterRole");
+    assert_eq!(starter.len(), 1);
+    assert!(
+        starter[0].contains("topic/management/topic/*/csr_req"),
+        "{starter:?}"
+    );
+    let issuer = publish_resources("CsrIssuerRole");
+    assert_eq!(issuer.len(), 1);
+    assert!(
+        issuer[0].contains("topic/management/topic/*/crt"),
+        "{issuer:?}"
+    );
+    assert!(publish_resources("CommitRole").is_empty());
 }

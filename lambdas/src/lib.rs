@@ -10,5 +10,9 @@ pub mod aws;
 pub mod config;
 pub mod events;
 pub mod handlers;
+#[cfg(feature = "limits")]
+pub mod limits;
 pub mod memory;
 pub mod ports;
+#[cfg(feature = "aws")]
+pub mod runtime;

@@ -152,6 +152,36 @@ impl Operation {
         Self::ALL.into_iter().find(|op| op.name() == name)
     }
 
+    /// The IAM actions the AWS adapter's call needs: `iot:<name>` for the
+    /// registry (`iot:DescribeCACertificate`), `iot:Publish`, the DynamoDB,
+    /// SNS and SQS actions behind the rotation store, notifier and queue.
+    /// `infra` builds each function's role from these.
+    pub const fn iam_actions(self) -> &'static [&'static str] {
+        match self {
+            Self::DescribeCertificate => &["iot:DescribeCertificate"],
+            Self::CreateCertificateFromCsr => &["iot:CreateCertificateFromCsr"],
+            Self::UpdateCertificate => &["iot:UpdateCertificate"],
+            Self::DeleteCertificate => &["iot:DeleteCertificate"],
+            Self::ListAttachedPolicies => &["iot:ListAttachedPolicies"],
+            Self::AttachPolicy => &["iot:AttachPolicy"],
+            Self::DetachPolicy => &["iot:DetachPolicy"],
+            Self::ListPrincipalThings => &["iot:ListPrincipalThings"],
+            Self::AttachThingPrincipal => &["iot:AttachThingPrincipal"],
+            Self::DetachThingPrincipal => &["iot:DetachThingPrincipal"],
+            Self::DescribeThing => &["iot:DescribeThing"],
+            Self::CreateThing => &["iot:CreateThing"],
+            Self::DescribeCaCertificate => &["iot:DescribeCACertificate"],
+            Self::ListAuditFindings => &["iot:ListAuditFindings"],
+            Self::Publish => &["iot:Publish"],
+            Self::CreateRotation => &["dynamodb:PutItem"],
+            Self::UpdateRotation => &["dynamodb:PutItem", "dynamodb:UpdateItem"],
+            Self::GetRotation | Self::LatestRotationForThing => &["dynamodb:GetItem"],
+            Self::ListDueRotations => &["dynamodb:Scan"],
+            Self::NotifySupport => &["sns:Publish"],
+            Self::SendMessageBatch => &["sqs:SendMessage"],
+        }
+    }
+
     /// AWS's published default rate quota in requests per second for the
     /// IoT control-plane operations DESIGN.md lists (`None`: not a listed
     /// IoT quota; the adapters pick their own).
@@ -714,6 +744,17 @@ mod tests {
             assert_eq!(Operation::from_name(op.name()), Some(op));
         }
         assert_eq!(Operation::from_name("NoSuchOperation"), None);
+    }
+
+    #[test]
+    fn registry_operations_need_the_iot_action_of_their_name() {
+        for op in Operation::ALL {
+            if op.port() == PortKind::Registry {
+                assert_eq!(op.iam_actions(), [format!("iot:{}", op.name())]);
+            } else {
+                assert!(!op.iam_actions().is_empty(), "{op}");
+            }
+        }
     }
 
     #[test]

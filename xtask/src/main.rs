@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 
 mod cfn;
+mod lambdas;
 mod schemas;
 mod wasm;
 
@@ -29,6 +30,20 @@ enum Command {
     },
     /// Build `rules` for wasm32 and package it for Node.js in `rules/pkg/`
     Wasm,
+    /// Build the Lambda zips (`target/lambda/<function>/bootstrap.zip`) with
+    /// cargo-lambda, installed into `.tools/venv-lambda` when missing
+    Lambdas {
+        /// Target architecture
+        #[arg(long, value_enum, default_value = "arm64")]
+        arch: lambdas::Arch,
+        /// Only this function (e.g. csr-issuer)
+        #[arg(long)]
+        function: Option<String>,
+        /// Build for this machine into `target/lambda-bench/` and print zip
+        /// sizes and cold-start times under a local Lambda runtime API
+        #[arg(long)]
+        bench: bool,
+    },
 }
 
 /// Whether codegen writes files or only reports stale ones.
@@ -56,6 +71,18 @@ fn main() -> anyhow::Result<()> {
             cfn::codegen(check)?;
         }
         Command::Wasm => wasm::build(&workspace_root())?,
+        Command::Lambdas {
+            arch,
+            function,
+            bench,
+        } => lambdas::run(
+            &workspace_root(),
+            &lambdas::Options {
+                arch,
+                function,
+                bench,
+            },
+        )?,
     }
     Ok(())
 }

@@ -148,17 +148,21 @@ pub fn operations(function: Function) -> &'static [Operation] {
         }
         out
     }
-    const ISSUER: [Operation; 14] = cat(
+    // Every function that advances a row may find it closed with cleanup
+    // still owed, finish it and send the notification the earlier
+    // invocation did not (`advance`): NotifySupport.
+    const ISSUER: [Operation; 15] = cat(
         cat::<3, 7, 10>(ROW, CLEANUP),
         [
             O::CreateCertificateFromCsr,
             O::AttachPolicy,
             O::AttachThingPrincipal,
             O::Publish,
+            O::NotifySupport,
         ],
     );
-    const COMMIT: [Operation; 10] = cat(ROW, CLEANUP);
-    const ERROR: [Operation; 11] = cat(COMMIT, [O::NotifySupport]);
+    const COMMIT: [Operation; 11] = cat(cat::<3, 7, 10>(ROW, CLEANUP), [O::NotifySupport]);
+    const ERROR: [Operation; 11] = COMMIT;
     const SWEEPER: [Operation; 10] = cat(
         CLEANUP,
         [O::ListDueRotations, O::UpdateRotation, O::NotifySupport],

@@ -1,0 +1,12 @@
+//! The `csr-issuer` Lambda function: the AWS adapters, rate-limited, serving
+//! `lambdas::handlers` under the Lambda runtime API.
+
+use rules::functions::Function;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambdas::runtime::main(Function::CsrIssuer, |config| async move {
+        lambdas::aws::load(&config).await
+    })
+    .await
+}

@@ -1,0 +1,311 @@
+//! `lambdas::handlers::operations(f)` is what infra builds each role from:
+//! every handler scenario below, counted by the memory adapters, calls
+//! only operations of its function's list, and together they call every
+//! listed operation (the list has nothing extra, so the role has no
+//! permission nothing uses).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::*;
+use lambdas::handlers::{
+    audit_fanout, commit, csr_issuer, error_handler, jitr_activator, rotation_starter, sweeper,
+};
+use lambdas::memory::Fault;
+use lambdas::ports::Operation;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rules::functions::Function;
+use serde_json::{Value, json};
+
+/// The operations each function was seen calling.
+#[derive(Default)]
+struct Coverage(BTreeMap<Function, BTreeSet<Operation>>);
+
+impl Coverage {
+    /// Takes the calls since the last reset as `f`'s, checks them against
+    /// its list and resets the counters.
+    fn record(&mut self, w: &World, f: Function) {
+        let calls = w.ports.instruments.all_calls();
+        assert!(!calls.is_empty(), "{} called nothing", f.name());
+        let listed = lambdas::handlers::operations(f);
+        for op in calls.keys() {
+            assert!(
+                listed.contains(op),
+                "{} called {op}, which lambdas::handlers::operations does not list (its role would deny it)",
+                f.name()
+            );
+        }
+        self.0.entry(f).or_default().extend(calls.into_keys());
+        w.ports.instruments.reset_calls();
+    }
+}
+
+fn issue(w: &World, cov: &mut Coverage, thing: &str, rotation_id: Option<&str>) -> String {
+    let csr = csr_pem(&p256_key(), thing);
+    let out = run(csr_issuer::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&csr_res(thing, &csr, rotation_id)),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    cov.record(w, Function::CsrIssuer);
+    let topic = format!("management/topic/{thing}/crt");
+    let crt = w
+        .ports
+        .ports
+        .publisher
+        .published_to(&topic)
+        .pop()
+        .expect("crt");
+    let crt: Value = serde_json::from_slice(&crt.payload).expect("crt json");
+    crt["certificateId"].as_str().expect("id").to_owned()
+}
+
+fn start(w: &World, cov: &mut Coverage, cert_id: &str, past: bool) -> Option<String> {
+    let batch = run(rotation_starter::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&sqs_event(&[work(cert_id, past)])),
+        w.now,
+    ));
+    assert!(batch.response.batch_item_failures.is_empty(), "{batch:?}");
+    cov.record(w, Function::RotationStarter);
+    let topic_things = w.registry().certificate(cert_id).expect("cert").things;
+    let thing = topic_things.iter().next().expect("thing");
+    last_csr_req(w, thing).map(|r| r["rotationId"].as_str().expect("id").to_owned())
+}
+
+fn customer_ca(w: &World) -> (Issuer<'static, KeyPair>, String) {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "customer ca");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).expect("ca");
+    let handle = w
+        .registry()
+        .register_ca_certificate(&cert.pem())
+        .expect("register ca");
+    (Issuer::new(params, key), handle.ca_certificate_id)
+}
+
+fn device_cert(ca: &Issuer<'static, KeyPair>, cn: &str) -> String {
+    let key = p256_key();
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.not_before =
+        time::OffsetDateTime::from_unix_timestamp(NOW / 1000 - 86_400).expect("time");
+    params.not_after =
+        time::OffsetDateTime::from_unix_timestamp(NOW / 1000 + 365 * 86_400).expect("time");
+    params.signed_by(&key, ca).expect("device cert").pem()
+}
+
+fn jitr(w: &World, cov: &mut Coverage, cert_id: &str, ca_id: &str) -> lambdas::handlers::Outcome {
+    let event = json!({
+        "certificateId": cert_id, "caCertificateId": ca_id, "timestamp": NOW,
+        "certificateStatus": "PENDING_ACTIVATION", "awsAccountId": "123456789012",
+        "certificateRegistrationTimestamp": null
+    });
+    let out = run(jitr_activator::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&event),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    cov.record(w, Function::JitrActivator);
+    out
+}
+
+#[test]
+fn every_function_calls_only_and_all_of_its_listed_operations() {
+    let mut cov = Coverage::default();
+    let check = "DEVICE_CERTIFICATE_EXPIRING_CHECK";
+
+    // A rotation named by id all the way: fan-out, start, issue, commit.
+    let w = World::new();
+    let dev = w.provision("thing-1");
+    w.registry().set_audit_findings(
+        TASK,
+        check,
+        vec![finding(&dev.cert_id, TASK, check, NOW + 86_400_000, false)],
+    );
+    run(audit_fanout::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&sns_event(TASK, check, 1)),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    cov.record(&w, Function::AuditFanout);
+    let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
+    // The same message again: the open rotation is found, not re-created.
+    start(&w, &mut cov, &dev.cert_id, false);
+    let new_id = issue(&w, &mut cov, "thing-1", Some(&id));
+    let out = run(commit::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&crt_ack("thing-1", &new_id, Some(&id))),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    cov.record(&w, Function::Commit);
+
+    // Devices on the original contract send no rotation id; an expired
+    // certificate goes to support.
+    let w = World::new();
+    let dev = w.provision("thing-2");
+    let expired = w.provision("thing-3");
+    start(&w, &mut cov, &expired.cert_id, true);
+    assert_eq!(w.ports.ports.notifier.sent().len(), 1);
+    start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
+    // The ISSUED write is throttled after the certificate was created: the
+    // issuer removes the unrecorded certificate, then issues on the retry.
+    w.ports
+        .instruments
+        .fail_after(Operation::UpdateRotation, 1, 1, Fault::Throttled);
+    let csr = csr_pem(&p256_key(), "thing-2");
+    let first = run(csr_issuer::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&csr_res("thing-2", &csr, None)),
+        w.now,
+    ));
+    assert!(matches!(&first, Err(e) if e.is_retryable()), "{first:?}");
+    cov.record(&w, Function::CsrIssuer);
+    let new_id = issue(&w, &mut cov, "thing-2", None);
+    let out = run(commit::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&crt_ack("thing-2", &new_id, None)),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    cov.record(&w, Function::Commit);
+
+    // The device reports an error over the old certificate, with and
+    // without a rotation id: the new certificate is removed, support told.
+    for (thing, with_id) in [("thing-4", true), ("thing-5", false)] {
+        let w = World::new();
+        let dev = w.provision(thing);
+        let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
+        issue(&w, &mut cov, thing, Some(&id));
+        let out = run(error_handler::handle(
+            &w.ports,
+            &w.cfg,
+            &bytes(&crt_err(
+                thing,
+                &dev.cert_id,
+                "bad certificate",
+                with_id.then_some(id.as_str()),
+            )),
+            w.now,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!out.is_rejected(), "{out:?}");
+        cov.record(&w, Function::ErrorHandler);
+    }
+
+    // The error handler fails the rotation but is throttled during its
+    // cleanup; a late csr_res (issuer) or crt_ack (commit) for the closed
+    // rotation finishes the cleanup the closed row still owes and sends
+    // the notification the error handler did not get to.
+    for (thing, late) in [
+        ("thing-7", Function::CsrIssuer),
+        ("thing-8", Function::Commit),
+    ] {
+        let w = World::new();
+        let dev = w.provision(thing);
+        let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
+        let new_id = issue(&w, &mut cov, thing, Some(&id));
+        w.ports
+            .instruments
+            .fail_next(Operation::DetachPolicy, 1, Fault::Throttled);
+        let first = run(error_handler::handle(
+            &w.ports,
+            &w.cfg,
+            &bytes(&crt_err(thing, &dev.cert_id, "no space", Some(&id))),
+            w.now,
+        ));
+        assert!(matches!(&first, Err(e) if e.is_retryable()), "{first:?}");
+        cov.record(&w, Function::ErrorHandler);
+        let out = if late == Function::CsrIssuer {
+            let csr = csr_pem(&p256_key(), thing);
+            run(csr_issuer::handle(
+                &w.ports,
+                &w.cfg,
+                &bytes(&csr_res(thing, &csr, Some(&id))),
+                w.now,
+            ))
+        } else {
+            run(commit::handle(
+                &w.ports,
+                &w.cfg,
+                &bytes(&crt_ack(thing, &new_id, Some(&id))),
+                w.now,
+            ))
+        }
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.is_rejected(), "{out:?}");
+        cov.record(&w, late);
+        assert!(
+            w.registry().certificate(&new_id).is_none(),
+            "{} finished the cleanup",
+            late.name()
+        );
+        assert_eq!(w.ports.ports.notifier.sent().len(), 1);
+    }
+
+    // A rotation stuck after issue expires: the sweeper removes the new
+    // certificate and tells support.
+    let w = World::new();
+    let dev = w.provision("thing-6");
+    let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
+    issue(&w, &mut cov, "thing-6", Some(&id));
+    let out = run(sweeper::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&scheduled_event()),
+        w.now + 30 * 86_400_000,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    cov.record(&w, Function::Sweeper);
+
+    // JITR: a new device (its thing created), then one from an inactive CA
+    // (revoked and reported).
+    let w = World::new();
+    let (ca, ca_id) = customer_ca(&w);
+    let cert_id = w
+        .registry()
+        .auto_register(&device_cert(&ca, "sensor-1"))
+        .expect("registered");
+    assert!(!jitr(&w, &mut cov, &cert_id, &ca_id).is_rejected());
+    let cert_id = w
+        .registry()
+        .auto_register(&device_cert(&ca, "sensor-2"))
+        .expect("registered");
+    w.registry().set_ca_status(&ca_id, "INACTIVE", "ENABLE");
+    assert_eq!(
+        jitr(&w, &mut cov, &cert_id, &ca_id).rejection_kind(),
+        Some("ca_not_active")
+    );
+
+    for f in Function::ALL {
+        let listed: BTreeSet<Operation> =
+            lambdas::handlers::operations(f).iter().copied().collect();
+        let called = cov.0.get(&f).cloned().unwrap_or_default();
+        let never: Vec<_> = listed.difference(&called).collect();
+        assert!(
+            never.is_empty(),
+            "{} lists {never:?} but no scenario calls them: drop them from lambdas::handlers::operations (and so from its role) or add the scenario that needs them",
+            f.name()
+        );
+    }
+}
