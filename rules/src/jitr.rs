@@ -557,13 +557,16 @@ mod tests {
         assert!(config.create_thing);
         assert_eq!(config.policy_name, "p");
         let json = serde_json::to_value(JitrConfig::default()).unwrap();
-        insta::assert_json_snapshot!(json, @r#"
-        {
-          "allowedCaIds": [],
-          "createThing": true,
-          "policyName": "fleetcert-device",
-          "thingNameFrom": "subjectCn"
-        }
-        "#);
+        // Keys sorted: serde_json may keep insertion order (`preserve_order`).
+        insta::with_settings!({ sort_maps => true }, {
+            insta::assert_json_snapshot!(json, @r#"
+            {
+              "allowedCaIds": [],
+              "createThing": true,
+              "policyName": "fleetcert-device",
+              "thingNameFrom": "subjectCn"
+            }
+            "#);
+        });
     }
 }

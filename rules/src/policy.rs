@@ -812,6 +812,10 @@ fn parse_conditions(value: &Value, path: &str) -> Result<Vec<Condition>, PolicyE
             });
         }
     }
+    // A Condition block is a conjunction: its order means nothing. Sorted,
+    // a document parses to the same value whatever order its JSON object
+    // kept (serde_json's `preserve_order`, on in builds with the AWS SDK).
+    conditions.sort_by_key(|c| (c.operator, c.key));
     Ok(conditions)
 }
 

@@ -407,19 +407,22 @@ fn which_certificates_the_device_may_hold(
 #[test]
 fn the_row_is_camel_case_with_the_state_flattened() {
     let row = serde_json::to_value(issued()).unwrap();
-    insta::assert_json_snapshot!(row, @r#"
-    {
-      "attempts": 1,
-      "createdAtMs": 1000,
-      "csrFingerprint": "fp-a",
-      "deadlineMs": 10000,
-      "newCertificateId": "new-cert",
-      "oldCertificateId": "old-cert",
-      "rotationId": "rot-1",
-      "state": "ISSUED",
-      "thingName": "sensor-42"
-    }
-    "#);
+    // Keys sorted: serde_json may keep insertion order (`preserve_order`).
+    insta::with_settings!({ sort_maps => true }, {
+        insta::assert_json_snapshot!(row, @r#"
+        {
+          "attempts": 1,
+          "createdAtMs": 1000,
+          "csrFingerprint": "fp-a",
+          "deadlineMs": 10000,
+          "newCertificateId": "new-cert",
+          "oldCertificateId": "old-cert",
+          "rotationId": "rot-1",
+          "state": "ISSUED",
+          "thingName": "sensor-42"
+        }
+        "#);
+    });
 }
 
 #[rstest]
