@@ -16,7 +16,7 @@ export PATH="$T/node/node_modules/.bin:$PATH"
 STACK=FleetcertStack
 
 echo "== synth (cargo run)"
-cargo run --quiet --release --bin fleetcert -- synth
+cargo run --quiet --bin fleetcert -- synth
 TEMPLATE="cdk.out/$STACK.template.json"
 
 echo "== cfn-lint $("$T/venv-cfnlint/bin/cfn-lint" --version)"
@@ -63,7 +63,7 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_ACCESS_KEY_ID=testing AWS_S
 ACCOUNT=123456789012
 cdk bootstrap "aws://$ACCOUNT/us-east-1" --no-notices >"$WORK/bootstrap.log" 2>&1 || { cat "$WORK/bootstrap.log"; exit 1; }
 cdk deploy "$STACK" --require-approval never --no-notices \
-  --app "cargo run --quiet --release --bin fleetcert -- synth --lambda-dir $LAMBDA_DIR" >"$WORK/deploy.log" 2>&1 \
+  --app "cargo run --quiet --bin fleetcert -- synth --lambda-dir $LAMBDA_DIR" >"$WORK/deploy.log" 2>&1 \
   || { cat "$WORK/deploy.log"; exit 1; }
 "$T/venv-cfnlint/bin/python" - "$STACK" "cdk.out/$STACK.template.json" <<'PY'
 import sys, boto3
