@@ -66,7 +66,14 @@ pub enum AwsInitError {
 /// [`AwsInitError`] when no region is configured or the endpoint lookup
 /// fails.
 pub async fn load(config: &Config) -> Result<AwsPorts, AwsInitError> {
-    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    // Retries belong to `limits::Limited`, which never retries
+    // CreateCertificateFromCsr after a transient failure (the certificate
+    // may exist: a retry would orphan one). The SDK's standard retry would,
+    // and stacked under Limited it would also multiply every other retry.
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
     if sdk.region().is_none() {
         return Err(AwsInitError::NoRegion);
     }
