@@ -9,7 +9,7 @@ use rules::csr::{CsrCheck, inspect_certificate, inspect_csr};
 use rules::rotation::{Event, Rotation, RotationState};
 
 use super::{
-    HandlerError, Outcome, advance, contract_rejection, done, find_rotation, reject,
+    HandlerError, Outcome, advance, contract_rejection, done, find_device_rotation, reject,
     remove_certificate, run_actions,
 };
 use crate::config::Config;
@@ -41,21 +41,13 @@ pub async fn handle<P: Ports>(
         Err(e) => return Ok(contract_rejection(FUNCTION, &e)),
     };
     let thing = event.clientid.as_str();
-    if event.topic_client_id.as_str() != thing {
-        return Ok(reject(
-            FUNCTION,
-            "topic_client_id_mismatch",
-            format!(
-                "client {thing} published on the topic of {}",
-                event.topic_client_id.as_str()
-            ),
-        ));
-    }
     let rotation_id = event.rotation_id.as_ref().map(|r| r.as_str());
-    let row = match find_rotation(ports, FUNCTION, thing, rotation_id).await? {
-        Ok(row) => row,
-        Err(outcome) => return Ok(outcome),
-    };
+    let topic_client_id = event.topic_client_id.as_str();
+    let row =
+        match find_device_rotation(ports, FUNCTION, thing, topic_client_id, rotation_id).await? {
+            Ok(row) => row,
+            Err(outcome) => return Ok(outcome),
+        };
     let csr_pem = event.csr.as_str();
     let info = match inspect_csr(csr_pem) {
         Ok(i) => i,

@@ -6,8 +6,8 @@ use rules::contracts::{Contract, Message, validate};
 use rules::rotation::Event;
 
 use super::{
-    HandlerError, IssueContext, Outcome, advance, contract_rejection, done, find_rotation, reject,
-    run_actions,
+    HandlerError, IssueContext, Outcome, advance, contract_rejection, done, find_device_rotation,
+    reject, run_actions,
 };
 use crate::config::Config;
 use crate::ports::Ports;
@@ -37,21 +37,13 @@ pub async fn handle<P: Ports>(
         Err(e) => return Ok(contract_rejection(FUNCTION, &e)),
     };
     let thing = event.clientid.as_str();
-    if event.topic_client_id.as_str() != thing {
-        return Ok(reject(
-            FUNCTION,
-            "topic_client_id_mismatch",
-            format!(
-                "client {thing} published on the topic of {}",
-                event.topic_client_id.as_str()
-            ),
-        ));
-    }
     let rotation_id = event.rotation_id.as_ref().map(|r| r.as_str());
-    let row = match find_rotation(ports, FUNCTION, thing, rotation_id).await? {
-        Ok(row) => row,
-        Err(outcome) => return Ok(outcome),
-    };
+    let topic_client_id = event.topic_client_id.as_str();
+    let row =
+        match find_device_rotation(ports, FUNCTION, thing, topic_client_id, rotation_id).await? {
+            Ok(row) => row,
+            Err(outcome) => return Ok(outcome),
+        };
     // The error must come over a certificate the device may keep: an error
     // sent over the new certificate would have it deleted under the device.
     if row.state.is_open() && row.state.new_certificate_id() == Some(event.principal.as_str()) {

@@ -256,6 +256,27 @@ pub(crate) async fn notify<P: Ports>(
         .map_err(port(function))
 }
 
+/// The rotation a device's rule event is about ([`find_rotation`]), after
+/// checking that the client published on its own topic: the policy allows
+/// only that, so a mismatch is a spoof or a misrouted rule and is rejected
+/// before any state is read.
+pub(crate) async fn find_device_rotation<P: Ports>(
+    ports: &P,
+    function: &'static str,
+    client_id: &str,
+    topic_client_id: &str,
+    rotation_id: Option<&str>,
+) -> Result<Result<Rotation, Outcome>, HandlerError> {
+    if topic_client_id != client_id {
+        return Ok(Err(reject(
+            function,
+            "topic_client_id_mismatch",
+            format!("client {client_id} published on the topic of {topic_client_id}"),
+        )));
+    }
+    find_rotation(ports, function, client_id, rotation_id).await
+}
+
 /// Finds the rotation a device message is about: by `rotationId` when
 /// given (and then it must belong to the thing), else the thing's latest.
 pub(crate) async fn find_rotation<P: Ports>(
