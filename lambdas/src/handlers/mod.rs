@@ -12,8 +12,11 @@ use rules::functions::Function;
 use rules::rotation::{Action, Event, Rejection, Rotation, step};
 use serde::Serialize;
 
+use std::future::Future;
+
 use crate::ports::{
-    CertificateStatus, IotRegistry, Notifier, Operation, PortError, Ports, Publisher, RotationStore,
+    CertificateStatus, IotRegistry, Notifier, Operation, Page, PortError, PortResult, Ports,
+    Publisher, RotationStore,
 };
 
 pub mod audit_fanout;
@@ -487,20 +490,20 @@ pub(crate) async fn run_actions<P: Ports>(
 /// listing at 250 per page is 4000 pages).
 pub(crate) const MAX_PAGES: usize = 100_000;
 
-/// Every policy attached to `arn`, all pages.
-pub(crate) async fn all_policies<P: Ports>(
-    ports: &P,
+/// Every item of a paginated listing: `fetch` is called with each page's
+/// token until a page has none (at most [`MAX_PAGES`] pages).
+async fn all_pages<F, Fut>(
     function: &'static str,
-    arn: &str,
-) -> Result<Vec<String>, HandlerError> {
+    mut fetch: F,
+) -> Result<Vec<String>, HandlerError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = PortResult<Page<String>>>,
+{
     let mut out = Vec::new();
     let mut token = None;
     for _ in 0..MAX_PAGES {
-        let page = ports
-            .registry()
-            .list_attached_policies(arn, token)
-            .await
-            .map_err(port(function))?;
+        let page = fetch(token).await.map_err(port(function))?;
         out.extend(page.items);
         token = page.next_token;
         if token.is_none() {
@@ -510,27 +513,28 @@ pub(crate) async fn all_policies<P: Ports>(
     Ok(out)
 }
 
+/// Every policy attached to `arn`, all pages.
+pub(crate) async fn all_policies<P: Ports>(
+    ports: &P,
+    function: &'static str,
+    arn: &str,
+) -> Result<Vec<String>, HandlerError> {
+    all_pages(function, |token| {
+        ports.registry().list_attached_policies(arn, token)
+    })
+    .await
+}
+
 /// Every thing attached to `arn`, all pages.
 pub(crate) async fn all_things<P: Ports>(
     ports: &P,
     function: &'static str,
     arn: &str,
 ) -> Result<Vec<String>, HandlerError> {
-    let mut out = Vec::new();
-    let mut token = None;
-    for _ in 0..MAX_PAGES {
-        let page = ports
-            .registry()
-            .list_principal_things(arn, token)
-            .await
-            .map_err(port(function))?;
-        out.extend(page.items);
-        token = page.next_token;
-        if token.is_none() {
-            break;
-        }
-    }
-    Ok(out)
+    all_pages(function, |token| {
+        ports.registry().list_principal_things(arn, token)
+    })
+    .await
 }
 
 /// Attaches the old certificate's policies and the thing to the new
