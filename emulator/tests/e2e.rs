@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use device::AgentEvent;
 use emulator::cloud::DEVICE_POLICY;
-use emulator::simulate::{AgentSettings, Fleet, FleetDevice, FleetEvent, Options, TestCa};
+use emulator::simulate::{AgentSettings, Fleet, FleetDevice, FleetEvent, TestCa};
 use emulator::{Cloud, CloudConfig};
 use lambdas::memory::Published;
 use lambdas::ports::CertificateStatus;
@@ -349,31 +349,4 @@ async fn a_device_spoofing_another_devices_topic_is_cut_off_by_the_policy() {
     assert_eq!(stats.publishes_denied, 1);
     assert_eq!(stats.rule_invocations, 0);
     assert!(cloud.ports().ports.store.rows().is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_faulted_simulation_converges_with_its_invariants_intact() {
-    let report = emulator::simulate::simulate(&Options {
-        devices: 50,
-        jitr: 5,
-        faults: true,
-        seed: 7,
-        timeout: Duration::from_secs(240),
-        ..Options::default()
-    })
-    .await
-    .expect("simulation runs");
-    eprintln!("{}", report.render());
-    assert_eq!(report.bricked, 0, "{report:?}");
-    assert_eq!(report.orphaned_certificates, 0, "{report:?}");
-    assert!(report.converged, "{report:?}");
-    assert!(report.audit_cycles <= 3);
-    assert_eq!(report.rotated, 50);
-    assert_eq!(report.jitr_activated, 5);
-    // the faults really happened
-    assert!(
-        report.messages_dropped + report.messages_duplicated > 0,
-        "{report:?}"
-    );
-    assert!(report.device_restarts > 0, "{report:?}");
 }
