@@ -97,7 +97,11 @@ impl Device<'_> {
         if persistent {
             cmd.arg("-c");
         }
-        cmd.arg("-t")
+        // QoS 0: mosquitto_pub is gone before the rule answers, so the reply
+        // waits in the persistent session for mosquitto_sub instead of being
+        // delivered to (and acknowledged by) mosquitto_pub's own connection.
+        cmd.args(["-q", "0"])
+            .arg("-t")
             .arg(format!("management/topic/{}/{kind}", self.thing))
             .arg("-m")
             .arg(body.to_string());
