@@ -495,6 +495,16 @@ impl Shared {
         }
     }
 
+    /// Closes the connections of a certificate unless the registry has it
+    /// ACTIVE now: a status change is acted on only if it still holds when
+    /// it is read (a certificate created inactive and activated at once
+    /// must not lose the connection it made in between).
+    pub(crate) fn close_if_not_active(&self, cert_id: &str) {
+        if !self.is_active(cert_id) {
+            self.close_certificate(cert_id, CloseReason::NotActive);
+        }
+    }
+
     fn is_active(&self, cert_id: &str) -> bool {
         self.registry
             .certificate(cert_id)
@@ -530,7 +540,7 @@ pub(crate) async fn watch_status(
         match rx.recv().await {
             Ok(change) => {
                 if change.status != CertificateStatus::Active {
-                    shared.close_certificate(&change.certificate_id, CloseReason::NotActive);
+                    shared.close_if_not_active(&change.certificate_id);
                 }
             }
             Err(broadcast::error::RecvError::Lagged(_)) => shared.recheck_all(),

@@ -756,7 +756,8 @@ async fn watch_status(
         match rx.recv().await {
             Ok(change) => {
                 if change.status != Some(PortStatus::Active) {
-                    emulator.disconnect_certificate(&change.certificate_id);
+                    // read again: the change may be stale by now
+                    emulator.disconnect_if_not_active(&change.certificate_id);
                 }
             }
             Err(broadcast::error::RecvError::Lagged(_)) => emulator.recheck_connections(),

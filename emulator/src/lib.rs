@@ -292,6 +292,13 @@ impl Emulator {
             .close_certificate(certificate_id, broker::CloseReason::NotActive);
     }
 
+    /// Closes the connections of a certificate unless the registry has it
+    /// ACTIVE now (a status change seen late must not close a connection
+    /// the certificate made after it was activated again).
+    pub fn disconnect_if_not_active(&self, certificate_id: &str) {
+        self.shared.close_if_not_active(certificate_id);
+    }
+
     /// Closes the connections of every certificate the registry no longer
     /// has ACTIVE (what the watcher does when it missed status changes).
     pub fn recheck_connections(&self) {
