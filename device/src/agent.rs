@@ -547,6 +547,19 @@ impl Agent {
                 drop(old);
                 tracing::warn!(thing = %self.config.thing, %reason, "new certificate failed, rolling back");
                 let mut conn = self.connect_current().await?;
+                if self
+                    .slots
+                    .load()?
+                    .current
+                    .and_then(|c| c.meta.certificate_id)
+                    == next.meta.certificate_id
+                {
+                    // The current certificate was refused and the new one
+                    // turned out to be committed (`connect_committed_next`):
+                    // rotated after all, nothing to roll back.
+                    self.rotation_started = None;
+                    return Ok(conn);
+                }
                 let topic = management_topic(self.config.thing.as_str(), MessageKind::CrtErr);
                 let err = crt_err(&reason, rotation_id.clone());
                 if let Err(lost) = conn.publish(&topic, &err, self.config.ack_timeout).await {
@@ -604,12 +617,16 @@ impl Agent {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let result = match Conn::connect(&self.config, tls.clone()).await {
+            let mut refused = false;
+            let result = match Conn::connect_checked(&self.config, tls.clone()).await {
                 Ok(mut conn) => conn
                     .subscribe(&self.config.thing, self.config.ack_timeout)
                     .await
                     .map(|()| conn),
-                Err(e) => Err(e),
+                Err(e) => {
+                    refused = e.refused;
+                    Err(e.reason)
+                }
             };
             let reason = match result {
                 Ok(conn) => {
@@ -621,6 +638,9 @@ impl Agent {
                 }
                 Err(reason) => reason,
             };
+            if refused && let Some(conn) = self.connect_committed_next().await? {
+                return Ok(conn);
+            }
             let delay = backoff.delay(attempt - 1);
             let give_up = attempt >= backoff.max_attempts.max(1)
                 || started.elapsed() + delay >= backoff.max_total;
@@ -638,6 +658,52 @@ impl Agent {
             }
             tracing::debug!(thing = %self.config.thing, attempt, %reason, ?delay, "connect failed, backing off");
             tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+impl Agent {
+    /// The current certificate was refused: if `next/` holds a certificate,
+    /// the cloud may have committed it after all (its `crt_ack` arrived but
+    /// the answer was lost with the connection, and the old certificate is
+    /// retired). Connects with it, acknowledges again (a commit already made
+    /// changes nothing) and promotes it. `None` when there is none or it is
+    /// refused too.
+    async fn connect_committed_next(&self) -> Result<Option<Conn>, AgentError> {
+        let state = self.slots.load()?;
+        let Some(next) = state.next.filter(|n| n.cert_pem.is_some()) else {
+            return Ok(None);
+        };
+        let current_id = state.current.and_then(|c| c.meta.certificate_id);
+        if next.meta.certificate_id.is_none() || next.meta.certificate_id == current_id {
+            return Ok(None);
+        }
+        let Ok(mut conn) = self.ack_with(&next).await else {
+            return Ok(None);
+        };
+        tracing::info!(thing = %self.config.thing, "the current certificate is refused and the next one works: it was committed");
+        self.slots.promote()?;
+        let certificate_id = next.meta.certificate_id.clone().unwrap_or_default();
+        self.emit(AgentEvent::Rotated {
+            rotation_id: next.meta.rotation_id.clone(),
+            certificate_id: certificate_id.clone(),
+            latency: None,
+        });
+        match conn
+            .subscribe(&self.config.thing, self.config.ack_timeout)
+            .await
+        {
+            Ok(()) => {
+                self.emit(AgentEvent::Connected {
+                    certificate_id,
+                    attempts: 1,
+                });
+                Ok(Some(conn))
+            }
+            Err(reason) => {
+                self.emit(AgentEvent::Disconnected { reason });
+                Ok(None)
+            }
         }
     }
 }
@@ -665,8 +731,29 @@ struct Conn {
     inbox: VecDeque<Publish>,
 }
 
+/// Why a connection could not be made.
+struct ConnectFailure {
+    /// The broker answered CONNACK with a refusal (e.g. not authorized: the
+    /// certificate is not, or no longer, ACTIVE).
+    refused: bool,
+    reason: String,
+}
+
 impl Conn {
     async fn connect(config: &AgentConfig, tls: Arc<rustls::ClientConfig>) -> Result<Conn, String> {
+        Self::connect_checked(config, tls)
+            .await
+            .map_err(|e| e.reason)
+    }
+
+    async fn connect_checked(
+        config: &AgentConfig,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Conn, ConnectFailure> {
+        let lost = |reason: String| ConnectFailure {
+            refused: false,
+            reason,
+        };
         let mut options = MqttOptions::new(config.thing.as_str(), &config.host, config.port);
         options
             .set_keep_alive(config.keep_alive)
@@ -681,14 +768,23 @@ impl Conn {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => return Ok(ack),
                     Ok(_) => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+                        return Err(ConnectFailure {
+                            refused: true,
+                            reason: format!("connection refused: {code:?}"),
+                        });
+                    }
+                    Err(e) => return Err(lost(e.to_string())),
                 }
             }
         })
         .await
-        .map_err(|_| format!("no connack within {:?}", config.connect_timeout))??;
+        .map_err(|_| lost(format!("no connack within {:?}", config.connect_timeout)))??;
         if connack.code != ConnectReturnCode::Success {
-            return Err(format!("connection refused: {:?}", connack.code));
+            return Err(ConnectFailure {
+                refused: true,
+                reason: format!("connection refused: {:?}", connack.code),
+            });
         }
         Ok(Conn {
             client,

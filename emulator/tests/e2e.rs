@@ -350,3 +350,67 @@ async fn a_device_spoofing_another_devices_topic_is_cut_off_by_the_policy() {
     assert_eq!(stats.rule_invocations, 0);
     assert!(cloud.ports().ports.store.rows().is_empty());
 }
+
+/// The cloud committed a rotation but the device never promoted it: its
+/// `crt_ack` arrived and the old certificate was retired, but the PUBACK was
+/// lost with the connection, so the new certificate still waits in `next/`.
+/// When the old certificate is refused, the agent must not stay locked out
+/// (bricked): it connects with the committed one and promotes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_refused_on_its_old_certificate_promotes_the_committed_one() {
+    use lambdas::ports::IotRegistry;
+
+    let cloud = cloud(&[]).await;
+    let mut fleet = provision(&cloud, "lost", 1, 10).await;
+    let old_id = fleet.devices[0].initial_certificate_id.clone();
+    let mut rx = fleet
+        .start(&cloud, &AgentSettings::default())
+        .expect("agents");
+    all_connected(&mut rx, 1).await;
+
+    // What the csr-issuer made for the device, and what the device stored.
+    let new = cloud.register_device("lost-000", 365).await.expect("new");
+    let key = device::keys::key_from_pem(&new.private_key_pem).expect("key");
+    device::Slots::open(&fleet.devices[0].dir)
+        .expect("slots")
+        .write_next(&device::Slot {
+            cert_pem: Some(new.certificate_pem.clone()),
+            key_pem: new.private_key_pem.clone(),
+            meta: device::SlotMeta {
+                rotation_id: Some(rules::contracts::RotationId::new("lost-ack").expect("id")),
+                certificate_id: Some(new.certificate_id.clone()),
+                key_algorithm: Some(rules::contracts::KeyAlgorithm::EcP256),
+                key_fingerprint: device::keys::key_fingerprint(&key),
+            },
+        })
+        .expect("next stored");
+    // The commit retires the old certificate: its connection is closed.
+    cloud
+        .registry()
+        .update_certificate(&old_id, CertificateStatus::Inactive)
+        .await
+        .expect("deactivated");
+
+    let mut rotated = false;
+    until(&mut rx, "the committed certificate to be promoted", |ev| {
+        match &ev.event {
+            AgentEvent::Rotated { certificate_id, .. } => {
+                assert_eq!(*certificate_id, new.certificate_id);
+                rotated = true;
+            }
+            AgentEvent::RolledBack { .. } => panic!("rolled back: {:?}", ev.event),
+            AgentEvent::Connected { certificate_id, .. } if rotated => {
+                assert_eq!(*certificate_id, new.certificate_id);
+                return true;
+            }
+            _ => {}
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        fleet.current_certificate(0).as_deref(),
+        Some(new.certificate_id.as_str())
+    );
+    fleet.stop(Duration::from_secs(10)).await;
+}
