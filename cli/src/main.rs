@@ -127,6 +127,10 @@ struct SimulateArgs {
     /// both ends of every connection).
     #[arg(long, default_value = "auto", value_parser = ["auto", "in", "child"])]
     agents_process: String,
+    /// Rotations open at once at most; the rest wait in the work queue, as
+    /// the rotation starter's concurrency paces a deployment (0: no bound).
+    #[arg(long, default_value_t = emulator::simulate::DEFAULT_MAX_OPEN_ROTATIONS)]
+    max_open_rotations: usize,
 }
 
 fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
@@ -165,6 +169,7 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         seed: args.seed,
         timeout: std::time::Duration::from_secs(args.timeout_secs),
         progress: !args.quiet,
+        max_open_rotations: (args.max_open_rotations > 0).then_some(args.max_open_rotations),
         ..Options::default()
     };
     let bound = (args.crypto_bound_secs > 0.0)

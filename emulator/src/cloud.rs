@@ -66,6 +66,11 @@ pub struct CloudConfig {
     /// How many times a queue message is received before it is dropped
     /// (the dead-letter queue's `maxReceiveCount`).
     pub max_receive_count: u32,
+    /// At most this many rotations open at once: queued work waits while
+    /// the store holds as many open rotations, as a deployment's rotation
+    /// starter is paced by its reserved concurrency and the
+    /// `CreateCertificateFromCsr` quota. `None`: the whole queue at once.
+    pub max_open_rotations: Option<usize>,
 }
 
 impl CloudConfig {
@@ -83,6 +88,7 @@ impl CloudConfig {
             sweep_every: None,
             audit_every: None,
             max_receive_count: 5,
+            max_open_rotations: None,
         }
     }
 }
@@ -414,6 +420,7 @@ impl Cloud {
             sink.clone(),
             config.queue_poll,
             config.max_receive_count,
+            config.max_open_rotations,
         )));
         tasks.push(tokio::spawn(log_notifications(ports.clone())));
         let cloud = Cloud {
@@ -788,14 +795,24 @@ async fn deliver(
 
 /// Feeds the work queue to rotation-starter in batches of ten, as the SQS
 /// event source does, redelivering failed messages up to
-/// `max_receive_count` times.
-async fn drive_queue(sink: HandlerSink, poll: Duration, max_receive_count: u32) {
+/// `max_receive_count` times, and taking no more messages than leave at
+/// most `max_open` rotations open.
+async fn drive_queue(
+    sink: HandlerSink,
+    poll: Duration,
+    max_receive_count: u32,
+    max_open: Option<usize>,
+) {
     let queue = sink.ports.ports.queue.clone();
+    let store = sink.ports.ports.store.clone();
     let mut redeliver: Vec<(QueueMessage, u32)> = Vec::new();
     let mut seq = 0u64;
     loop {
         let mut batch: Vec<(QueueMessage, u32)> = std::mem::take(&mut redeliver);
-        batch.extend(queue.drain().into_iter().map(|m| (m, 0)));
+        let room = max_open.map_or(usize::MAX, |max| {
+            max.saturating_sub(store.open_count() + batch.len())
+        });
+        batch.extend(queue.drain_up_to(room).into_iter().map(|m| (m, 0)));
         if batch.is_empty() {
             tokio::time::sleep(poll).await;
             continue;

@@ -21,6 +21,11 @@ use rules::contracts::ClientId;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+/// [`Options::max_open_rotations`] by default: enough to keep two cores
+/// busy, few enough that no device waits for its turn longer than its
+/// timeouts.
+pub const DEFAULT_MAX_OPEN_ROTATIONS: usize = 256;
+
 /// What to simulate.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -48,6 +53,10 @@ pub struct Options {
     pub progress: bool,
     /// Where the device agents run.
     pub agent_host: AgentHost,
+    /// Rotations open at once at most (the rest wait in the queue), as a
+    /// deployment's rotation-starter concurrency paces them; `None`: no
+    /// bound.
+    pub max_open_rotations: Option<usize>,
 }
 
 /// Where a simulation's device agents run.
@@ -81,6 +90,7 @@ impl Default for Options {
             state_dir: None,
             progress: false,
             agent_host: AgentHost::InProcess,
+            max_open_rotations: Some(DEFAULT_MAX_OPEN_ROTATIONS),
         }
     }
 }
@@ -687,6 +697,7 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
     let (deployment, _) = synthesized_deployment(&ca_ids)?;
     let mut config = CloudConfig::new(deployment);
     config.sweep_every = Some(Duration::from_millis(500));
+    config.max_open_rotations = opts.max_open_rotations;
     if opts.faults {
         config.handlers.rotation_deadline_ms = 8_000;
     } else {
@@ -823,14 +834,7 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
                     () = &mut tick => break,
                 }
             }
-            let open = cloud
-                .ports()
-                .ports
-                .store
-                .rows()
-                .iter()
-                .filter(|r| r.state.is_open())
-                .count();
+            let open = cloud.ports().ports.store.open_count();
             let idle = open == 0 && cloud.queued() == 0;
             match (idle, quiet_since) {
                 (true, None) => quiet_since = Some(Instant::now()),

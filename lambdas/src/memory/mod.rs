@@ -233,6 +233,8 @@ struct StoreState {
     rows: BTreeMap<String, Rotation>,
     /// Rotation ids per thing, in creation order.
     by_thing: HashMap<String, Vec<String>>,
+    /// Rows in an open state (REQUESTED or ISSUED).
+    open: usize,
 }
 
 impl StoreState {
@@ -271,6 +273,11 @@ impl MemoryRotationStore {
     pub fn row_for_thing(&self, thing_name: &str) -> Option<Rotation> {
         lock(&self.inner).latest_for_thing(thing_name).cloned()
     }
+
+    /// Rows in an open state (no call counted), without copying them.
+    pub fn open_count(&self) -> usize {
+        lock(&self.inner).open
+    }
 }
 
 impl RotationStore for MemoryRotationStore {
@@ -299,6 +306,7 @@ impl RotationStore for MemoryRotationStore {
         inner
             .rows
             .insert(rotation.rotation_id.clone(), rotation.clone());
+        inner.open += usize::from(rotation.state.is_open());
         inner
             .by_thing
             .entry(rotation.thing_name.clone())
@@ -331,7 +339,15 @@ impl RotationStore for MemoryRotationStore {
         }
         let mut inner = lock(&self.inner);
         match inner.rows.get_mut(&expected.rotation_id) {
-            Some(row) if row == expected => *row = next.clone(),
+            Some(row) if row == expected => {
+                let was_open = row.state.is_open();
+                *row = next.clone();
+                match (was_open, next.state.is_open()) {
+                    (true, false) => inner.open -= 1,
+                    (false, true) => inner.open += 1,
+                    _ => {}
+                }
+            }
             Some(row) => {
                 return Err(condition(format!(
                     "rotation {} changed since it was read (now {})",
@@ -448,6 +464,13 @@ impl MemoryQueue {
     /// Takes every waiting message, oldest first.
     pub fn drain(&self) -> Vec<QueueMessage> {
         lock(&self.inner).waiting.drain(..).collect()
+    }
+
+    /// Takes at most `max` waiting messages, oldest first.
+    pub fn drain_up_to(&self, max: usize) -> Vec<QueueMessage> {
+        let mut inner = lock(&self.inner);
+        let n = max.min(inner.waiting.len());
+        inner.waiting.drain(..n).collect()
     }
 
     /// Messages waiting.

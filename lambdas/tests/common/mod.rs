@@ -188,7 +188,13 @@ impl World {
             device.thing,
             device.held
         );
-        if let Some(row) = self.ports.ports.store.row_for_thing(&device.thing) {
+        let store = &self.ports.ports.store;
+        assert_eq!(
+            store.open_count(),
+            store.rows().iter().filter(|r| r.state.is_open()).count(),
+            "the store's count of open rotations matches its rows"
+        );
+        if let Some(row) = store.row_for_thing(&device.thing) {
             let mine: Vec<_> = certs
                 .iter()
                 .filter(|c| {
