@@ -24,6 +24,15 @@ if ! command -v node >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get install -y nodejs npm; else sudo apt-get install -y nodejs npm; fi
 fi
 
+# binaryen's wasm-opt for `cargo xtask wasm` (Debian's 108 is too old for
+# the wasm features rustc 1.95 emits; npm's package runs on Node).
+binaryen_version=132.0.0
+if [ "$(node -p "require('./.tools/binaryen/node_modules/binaryen/package.json').version" 2>/dev/null)" != "$binaryen_version" ]; then
+  step "installing binaryen $binaryen_version (wasm-opt) into .tools/binaryen"
+  mkdir -p .tools/binaryen
+  npm install --silent --no-audit --no-fund --prefix .tools/binaryen "binaryen@$binaryen_version"
+fi
+
 step "test tools: mosquitto, mosquitto-clients, openssl (device agent, emulator and fleetcert ca tests)"
 bash scripts/install-test-tools.sh
 
