@@ -834,7 +834,9 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
                     () = &mut tick => break,
                 }
             }
-            let open = cloud.ports().ports.store.open_count();
+            // open rotations and cleanups still owed (the sweeper finishes
+            // those after their deadline)
+            let open = cloud.ports().ports.store.unsettled_count();
             let idle = open == 0 && cloud.queued() == 0;
             match (idle, quiet_since) {
                 (true, None) => quiet_since = Some(Instant::now()),

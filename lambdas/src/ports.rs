@@ -616,7 +616,8 @@ pub trait RotationStore: Send + Sync {
         next: &Rotation,
     ) -> impl Future<Output = PortResult<()>> + Send;
 
-    /// One page of open rotations whose deadline is before `before_ms`.
+    /// One page of rotations whose deadline is before `before_ms` and that
+    /// are open, or closed with their cleanup pending.
     fn open_due(
         &self,
         before_ms: i64,

@@ -502,6 +502,43 @@ fn rotation_store_conditions_and_pages() {
             .await
             .expect_err("bad token");
         assert!(matches!(e, PortError::Invalid { .. }), "{e:?}");
+
+        // A closed row whose cleanup is pending is due as well, until settled.
+        let p1 = Rotation::requested("p-1", "pending-1", &old, 0, 50);
+        store.create(&p1).await.unwrap_or_else(|e| panic!("{e}"));
+        let owed = Rotation {
+            state: RotationState::Expired {
+                new_certificate_id: Some("c".repeat(64)),
+            },
+            cleanup_pending: true,
+            ..p1.clone()
+        };
+        store
+            .update(&p1, &owed)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let due_ids = |page: lambdas::ports::Page<Rotation>| {
+            page.items
+                .into_iter()
+                .map(|r| r.rotation_id)
+                .collect::<Vec<_>>()
+        };
+        let due = due_ids(store.open_due(106, None).await.expect("due"));
+        assert!(due.contains(&"p-1".to_owned()), "{due:?}");
+        assert!(
+            !due_ids(store.open_due(50, None).await.expect("due")).contains(&"p-1".to_owned()),
+            "not before its deadline"
+        );
+        let settled = Rotation {
+            cleanup_pending: false,
+            ..owed.clone()
+        };
+        store
+            .update(&owed, &settled)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let due = due_ids(store.open_due(106, None).await.expect("due"));
+        assert!(!due.contains(&"p-1".to_owned()), "{due:?}");
     });
 }
 

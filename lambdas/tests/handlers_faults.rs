@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use lambdas::handlers::{commit, csr_issuer, error_handler, rotation_starter};
+use lambdas::handlers::{commit, csr_issuer, error_handler, rotation_starter, sweeper};
 use lambdas::memory::Fault;
 use lambdas::ports::{CertificateStatus, Operation};
 use rules::rotation::RotationState;
@@ -226,4 +226,84 @@ fn error_handler_retry_finishes_an_interrupted_cleanup() {
     dev.held.remove(&new_id);
     w.assert_invariants(&dev);
     w.assert_no_orphans(&[&dev]);
+}
+
+#[test]
+fn a_retirement_that_failed_on_every_retry_is_finished_by_the_sweeper() {
+    let w = World::new();
+    let mut dev = w.provision("thing-1");
+    let id = requested(&w, &dev);
+    let payload = csr_res("thing-1", &csr_pem(&p256_key(), "thing-1"), Some(&id));
+    issue_with_retries(&w, &payload, 1);
+    let new_id = w.receive_crt(&mut dev).expect("crt")["certificateId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // The invocation and both of Lambda's retries fail to deactivate the
+    // old certificate: the event is dropped.
+    w.ports
+        .instruments
+        .fail_next(Operation::UpdateCertificate, 3, Fault::Transient);
+    let ack = bytes(&crt_ack("thing-1", &new_id, Some(&id)));
+    for _ in 0..3 {
+        let out = run(commit::handle(&w.ports, &w.cfg, &ack, w.now));
+        assert!(matches!(&out, Err(e) if e.is_retryable()), "{out:?}");
+    }
+    let old = w.registry().certificate(&dev.cert_id).expect("old");
+    assert_eq!(old.status, CertificateStatus::Active, "left active");
+    let row = w.ports.ports.store.row(&id).expect("row");
+    assert!(matches!(row.state, RotationState::Committed { .. }));
+    assert!(row.cleanup_pending, "the row remembers the cleanup it owes");
+    dev.held.remove(&dev.cert_id.clone());
+
+    // Before the deadline the sweeper leaves it to the handlers.
+    run(sweeper::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&scheduled_event()),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(w.registry().certificate(&dev.cert_id).is_some());
+    // After it, the sweeper retires the old certificate and settles the row.
+    let later = row.deadline_ms + 1;
+    let out = run(sweeper::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&scheduled_event()),
+        later,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    assert!(
+        w.registry().certificate(&dev.cert_id).is_none(),
+        "old certificate retired by the sweeper"
+    );
+    let row = w.ports.ports.store.row(&id).expect("row");
+    assert!(matches!(row.state, RotationState::Committed { .. }));
+    assert!(!row.cleanup_pending);
+    assert_eq!(w.ports.ports.store.unsettled_count(), 0);
+    w.assert_invariants(&dev);
+    w.assert_no_orphans(&[&dev]);
+}
+
+#[test]
+fn a_cleanup_finished_by_the_handler_leaves_nothing_for_the_sweeper() {
+    let w = World::new();
+    let mut dev = w.provision("thing-1");
+    let id = requested(&w, &dev);
+    let payload = csr_res("thing-1", &csr_pem(&p256_key(), "thing-1"), Some(&id));
+    issue_with_retries(&w, &payload, 1);
+    let new_id = w.receive_crt(&mut dev).expect("crt")["certificateId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let ack = bytes(&crt_ack("thing-1", &new_id, Some(&id)));
+    let out = run(commit::handle(&w.ports, &w.cfg, &ack, w.now)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    let row = w.ports.ports.store.row(&id).expect("row");
+    assert!(!row.cleanup_pending);
+    assert_eq!(w.ports.ports.store.unsettled_count(), 0);
+    dev.held.remove(&dev.cert_id.clone());
+    w.assert_invariants(&dev);
 }

@@ -70,6 +70,13 @@ pub struct Rotation {
     /// Number of `csr_res` messages accepted for this rotation: the one that
     /// led to the certificate, plus each duplicate that re-sent it.
     pub attempts: u32,
+    /// A closed row whose [`cleanup_actions`](Rotation::cleanup_actions)
+    /// are not confirmed done: the handler that closed it clears this once
+    /// they succeed; until then the sweeper finds the row (after its
+    /// deadline) and runs them again, so a cleanup whose every retry failed
+    /// is not forgotten. Absent (false) in rows written before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cleanup_pending: bool,
 }
 
 /// The state of a [`Rotation`].
@@ -473,6 +480,7 @@ impl Rotation {
             created_at_ms,
             deadline_ms,
             attempts: 0,
+            cleanup_pending: false,
         }
     }
 

@@ -216,6 +216,10 @@ fn rotation_item(op: Operation, rotation: &Rotation) -> PortResult<Item> {
             AttributeValue::Bool(rotation.state.is_open()),
         ),
         (
+            "cleanupPending".to_owned(),
+            AttributeValue::Bool(rotation.cleanup_pending),
+        ),
+        (
             "deadlineMs".to_owned(),
             AttributeValue::N(rotation.deadline_ms.to_string()),
         ),
@@ -384,9 +388,12 @@ impl RotationStore for DynamoStore {
             .client
             .scan()
             .table_name(&self.table)
-            .filter_expression("#open = :true AND #deadline < :before AND attribute_exists(#row)")
+            .filter_expression(
+                "(#open = :true OR #pending = :true) AND #deadline < :before AND attribute_exists(#row)",
+            )
             .set_expression_attribute_names(names_of(&[
                 ("#open", "open"),
+                ("#pending", "cleanupPending"),
                 ("#deadline", "deadlineMs"),
                 ("#row", "row"),
             ]))

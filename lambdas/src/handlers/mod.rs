@@ -338,6 +338,7 @@ pub(crate) async fn advance<P: Ports>(
                     // but failed during its cleanup: finish it (idempotent).
                     let actions = row.cleanup_actions();
                     let removed = run_cleanup(ports, function, &row, &actions).await?;
+                    settle(ports, function, &row).await;
                     if !removed.is_empty()
                         && row.state.new_certificate_id().is_some()
                         && !matches!(row.state, rules::rotation::RotationState::Committed { .. })
@@ -377,8 +378,13 @@ pub(crate) async fn advance<P: Ports>(
         if transition.is_unchanged(&row) {
             return Ok(Ok((transition.next, transition.actions)));
         }
-        match ports.store().update(&row, &transition.next).await {
-            Ok(()) => return Ok(Ok((transition.next, transition.actions))),
+        let mut next = transition.next;
+        if row.state.is_open() && next.state.is_terminal() {
+            // Owed until the actions that remove certificates succeed.
+            next.cleanup_pending = !next.cleanup_actions().is_empty();
+        }
+        match ports.store().update(&row, &next).await {
+            Ok(()) => return Ok(Ok((next, transition.actions))),
             Err(e) if e.is_condition_failed() => {
                 tracing::info!(function, rotation_id = %row.rotation_id, "row changed, re-reading");
                 match ports
@@ -434,6 +440,22 @@ pub(crate) async fn run_cleanup<P: Ports>(
     Ok(removed)
 }
 
+/// Clears a closed row's `cleanup_pending` once its cleanup succeeded.
+/// Best effort: when the write fails (a lost race, throttling), the sweeper
+/// runs the idempotent cleanup again after the deadline and clears it then.
+pub(crate) async fn settle<P: Ports>(ports: &P, function: &'static str, row: &Rotation) {
+    if !row.cleanup_pending {
+        return;
+    }
+    let settled = Rotation {
+        cleanup_pending: false,
+        ..row.clone()
+    };
+    if let Err(e) = ports.store().update(row, &settled).await {
+        tracing::info!(function, rotation_id = %row.rotation_id, error = %e, "cleanup done; the row stays marked until the sweeper settles it");
+    }
+}
+
 /// Extra facts for the actions of the CSR issuer.
 pub(crate) struct IssueContext<'a> {
     pub device_error: Option<&'a str>,
@@ -483,6 +505,7 @@ pub(crate) async fn run_actions<P: Ports>(
             }
         }
     }
+    settle(ports, function, row).await;
     Ok(())
 }
 

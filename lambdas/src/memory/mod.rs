@@ -235,6 +235,13 @@ struct StoreState {
     by_thing: HashMap<String, Vec<String>>,
     /// Rows in an open state (REQUESTED or ISSUED).
     open: usize,
+    /// Closed rows whose cleanup is pending.
+    pending: usize,
+}
+
+/// Closed with its cleanup not confirmed.
+fn pending(row: &Rotation) -> bool {
+    row.cleanup_pending && !row.state.is_open()
 }
 
 impl StoreState {
@@ -278,6 +285,13 @@ impl MemoryRotationStore {
     pub fn open_count(&self) -> usize {
         lock(&self.inner).open
     }
+
+    /// Rows open or closed with their cleanup pending: the work the
+    /// handlers and the sweeper still owe (no call counted).
+    pub fn unsettled_count(&self) -> usize {
+        let inner = lock(&self.inner);
+        inner.open + inner.pending
+    }
 }
 
 impl RotationStore for MemoryRotationStore {
@@ -307,6 +321,7 @@ impl RotationStore for MemoryRotationStore {
             .rows
             .insert(rotation.rotation_id.clone(), rotation.clone());
         inner.open += usize::from(rotation.state.is_open());
+        inner.pending += usize::from(pending(rotation));
         inner
             .by_thing
             .entry(rotation.thing_name.clone())
@@ -340,11 +355,16 @@ impl RotationStore for MemoryRotationStore {
         let mut inner = lock(&self.inner);
         match inner.rows.get_mut(&expected.rotation_id) {
             Some(row) if row == expected => {
-                let was_open = row.state.is_open();
+                let (was_open, was_pending) = (row.state.is_open(), pending(row));
                 *row = next.clone();
                 match (was_open, next.state.is_open()) {
                     (true, false) => inner.open -= 1,
                     (false, true) => inner.open += 1,
+                    _ => {}
+                }
+                match (was_pending, pending(next)) {
+                    (true, false) => inner.pending -= 1,
+                    (false, true) => inner.pending += 1,
                     _ => {}
                 }
             }
@@ -381,7 +401,7 @@ impl RotationStore for MemoryRotationStore {
                 std::ops::Bound::Unbounded,
             ))
             .map(|(_, r)| r)
-            .filter(|r| r.state.is_open() && r.deadline_ms < before_ms);
+            .filter(|r| (r.state.is_open() || r.cleanup_pending) && r.deadline_ms < before_ms);
         for row in candidates {
             if items.len() == STORE_PAGE {
                 next = items.last().map(|r: &Rotation| r.rotation_id.clone());

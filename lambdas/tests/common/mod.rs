@@ -194,6 +194,15 @@ impl World {
             store.rows().iter().filter(|r| r.state.is_open()).count(),
             "the store's count of open rotations matches its rows"
         );
+        assert_eq!(
+            store.unsettled_count(),
+            store
+                .rows()
+                .iter()
+                .filter(|r| r.state.is_open() || r.cleanup_pending)
+                .count(),
+            "the store's count of open and pending rotations matches its rows"
+        );
         if let Some(row) = store.row_for_thing(&device.thing) {
             let mine: Vec<_> = certs
                 .iter()
