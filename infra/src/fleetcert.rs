@@ -176,6 +176,8 @@ fn publish_topics(f: Fn_) -> &'static [&'static str] {
     match f {
         Fn_::RotationStarter => &["csr_req"],
         Fn_::CsrIssuer => &["crt"],
+        // sends a stalled rotation's message again
+        Fn_::Sweeper => &["csr_req", "crt"],
         _ => &[],
     }
 }

@@ -126,7 +126,7 @@ fn full_rotation_from_audit_notification_to_commit() {
     assert_eq!(
         out,
         lambdas::handlers::Outcome::Done {
-            summary: "0 rotations expired".to_owned()
+            summary: "0 rotations expired, 0 messages sent again".to_owned()
         }
     );
     w.assert_calls_within(Function::Sweeper);
@@ -232,7 +232,7 @@ fn sweeper_expires_a_stuck_rotation_and_removes_its_new_certificate() {
     assert_eq!(
         out,
         lambdas::handlers::Outcome::Done {
-            summary: "0 rotations expired".to_owned()
+            summary: "0 rotations expired, 0 messages sent again".to_owned()
         }
     );
 
@@ -249,7 +249,7 @@ fn sweeper_expires_a_stuck_rotation_and_removes_its_new_certificate() {
     assert_eq!(
         out,
         lambdas::handlers::Outcome::Done {
-            summary: "2 rotations expired".to_owned()
+            summary: "2 rotations expired, 0 messages sent again".to_owned()
         }
     );
     w.assert_calls_within(Function::Sweeper);
@@ -265,4 +265,72 @@ fn sweeper_expires_a_stuck_rotation_and_removes_its_new_certificate() {
         w.assert_invariants(d);
     }
     w.assert_no_orphans(&[&dev, &idle]);
+}
+
+#[test]
+fn sweeper_sends_a_stalled_rotations_message_again_past_half_its_time() {
+    let w = World::new();
+    let waiting = w.provision("thing-1");
+    let mut issued = w.provision("thing-2");
+    run(rotation_starter::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&sqs_event(&[
+            work(&waiting.cert_id, false),
+            work(&issued.cert_id, false),
+        ])),
+        w.now,
+    ));
+    let csr = csr_pem(&p256_key(), "thing-2");
+    run(csr_issuer::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&csr_res("thing-2", &csr, None)),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let first_crt = w.receive_crt(&mut issued).expect("crt");
+    let sent = |topic: &str| w.ports.ports.publisher.published_to(topic);
+    let summary = |now: i64| match run(sweeper::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&scheduled_event()),
+        now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+    {
+        lambdas::handlers::Outcome::Done { summary } => summary,
+        other => panic!("{other:?}"),
+    };
+    let halfway = w.now + w.cfg.rotation_deadline_ms / 2;
+
+    // Before half the time: nothing is sent again.
+    assert_eq!(
+        summary(halfway - 1),
+        "0 rotations expired, 0 messages sent again"
+    );
+    assert_eq!(sent("management/topic/thing-1/csr_req").len(), 1);
+    assert_eq!(sent("management/topic/thing-2/crt").len(), 1);
+
+    // After it: the csr_req and the crt again, the same messages; nothing
+    // is created, nothing expires.
+    let rows = w.ports.ports.store.rows();
+    let certificates = w.registry().certificates().len();
+    w.ports.instruments.reset_calls();
+    assert_eq!(
+        summary(halfway + 1),
+        "0 rotations expired, 2 messages sent again"
+    );
+    let reqs = sent("management/topic/thing-1/csr_req");
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].payload, reqs[1].payload);
+    let crts = sent("management/topic/thing-2/crt");
+    assert_eq!(crts.len(), 2);
+    let again: serde_json::Value = serde_json::from_slice(&crts[1].payload).expect("json");
+    assert_eq!(again, first_crt);
+    assert_eq!(w.ports.ports.store.rows(), rows);
+    assert_eq!(w.registry().certificates().len(), certificates);
+    w.assert_calls_within(Function::Sweeper);
+    w.assert_invariants(&waiting);
+    w.assert_invariants(&issued);
 }

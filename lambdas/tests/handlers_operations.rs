@@ -268,6 +268,17 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
     let dev = w.provision("thing-6");
     let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
     issue(&w, &mut cov, "thing-6", Some(&id));
+    // Past half its time the sweeper sends the `crt` again ...
+    let out = run(sweeper::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&scheduled_event()),
+        w.now + w.cfg.rotation_deadline_ms / 2 + 1,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    cov.record(&w, Function::Sweeper);
+    // ... and past its deadline expires it.
     let out = run(sweeper::handle(
         &w.ports,
         &w.cfg,

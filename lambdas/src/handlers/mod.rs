@@ -166,9 +166,15 @@ pub fn operations(function: Function) -> &'static [Operation] {
     );
     const COMMIT: [Operation; 11] = cat(cat::<3, 7, 10>(ROW, CLEANUP), [O::NotifySupport]);
     const ERROR: [Operation; 11] = COMMIT;
-    const SWEEPER: [Operation; 10] = cat(
+    // The sweeper also sends a stalled rotation's message again: Publish.
+    const SWEEPER: [Operation; 11] = cat(
         CLEANUP,
-        [O::ListDueRotations, O::UpdateRotation, O::NotifySupport],
+        [
+            O::ListDueRotations,
+            O::UpdateRotation,
+            O::Publish,
+            O::NotifySupport,
+        ],
     );
     match function {
         Function::AuditFanout => &[O::ListAuditFindings, O::SendMessageBatch],
@@ -598,7 +604,8 @@ async fn attach_like_old<P: Ports>(
     Ok(())
 }
 
-async fn publish_crt<P: Ports>(
+/// Publishes `crt` (QoS 1) with the issued certificate's PEM.
+pub(crate) async fn publish_crt<P: Ports>(
     ports: &P,
     function: &'static str,
     row: &Rotation,

@@ -172,7 +172,7 @@ pub async fn start_one<P: Ports>(
             // while it is still REQUESTED (the device answers once).
             match ports.store().get(&id).await.map_err(port(FUNCTION))? {
                 Some(existing) if existing.state == RotationState::Requested => {
-                    publish_csr_req(ports, &existing).await?;
+                    publish_csr_req(ports, FUNCTION, &existing).await?;
                     return Ok(done(
                         FUNCTION,
                         format!("rotation {id} already requested; csr_req sent again"),
@@ -201,14 +201,19 @@ pub async fn start_one<P: Ports>(
             });
         }
     }
-    publish_csr_req(ports, &row).await?;
+    publish_csr_req(ports, FUNCTION, &row).await?;
     Ok(done(
         FUNCTION,
         format!("rotation {id} requested for thing {thing}"),
     ))
 }
 
-async fn publish_csr_req<P: Ports>(ports: &P, row: &Rotation) -> Result<(), HandlerError> {
+/// Publishes the row's `csr_req` (QoS 1) to its thing.
+pub(crate) async fn publish_csr_req<P: Ports>(
+    ports: &P,
+    function: &'static str,
+    row: &Rotation,
+) -> Result<(), HandlerError> {
     let request = CsrReq {
         rotation_id: RotationId::new(row.rotation_id.clone()).ok(),
         key_algorithm: None,
@@ -220,5 +225,5 @@ async fn publish_csr_req<P: Ports>(ports: &P, row: &Rotation) -> Result<(), Hand
         .publisher()
         .publish(&topic, &payload, 1)
         .await
-        .map_err(port(FUNCTION))
+        .map_err(port(function))
 }

@@ -1,12 +1,20 @@
 //! `sweeper` (scheduled): open rotations past their deadline → the new
-//! certificate removed (if issued) → EXPIRED → a support notification.
+//! certificate removed (if issued) → EXPIRED → a support notification;
+//! closed rotations past their deadline whose cleanup is still pending →
+//! the cleanup finished; open rotations past half their time → the message
+//! the device is waiting for (`csr_req` or `crt`) sent again, since a
+//! device that was offline or lost it would otherwise wait until the
+//! rotation expires and the next audit.
 
-use rules::rotation::Event;
+use rules::rotation::{Event, Rotation, RotationState};
 
-use super::{HandlerError, MAX_PAGES, Outcome, advance, done, port, reject, run_actions};
+use super::rotation_starter::publish_csr_req;
+use super::{
+    HandlerError, MAX_PAGES, Outcome, advance, done, port, publish_crt, reject, run_actions,
+};
 use crate::config::Config;
 use crate::events::ScheduledEvent;
-use crate::ports::{Ports, RotationStore};
+use crate::ports::{CertificateStatus, IotRegistry, Ports, RotationStore};
 
 const FUNCTION: &str = "sweeper";
 
@@ -18,7 +26,7 @@ const FUNCTION: &str = "sweeper";
 /// left).
 pub async fn handle<P: Ports>(
     ports: &P,
-    _cfg: &Config,
+    cfg: &Config,
     payload: &[u8],
     now_ms: i64,
 ) -> Result<Outcome, HandlerError> {
@@ -30,16 +38,32 @@ pub async fn handle<P: Ports>(
         ));
     }
     let mut expired = 0usize;
+    let mut resent = 0usize;
     let mut first_error = None;
     let mut token = None;
+    // Rows due, and rows past half of a configured rotation window.
+    let horizon = now_ms.saturating_add(cfg.rotation_deadline_ms / 2);
     for _ in 0..MAX_PAGES {
         let page = ports
             .store()
-            .open_due(now_ms, token)
+            .open_due(horizon, token)
             .await
             .map_err(port(FUNCTION))?;
         for row in page.items {
             let rotation_id = row.rotation_id.clone();
+            if row.deadline_ms >= now_ms {
+                // Not due: an open row past half its time gets its message
+                // again; a closed one is left to its handler's retries.
+                match resend(ports, &row, now_ms).await {
+                    Ok(true) => resent += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(function = FUNCTION, %rotation_id, error = %e, "re-send failed");
+                        first_error.get_or_insert(e);
+                    }
+                }
+                continue;
+            }
             let result = match advance(ports, FUNCTION, row, &Event::Sweep { now_ms }).await {
                 Ok(Ok((next, actions))) => run_actions(ports, FUNCTION, &next, &actions, None)
                     .await
@@ -66,6 +90,41 @@ pub async fn handle<P: Ports>(
     }
     match first_error {
         Some(e) => Err(e),
-        None => Ok(done(FUNCTION, format!("{expired} rotations expired"))),
+        None => Ok(done(
+            FUNCTION,
+            format!("{expired} rotations expired, {resent} messages sent again"),
+        )),
     }
+}
+
+/// Sends an open rotation's pending message again once half of its time
+/// has passed: `csr_req` while REQUESTED, `crt` while ISSUED (both are
+/// idempotent for the device and the handlers). Returns whether it sent.
+async fn resend<P: Ports>(ports: &P, row: &Rotation, now_ms: i64) -> Result<bool, HandlerError> {
+    let halfway = row.created_at_ms + (row.deadline_ms - row.created_at_ms) / 2;
+    if now_ms < halfway {
+        return Ok(false);
+    }
+    match &row.state {
+        RotationState::Requested => publish_csr_req(ports, FUNCTION, row).await?,
+        RotationState::Issued {
+            new_certificate_id, ..
+        } => {
+            // The issuer activates the new certificate last, after its
+            // policies and thing: until then its own retry sends the `crt`
+            // (a device sent it now would be refused and roll back).
+            let new = ports
+                .registry()
+                .describe_certificate(new_certificate_id)
+                .await
+                .map_err(port(FUNCTION))?;
+            if new.status != CertificateStatus::Active {
+                return Ok(false);
+            }
+            publish_crt(ports, FUNCTION, row, new_certificate_id).await?;
+        }
+        _ => return Ok(false),
+    }
+    tracing::info!(function = FUNCTION, rotation_id = %row.rotation_id, state = %row.state, "message sent again");
+    Ok(true)
 }
