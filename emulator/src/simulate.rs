@@ -885,22 +885,56 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
             held.insert(id.clone());
             if !d.jitr && i < expiring && *id != d.initial_certificate_id {
                 rotated += 1;
+            } else if !d.jitr && i < expiring {
+                let rows: Vec<String> = cloud
+                    .ports()
+                    .ports
+                    .store
+                    .rows()
+                    .into_iter()
+                    .filter(|r| r.thing_name == d.thing)
+                    .map(|r| format!("{} {} attempts {}", r.rotation_id, r.state, r.attempts))
+                    .collect();
+                tracing::warn!(thing = %d.thing, ?rows, "expiring device not rotated");
             }
         }
         if d.jitr && ok {
             jitr_activated += 1;
         }
     }
-    let orphaned = registry
+    let orphans: Vec<_> = registry
         .certificates()
-        .iter()
+        .into_iter()
         .filter(|c| {
             !held.contains(&c.certificate_id)
                 && (c.status == CertificateStatus::Active
                     || !c.things.is_empty()
                     || !c.policies.is_empty())
         })
-        .count();
+        .collect();
+    if !orphans.is_empty() {
+        let rows = cloud.ports().ports.store.rows();
+        for c in &orphans {
+            let touched: Vec<String> = rows
+                .iter()
+                .filter(|r| {
+                    r.old_certificate_id == c.certificate_id
+                        || serde_json::to_string(&r.state)
+                            .is_ok_and(|s| s.contains(&c.certificate_id))
+                })
+                .map(|r| serde_json::to_string(r).unwrap_or_default())
+                .collect();
+            tracing::warn!(
+                certificate = %c.certificate_id,
+                status = ?c.status,
+                things = ?c.things,
+                policies = ?c.policies,
+                rotations = ?touched,
+                "orphaned certificate"
+            );
+        }
+    }
+    let orphaned = orphans.len();
     let mut latencies = state.latencies_ms.clone();
     latencies.sort_by(f64::total_cmp);
     let rotation_seconds = last_rotation.duration_since(rotation_start).as_secs_f64();
