@@ -6,6 +6,11 @@
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
+/// Talc instead of the default dlmalloc: the module allocates for every
+/// parsed payload and envelope, and dlmalloc was ~6 % of `inbound`'s time.
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 use crate::js;
 
 /// The JS type of `value`, as `typeof` would say it (`null` for null).
