@@ -15,8 +15,8 @@ use serde::Serialize;
 use std::future::Future;
 
 use crate::ports::{
-    CertificateStatus, IotRegistry, Notifier, Operation, Page, PortError, PortResult, Ports,
-    Publisher, RotationStore,
+    CertificateDescription, CertificateStatus, IotRegistry, Notifier, Operation, Page, PortError,
+    PortResult, Ports, Publisher, RotationStore,
 };
 
 pub mod audit_fanout;
@@ -605,7 +605,7 @@ async fn attach_like_old<P: Ports>(
 }
 
 /// Publishes `crt` (QoS 1) with the issued certificate's PEM.
-pub(crate) async fn publish_crt<P: Ports>(
+async fn publish_crt<P: Ports>(
     ports: &P,
     function: &'static str,
     row: &Rotation,
@@ -616,6 +616,16 @@ pub(crate) async fn publish_crt<P: Ports>(
         .describe_certificate(certificate_id)
         .await
         .map_err(port(function))?;
+    publish_crt_of(ports, function, row, &cert).await
+}
+
+/// Publishes `crt` (QoS 1) for a certificate already described.
+pub(crate) async fn publish_crt_of<P: Ports>(
+    ports: &P,
+    function: &'static str,
+    row: &Rotation,
+    cert: &CertificateDescription,
+) -> Result<(), HandlerError> {
     let payload = serde_json::json!({
         "rotationId": row.rotation_id,
         "certificateId": cert.certificate_id,

@@ -10,7 +10,7 @@ use rules::rotation::{Event, Rotation, RotationState};
 
 use super::rotation_starter::publish_csr_req;
 use super::{
-    HandlerError, MAX_PAGES, Outcome, advance, done, port, publish_crt, reject, run_actions,
+    HandlerError, MAX_PAGES, Outcome, advance, done, port, publish_crt_of, reject, run_actions,
 };
 use crate::config::Config;
 use crate::events::ScheduledEvent;
@@ -121,7 +121,7 @@ async fn resend<P: Ports>(ports: &P, row: &Rotation, now_ms: i64) -> Result<bool
             if new.status != CertificateStatus::Active {
                 return Ok(false);
             }
-            publish_crt(ports, FUNCTION, row, new_certificate_id).await?;
+            publish_crt_of(ports, FUNCTION, row, &new).await?;
         }
         _ => return Ok(false),
     }
