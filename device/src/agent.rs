@@ -514,33 +514,14 @@ impl Agent {
     /// certificate, sends `crt_err` and discards `next/`.
     async fn finish_rotation(&mut self, old: Option<Conn>, next: Slot) -> Result<Conn, AgentError> {
         let rotation_id = next.meta.rotation_id.clone();
-        let certificate_id = next.meta.certificate_id.clone().unwrap_or_default();
         match self.ack_with(&next).await {
-            Ok(mut conn) => {
+            Ok(conn) => {
                 drop(old);
                 self.point("agent: ack sent")?;
-                self.slots.promote()?;
                 let latency = self.rotation_started.take().map(|t| t.elapsed());
-                self.emit(AgentEvent::Rotated {
-                    rotation_id,
-                    certificate_id: certificate_id.clone(),
-                    latency,
-                });
-                match conn
-                    .subscribe(&self.config.thing, self.config.ack_timeout)
-                    .await
-                {
-                    Ok(()) => {
-                        self.emit(AgentEvent::Connected {
-                            certificate_id,
-                            attempts: 1,
-                        });
-                        Ok(conn)
-                    }
-                    Err(reason) => {
-                        self.emit(AgentEvent::Disconnected { reason });
-                        self.connect_current().await
-                    }
+                match self.promote(conn, &next, latency).await? {
+                    Some(conn) => Ok(conn),
+                    None => self.connect_current().await,
                 }
             }
             Err(reason) => {
@@ -678,16 +659,28 @@ impl Agent {
         if next.meta.certificate_id.is_none() || next.meta.certificate_id == current_id {
             return Ok(None);
         }
-        let Ok(mut conn) = self.ack_with(&next).await else {
+        let Ok(conn) = self.ack_with(&next).await else {
             return Ok(None);
         };
         tracing::info!(thing = %self.config.thing, "the current certificate is refused and the next one works: it was committed");
+        self.promote(conn, &next, None).await
+    }
+
+    /// `next` is acknowledged on `conn`: promotes it, then subscribes on
+    /// that connection. `None` when the subscription failed (the
+    /// connection is lost; the caller reconnects).
+    async fn promote(
+        &self,
+        mut conn: Conn,
+        next: &Slot,
+        latency: Option<Duration>,
+    ) -> Result<Option<Conn>, AgentError> {
         self.slots.promote()?;
         let certificate_id = next.meta.certificate_id.clone().unwrap_or_default();
         self.emit(AgentEvent::Rotated {
             rotation_id: next.meta.rotation_id.clone(),
             certificate_id: certificate_id.clone(),
-            latency: None,
+            latency,
         });
         match conn
             .subscribe(&self.config.thing, self.config.ack_timeout)
