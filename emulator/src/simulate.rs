@@ -919,8 +919,7 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
                 .iter()
                 .filter(|r| {
                     r.old_certificate_id == c.certificate_id
-                        || serde_json::to_string(&r.state)
-                            .is_ok_and(|s| s.contains(&c.certificate_id))
+                        || r.state.new_certificate_id() == Some(c.certificate_id.as_str())
                 })
                 .map(|r| serde_json::to_string(r).unwrap_or_default())
                 .collect();
