@@ -48,6 +48,19 @@ fn issue_with_retries(
     panic!("still failing after {max} attempts: {errors:?}");
 }
 
+/// A rotation of `dev` requested and issued without faults, its `crt`
+/// received: the rotation id and the new certificate id.
+fn issued(w: &World, dev: &mut Device) -> (String, String) {
+    let id = requested(w, dev);
+    let payload = csr_res(&dev.thing, &csr_pem(&p256_key(), &dev.thing), Some(&id));
+    issue_with_retries(w, &payload, 1);
+    let new_id = w.receive_crt(dev).expect("crt")["certificateId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    (id, new_id)
+}
+
 #[test]
 fn throttled_attach_after_create_resumes_with_exactly_one_certificate() {
     let w = World::new();
@@ -162,13 +175,7 @@ fn failed_issued_write_removes_the_new_certificate_and_starts_over() {
 fn commit_retry_finishes_an_interrupted_retirement() {
     let w = World::new();
     let mut dev = w.provision("thing-1");
-    let id = requested(&w, &dev);
-    let payload = csr_res("thing-1", &csr_pem(&p256_key(), "thing-1"), Some(&id));
-    issue_with_retries(&w, &payload, 1);
-    let new_id = w.receive_crt(&mut dev).expect("crt")["certificateId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let (id, new_id) = issued(&w, &mut dev);
     w.ports
         .instruments
         .fail_next(Operation::DeleteCertificate, 1, Fault::Transient);
@@ -199,13 +206,7 @@ fn commit_retry_finishes_an_interrupted_retirement() {
 fn error_handler_retry_finishes_an_interrupted_cleanup() {
     let w = World::new();
     let mut dev = w.provision("thing-1");
-    let id = requested(&w, &dev);
-    let payload = csr_res("thing-1", &csr_pem(&p256_key(), "thing-1"), Some(&id));
-    issue_with_retries(&w, &payload, 1);
-    let new_id = w.receive_crt(&mut dev).expect("crt")["certificateId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let (id, new_id) = issued(&w, &mut dev);
     w.ports
         .instruments
         .fail_next(Operation::DetachThingPrincipal, 1, Fault::Throttled);
@@ -232,13 +233,7 @@ fn error_handler_retry_finishes_an_interrupted_cleanup() {
 fn a_retirement_that_failed_on_every_retry_is_finished_by_the_sweeper() {
     let w = World::new();
     let mut dev = w.provision("thing-1");
-    let id = requested(&w, &dev);
-    let payload = csr_res("thing-1", &csr_pem(&p256_key(), "thing-1"), Some(&id));
-    issue_with_retries(&w, &payload, 1);
-    let new_id = w.receive_crt(&mut dev).expect("crt")["certificateId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let (id, new_id) = issued(&w, &mut dev);
     // The invocation and both of Lambda's retries fail to deactivate the
     // old certificate: the event is dropped.
     w.ports
@@ -291,13 +286,7 @@ fn a_retirement_that_failed_on_every_retry_is_finished_by_the_sweeper() {
 fn a_cleanup_finished_by_the_handler_leaves_nothing_for_the_sweeper() {
     let w = World::new();
     let mut dev = w.provision("thing-1");
-    let id = requested(&w, &dev);
-    let payload = csr_res("thing-1", &csr_pem(&p256_key(), "thing-1"), Some(&id));
-    issue_with_retries(&w, &payload, 1);
-    let new_id = w.receive_crt(&mut dev).expect("crt")["certificateId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let (id, new_id) = issued(&w, &mut dev);
     let ack = bytes(&crt_ack("thing-1", &new_id, Some(&id)));
     let out = run(commit::handle(&w.ports, &w.cfg, &ack, w.now)).unwrap_or_else(|e| panic!("{e}"));
     assert!(!out.is_rejected(), "{out:?}");
