@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
+# One-shot builds: incremental caches would only add gigabytes to target/.
+# A developer's own setting wins.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 step() { printf '\n==> %s\n' "$*"; }
 
 # --- installs (skipped when already there) ---------------------------------
@@ -45,6 +49,8 @@ cargo fmt --all --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The AWS adapters and the seven Lambda mains exist only with feature `aws`.
+cargo clippy -p lambdas --features aws --all-targets --locked -- -D warnings
 
 step "generated files are fresh"
 cargo xtask codegen --check
@@ -54,13 +60,11 @@ cargo test --workspace --locked
 
 # The AWS SDK adapters (feature `aws`, off in the workspace build): recorded
 # responses (aws-smithy-mocks) and moto_server from .tools/ (installed above).
-step "cargo test -p lambdas --features aws (AWS adapters against mocks and moto)"
+# This also builds the seven Lambda mains (cargo builds a package's binaries
+# for its integration tests); packaging them, `cargo xtask lambdas`, is too
+# slow for CI.
+step "cargo test -p lambdas --features aws (AWS adapters against mocks and moto; builds the Lambda mains)"
 cargo test -p lambdas --features aws --locked
-
-# The seven Lambda mains compile (packaging them, `cargo xtask lambdas`, is
-# too slow for CI).
-step "cargo build -p lambdas --features aws --bins (the Lambda mains)"
-cargo build -p lambdas --features aws --bins --locked
 
 step "infra: synth, cfn-lint, checkov, cdk synth/ls, cdk deploy against moto"
 bash scripts/ci-infra.sh
