@@ -4,9 +4,9 @@
 
 use rules::contracts::{Contract, Message, RotationWork, validate};
 
-use super::{HandlerError, MAX_PAGES, Outcome, contract_rejection, done, port, reject};
+use super::{HandlerError, Outcome, PageBudget, contract_rejection, done, port, reject};
 use crate::config::Config;
-use crate::ports::{IotRegistry, MAX_QUEUE_BATCH, Ports, QueueMessage, WorkQueue};
+use crate::ports::{IotRegistry, MAX_QUEUE_BATCH, Operation, Ports, QueueMessage, WorkQueue};
 
 const FUNCTION: &str = "audit-fanout";
 /// How many times a batch's failed entries are sent again.
@@ -79,7 +79,9 @@ async fn fan_out<P: Ports>(
 ) -> Result<usize, HandlerError> {
     let mut token = None;
     let mut queued = 0;
-    for _ in 0..MAX_PAGES {
+    let mut pages = PageBudget::new(FUNCTION, Operation::ListAuditFindings);
+    loop {
+        pages.take()?;
         let page = ports
             .registry()
             .list_audit_findings(task_id, check_name, token)

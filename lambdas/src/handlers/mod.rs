@@ -93,6 +93,21 @@ pub enum HandlerError {
         /// The last entry's error.
         last_error: PortError,
     },
+    /// A listing did not end within [`MAX_PAGES`] pages (a token that
+    /// keeps coming back, or detach rounds that never empty a list). The
+    /// handler stops instead of acting on a silently shortened listing.
+    #[error(
+        "{function}: {} still returned more after {pages} pages (or rounds); stopped instead of acting on a partial listing",
+        operation.name()
+    )]
+    TooManyPages {
+        /// The handler.
+        function: &'static str,
+        /// The listing operation.
+        operation: Operation,
+        /// How many pages were followed.
+        pages: usize,
+    },
 }
 
 impl HandlerError {
@@ -105,6 +120,7 @@ impl HandlerError {
             Self::Port { source, .. } => source.is_retryable(),
             Self::Contended { .. } => true,
             Self::QueueRejected { last_error, .. } => last_error.is_retryable(),
+            Self::TooManyPages { .. } => false,
         }
     }
 
@@ -117,6 +133,7 @@ impl HandlerError {
             (_, Self::Contended { .. }) => "Retryable.Contended",
             (true, Self::QueueRejected { .. }) => "Retryable.Queue",
             (false, Self::QueueRejected { .. }) => "Fatal.Queue",
+            (_, Self::TooManyPages { .. }) => "Fatal.TooManyPages",
         }
     }
 }
@@ -519,10 +536,45 @@ pub(crate) async fn run_actions<P: Ports>(
 /// listing at 250 per page is 4000 pages).
 pub(crate) const MAX_PAGES: usize = 100_000;
 
+/// Counts the pages (or detach rounds) one listing has taken. Past
+/// [`MAX_PAGES`] it is [`HandlerError::TooManyPages`], never a listing cut
+/// short without a word.
+#[derive(Debug)]
+pub(crate) struct PageBudget {
+    function: &'static str,
+    operation: Operation,
+    taken: usize,
+}
+
+impl PageBudget {
+    pub(crate) fn new(function: &'static str, operation: Operation) -> Self {
+        Self {
+            function,
+            operation,
+            taken: 0,
+        }
+    }
+
+    /// Call before fetching each page.
+    pub(crate) fn take(&mut self) -> Result<(), HandlerError> {
+        if self.taken == MAX_PAGES {
+            return Err(HandlerError::TooManyPages {
+                function: self.function,
+                operation: self.operation,
+                pages: self.taken,
+            });
+        }
+        self.taken += 1;
+        Ok(())
+    }
+}
+
 /// Every item of a paginated listing: `fetch` is called with each page's
-/// token until a page has none (at most [`MAX_PAGES`] pages).
+/// token until a page has none ([`HandlerError::TooManyPages`] past
+/// [`MAX_PAGES`]).
 async fn all_pages<F, Fut>(
     function: &'static str,
+    operation: Operation,
     mut fetch: F,
 ) -> Result<Vec<String>, HandlerError>
 where
@@ -531,15 +583,16 @@ where
 {
     let mut out = Vec::new();
     let mut token = None;
-    for _ in 0..MAX_PAGES {
+    let mut pages = PageBudget::new(function, operation);
+    loop {
+        pages.take()?;
         let page = fetch(token).await.map_err(port(function))?;
         out.extend(page.items);
         token = page.next_token;
         if token.is_none() {
-            break;
+            return Ok(out);
         }
     }
-    Ok(out)
 }
 
 /// Every policy attached to `arn`, all pages.
@@ -548,7 +601,7 @@ pub(crate) async fn all_policies<P: Ports>(
     function: &'static str,
     arn: &str,
 ) -> Result<Vec<String>, HandlerError> {
-    all_pages(function, |token| {
+    all_pages(function, Operation::ListAttachedPolicies, |token| {
         ports.registry().list_attached_policies(arn, token)
     })
     .await
@@ -560,7 +613,7 @@ pub(crate) async fn all_things<P: Ports>(
     function: &'static str,
     arn: &str,
 ) -> Result<Vec<String>, HandlerError> {
-    all_pages(function, |token| {
+    all_pages(function, Operation::ListPrincipalThings, |token| {
         ports.registry().list_principal_things(arn, token)
     })
     .await
@@ -660,7 +713,9 @@ pub(crate) async fn remove_certificate<P: Ports>(
     let arn = cert.certificate_arn;
     // List from the start after each detach round: detaching changes the
     // listing under a page token.
-    for _ in 0..MAX_PAGES {
+    let mut rounds = PageBudget::new(function, Operation::ListAttachedPolicies);
+    loop {
+        rounds.take()?;
         let page = registry
             .list_attached_policies(&arn, None)
             .await
@@ -675,7 +730,9 @@ pub(crate) async fn remove_certificate<P: Ports>(
                 .map_err(port(function))?;
         }
     }
-    for _ in 0..MAX_PAGES {
+    let mut rounds = PageBudget::new(function, Operation::ListPrincipalThings);
+    loop {
+        rounds.take()?;
         let page = registry
             .list_principal_things(&arn, None)
             .await
@@ -703,5 +760,58 @@ pub(crate) async fn remove_certificate<P: Ports>(
             function,
             source: e,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(items: &[&str], next: Option<&str>) -> Page<String> {
+        Page {
+            items: items.iter().map(|s| (*s).to_owned()).collect(),
+            next_token: next.map(str::to_owned),
+        }
+    }
+
+    #[tokio::test]
+    async fn all_pages_follows_every_token_to_the_end() {
+        let items = all_pages("test", Operation::ListPrincipalThings, |token| async move {
+            Ok(match token.as_deref() {
+                None => page(&["a", "b"], Some("t1")),
+                Some("t1") => page(&[], Some("t2")),
+                Some("t2") => page(&["c"], None),
+                other => panic!("unexpected token {other:?}"),
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(items, ["a", "b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_listing_that_never_ends_is_a_typed_error_not_a_short_list() {
+        let mut calls = 0usize;
+        let err = all_pages("test", Operation::ListAttachedPolicies, |_| {
+            calls += 1;
+            async { Ok(page(&["p"], Some("again"))) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls, MAX_PAGES);
+        assert!(
+            matches!(
+                err,
+                HandlerError::TooManyPages {
+                    operation: Operation::ListAttachedPolicies,
+                    pages: MAX_PAGES,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+        assert_eq!(err.error_type(), "Fatal.TooManyPages");
+        assert!(err.to_string().contains("ListAttachedPolicies"), "{err}");
     }
 }

@@ -10,11 +10,11 @@ use rules::rotation::{Event, Rotation, RotationState};
 
 use super::rotation_starter::publish_csr_req;
 use super::{
-    HandlerError, MAX_PAGES, Outcome, advance, done, port, publish_crt_of, reject, run_actions,
+    HandlerError, Outcome, PageBudget, advance, done, port, publish_crt_of, reject, run_actions,
 };
 use crate::config::Config;
 use crate::events::ScheduledEvent;
-use crate::ports::{CertificateStatus, IotRegistry, Ports, RotationStore};
+use crate::ports::{CertificateStatus, IotRegistry, Operation, Ports, RotationStore};
 
 const FUNCTION: &str = "sweeper";
 
@@ -43,7 +43,9 @@ pub async fn handle<P: Ports>(
     let mut token = None;
     // Rows due, and rows past half of a configured rotation window.
     let horizon = now_ms.saturating_add(cfg.rotation_deadline_ms / 2);
-    for _ in 0..MAX_PAGES {
+    let mut pages = PageBudget::new(FUNCTION, Operation::ListDueRotations);
+    loop {
+        pages.take()?;
         let page = ports
             .store()
             .open_due(horizon, token)
