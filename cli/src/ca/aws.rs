@@ -2,6 +2,7 @@
 //! every SDK error mapped to a [`CaError`] carrying the code and message AWS
 //! returned, and the rate-limited bulk revocation.
 
+use std::future::Future;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -62,6 +63,13 @@ pub enum CaError {
     PagingLoop {
         operation: &'static str,
         marker: String,
+    },
+    #[error(
+        "{operation}: still more after {pages} pages; stopped instead of printing a partial list"
+    )]
+    TooManyPages {
+        operation: &'static str,
+        pages: usize,
     },
 }
 
@@ -343,38 +351,40 @@ impl Iot {
     pub async fn list_cas(
         &self,
         page_size: Option<i32>,
-        mut on_page: impl FnMut(usize),
+        on_page: impl FnMut(usize),
     ) -> Result<Vec<CaSummary>, CaError> {
         const OP: &str = "ListCACertificates";
-        let mut all = Vec::new();
-        let mut marker: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let out = self
+        follow_markers(OP, on_page, |marker| {
+            let request = self
                 .client
                 .list_ca_certificates()
                 .set_page_size(page_size)
-                .set_marker(marker.clone())
-                .send()
-                .await
-                .map_err(|e| map_err(OP, &self.endpoint, e))?;
-            for c in out.certificates.unwrap_or_default() {
-                all.push(CaSummary {
-                    certificate_id: c.certificate_id.ok_or(CaError::MissingField {
-                        operation: OP,
-                        field: "certificateId",
-                    })?,
-                    certificate_arn: c.certificate_arn,
-                    status: c.status.map(|s| s.as_str().to_owned()),
-                    creation_date: date(c.creation_date.as_ref()),
-                });
+                .set_marker(marker);
+            async move {
+                let out = request
+                    .send()
+                    .await
+                    .map_err(|e| map_err(OP, &self.endpoint, e))?;
+                let page = out
+                    .certificates
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| {
+                        Ok(CaSummary {
+                            certificate_id: c.certificate_id.ok_or(CaError::MissingField {
+                                operation: OP,
+                                field: "certificateId",
+                            })?,
+                            certificate_arn: c.certificate_arn,
+                            status: c.status.map(|s| s.as_str().to_owned()),
+                            creation_date: date(c.creation_date.as_ref()),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, CaError>>()?;
+                Ok((page, out.next_marker))
             }
-            on_page(all.len());
-            match next_marker(OP, &marker, out.next_marker)? {
-                Some(m) => marker = Some(m),
-                None => return Ok(all),
-            }
-        }
-        Ok(all)
+        })
+        .await
     }
 
     /// Every certificate issued by `ca_id` that is registered, following every page.
@@ -382,40 +392,42 @@ impl Iot {
         &self,
         ca_id: &str,
         page_size: Option<i32>,
-        mut on_page: impl FnMut(usize),
+        on_page: impl FnMut(usize),
     ) -> Result<Vec<CertSummary>, CaError> {
         const OP: &str = "ListCertificatesByCA";
-        let mut all = Vec::new();
-        let mut marker: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let out = self
+        follow_markers(OP, on_page, |marker| {
+            let request = self
                 .client
                 .list_certificates_by_ca()
                 .ca_certificate_id(ca_id)
                 .set_page_size(page_size)
-                .set_marker(marker.clone())
-                .send()
-                .await
-                .map_err(|e| map_err(OP, &self.endpoint, e))?;
-            for c in out.certificates.unwrap_or_default() {
-                all.push(CertSummary {
-                    certificate_id: c.certificate_id.ok_or(CaError::MissingField {
-                        operation: OP,
-                        field: "certificateId",
-                    })?,
-                    certificate_arn: c.certificate_arn,
-                    status: c.status.map(|s| s.as_str().to_owned()),
-                    certificate_mode: c.certificate_mode.map(|s| s.as_str().to_owned()),
-                    creation_date: date(c.creation_date.as_ref()),
-                });
+                .set_marker(marker);
+            async move {
+                let out = request
+                    .send()
+                    .await
+                    .map_err(|e| map_err(OP, &self.endpoint, e))?;
+                let page = out
+                    .certificates
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| {
+                        Ok(CertSummary {
+                            certificate_id: c.certificate_id.ok_or(CaError::MissingField {
+                                operation: OP,
+                                field: "certificateId",
+                            })?,
+                            certificate_arn: c.certificate_arn,
+                            status: c.status.map(|s| s.as_str().to_owned()),
+                            certificate_mode: c.certificate_mode.map(|s| s.as_str().to_owned()),
+                            creation_date: date(c.creation_date.as_ref()),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, CaError>>()?;
+                Ok((page, out.next_marker))
             }
-            on_page(all.len());
-            match next_marker(OP, &marker, out.next_marker)? {
-                Some(m) => marker = Some(m),
-                None => return Ok(all),
-            }
-        }
-        Ok(all)
+        })
+        .await
     }
 
     pub async fn revoke(&self, certificate_id: &str) -> Result<(), CaError> {
@@ -502,6 +514,36 @@ impl Iot {
         report.not_attempted = ids[next..].to_vec();
         report
     }
+}
+
+/// Every item of a marker-paged listing: `fetch` gets each page's marker
+/// (none for the first) and returns the page's items and the next marker.
+/// A marker seen twice is [`CaError::PagingLoop`]; more than [`MAX_PAGES`]
+/// pages is [`CaError::TooManyPages`], never a listing cut short silently.
+async fn follow_markers<T, F, Fut>(
+    operation: &'static str,
+    mut on_page: impl FnMut(usize),
+    mut fetch: F,
+) -> Result<Vec<T>, CaError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), CaError>>,
+{
+    let mut all = Vec::new();
+    let mut marker: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let (items, next) = fetch(marker.clone()).await?;
+        all.extend(items);
+        on_page(all.len());
+        match next_marker(operation, &marker, next)? {
+            Some(m) => marker = Some(m),
+            None => return Ok(all),
+        }
+    }
+    Err(CaError::TooManyPages {
+        operation,
+        pages: MAX_PAGES,
+    })
 }
 
 fn next_marker(
@@ -611,6 +653,34 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, CaError::PagingLoop { .. }), "{err}");
         assert_eq!(page.num_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_listing_that_never_ends_is_an_error_not_a_partial_list() {
+        let mut calls = 0usize;
+        let err = follow_markers(
+            "ListCACertificates",
+            |_| {},
+            |_| {
+                calls += 1;
+                let next = format!("m{calls}");
+                async move { Ok((vec![1u8], Some(next))) }
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CaError::TooManyPages {
+                    pages: MAX_PAGES,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(calls, MAX_PAGES);
+        assert!(err.to_string().contains("ListCACertificates"), "{err}");
     }
 
     #[tokio::test]
