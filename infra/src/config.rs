@@ -155,7 +155,7 @@ impl Default for Config {
             audit: Audit::default(),
             lambda: Lambda::default(),
             jitr: Jitr::default(),
-            rotation_ttl_days: 90,
+            rotation_ttl_days: lambdas::config::DEFAULT_ROTATION_TTL_DAYS,
         }
     }
 }
@@ -328,10 +328,14 @@ impl Config {
                 ),
             ));
         }
-        if !(1..=3650).contains(&self.rotation_ttl_days) {
+        if !(1..=lambdas::config::MAX_ROTATION_TTL_DAYS).contains(&self.rotation_ttl_days) {
             return Err(invalid(
                 "rotation_ttl_days",
-                format!("{} is outside 1 to 3650", self.rotation_ttl_days),
+                format!(
+                    "{} is outside 1 to {}",
+                    self.rotation_ttl_days,
+                    lambdas::config::MAX_ROTATION_TTL_DAYS
+                ),
             ));
         }
         for id in &self.jitr.ca_certificate_ids {

@@ -307,7 +307,7 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
             }),
             sse_specification: Some(SseSpecification::new(true)),
             time_to_live_specification: Some(TimeToLiveSpecification {
-                attribute_name: Some("expiresAt".into()),
+                attribute_name: Some(lambdas::config::ROTATION_TTL_ATTRIBUTE.into()),
                 ..TimeToLiveSpecification::new(true)
             }),
             ..Table::new(vec![KeySchemaItem::new("rotationId", "HASH")])
@@ -441,6 +441,10 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
         vars.insert("ROTATION_TABLE".to_owned(), table.r#ref().to_json());
         vars.insert("ROTATION_QUEUE_URL".to_owned(), queue.r#ref().to_json());
         vars.insert("SUPPORT_TOPIC_ARN".to_owned(), support.r#ref().to_json());
+        vars.insert(
+            "ROTATION_TTL_DAYS".to_owned(),
+            json!(c.rotation_ttl_days.to_string()),
+        );
         vars.insert(
             "DEVICE_POLICY_NAME".to_owned(),
             refs.device_policy.r#ref().to_json(),

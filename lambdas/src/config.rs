@@ -6,6 +6,16 @@ use rules::jitr::JitrConfig;
 /// Default time a device has to finish a rotation: 7 days.
 pub const DEFAULT_ROTATION_DEADLINE_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
+/// Default days a finished rotation row is kept: 90.
+pub const DEFAULT_ROTATION_TTL_DAYS: u32 = 90;
+
+/// The longest `ROTATION_TTL_DAYS` accepted: 10 years.
+pub const MAX_ROTATION_TTL_DAYS: u32 = 3650;
+
+/// The rotation table's DynamoDB TTL attribute (epoch seconds), set on
+/// finished rows only; infra declares it in `TimeToLiveSpecification`.
+pub const ROTATION_TTL_ATTRIBUTE: &str = "expiresAt";
+
 /// Configuration shared by every handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -19,6 +29,9 @@ pub struct Config {
     pub device_policy_name: String,
     /// `ROTATION_DEADLINE_MS` (default 7 days): how long a rotation may stay open.
     pub rotation_deadline_ms: i64,
+    /// `ROTATION_TTL_DAYS` (default 90, 1 to 3650): how long a finished
+    /// rotation row stays in the table after its deadline.
+    pub rotation_ttl_days: u32,
     /// `CSR_MIN_RSA_BITS`, `CSR_MAX_RSA_BITS`, `CSR_ALLOW_P256`,
     /// `CSR_ALLOW_P384`, `CSR_REQUIRE_NEW_KEY`, `CSR_REQUIRE_CN_MATCHES_THING`.
     pub csr_policy: CsrPolicy,
@@ -59,6 +72,7 @@ impl Config {
             support_topic_arn: "local://fleetcert-support".to_owned(),
             device_policy_name: device_policy_name.to_owned(),
             rotation_deadline_ms: DEFAULT_ROTATION_DEADLINE_MS,
+            rotation_ttl_days: DEFAULT_ROTATION_TTL_DAYS,
             csr_policy: CsrPolicy::default(),
             jitr: JitrConfig {
                 policy_name: device_policy_name.to_owned(),
@@ -126,12 +140,21 @@ impl Config {
                 expected: "a positive number of milliseconds",
             });
         }
+        let rotation_ttl_days = parse_or(&lookup, "ROTATION_TTL_DAYS", DEFAULT_ROTATION_TTL_DAYS)?;
+        if !(1..=MAX_ROTATION_TTL_DAYS).contains(&rotation_ttl_days) {
+            return Err(ConfigError::Invalid {
+                name: "ROTATION_TTL_DAYS",
+                value: rotation_ttl_days.to_string(),
+                expected: "a number of days from 1 to 3650",
+            });
+        }
         Ok(Self {
             rotation_table: required("ROTATION_TABLE")?,
             rotation_queue_url: required("ROTATION_QUEUE_URL")?,
             support_topic_arn: required("SUPPORT_TOPIC_ARN")?,
             device_policy_name,
             rotation_deadline_ms,
+            rotation_ttl_days,
             csr_policy,
             jitr,
         })
@@ -199,6 +222,7 @@ mod tests {
         assert_eq!(c.jitr.policy_name, "p");
         assert!(c.jitr.create_thing);
         assert_eq!(c.rotation_deadline_ms, DEFAULT_ROTATION_DEADLINE_MS);
+        assert_eq!(c.rotation_ttl_days, DEFAULT_ROTATION_TTL_DAYS);
         assert_eq!(c.csr_policy, CsrPolicy::default());
     }
 
@@ -224,6 +248,21 @@ mod tests {
             ),
             "{err:?}"
         );
+        for days in ["0", "3651"] {
+            let mut pairs = BASE.to_vec();
+            pairs.push(("ROTATION_TTL_DAYS", days));
+            let err = Config::from_lookup(env(&pairs)).err();
+            assert!(
+                matches!(
+                    err,
+                    Some(ConfigError::Invalid {
+                        name: "ROTATION_TTL_DAYS",
+                        ..
+                    })
+                ),
+                "{days}: {err:?}"
+            );
+        }
     }
 
     #[test]
@@ -231,12 +270,14 @@ mod tests {
         let mut pairs = BASE.to_vec();
         pairs.extend([
             ("ROTATION_DEADLINE_MS", "60000"),
+            ("ROTATION_TTL_DAYS", "7"),
             ("CSR_MIN_RSA_BITS", "3072"),
             ("JITR_CREATE_THING", "false"),
             ("JITR_ALLOWED_CA_IDS", "a, b"),
         ]);
         let c = Config::from_lookup(env(&pairs)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.rotation_deadline_ms, 60_000);
+        assert_eq!(c.rotation_ttl_days, 7);
         assert_eq!(c.csr_policy.min_rsa_bits, 3072);
         assert!(!c.jitr.create_thing);
         assert_eq!(c.jitr.allowed_ca_ids, ["a", "b"]);

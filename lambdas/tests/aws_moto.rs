@@ -16,8 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-    ScalarAttributeType, SseSpecification, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    PointInTimeRecoverySpecification, ScalarAttributeType, SseSpecification,
+    TimeToLiveSpecification,
 };
 use aws_sdk_iot::config::Credentials;
 use common::{POLICY, TASK, bytes, crt_ack, csr_pem, csr_res, p256_key, sqs_event, work};
@@ -452,10 +453,25 @@ fn rotation_store_conditions_and_pages() {
             store.latest_for_thing("thing-1").await.expect("latest"),
             Some(failed.clone())
         );
+        // Open rows never expire; a finished row and its thing's pointer get
+        // the table's TTL attribute, 90 days (the default) after the deadline.
+        let expires = expires_at(&sdk, "rotations", "r-1").await;
+        assert_eq!(expires, Some(5 + 90 * 24 * 60 * 60), "finished row");
+        assert_eq!(
+            expires_at(&sdk, "rotations", "thing#thing-1").await,
+            expires,
+            "closed pointer"
+        );
         store.create(&r2).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             store.latest_for_thing("thing-1").await.expect("latest"),
             Some(r2.clone())
+        );
+        assert_eq!(expires_at(&sdk, "rotations", "r-2").await, None, "open row");
+        assert_eq!(
+            expires_at(&sdk, "rotations", "thing#thing-1").await,
+            None,
+            "the pointer of an open rotation"
         );
         let e = store
             .update(
@@ -517,6 +533,11 @@ fn rotation_store_conditions_and_pages() {
             .update(&p1, &owed)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            expires_at(&sdk, "rotations", "p-1").await,
+            None,
+            "a row whose cleanup is pending must not expire"
+        );
         let due_ids = |page: lambdas::ports::Page<Rotation>| {
             page.items
                 .into_iter()
@@ -539,7 +560,41 @@ fn rotation_store_conditions_and_pages() {
             .unwrap_or_else(|e| panic!("{e}"));
         let due = due_ids(store.open_due(106, None).await.expect("due"));
         assert!(!due.contains(&"p-1".to_owned()), "{due:?}");
+        let short = store.clone().with_ttl_days(1);
+        let p2 = Rotation::requested("p-2", "pending-2", &old, 0, 60_000);
+        short.create(&p2).await.unwrap_or_else(|e| panic!("{e}"));
+        let finished = Rotation {
+            state: RotationState::Expired {
+                new_certificate_id: None,
+            },
+            ..p2.clone()
+        };
+        short
+            .update(&p2, &finished)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            expires_at(&sdk, "rotations", "p-2").await,
+            Some(60 + 24 * 60 * 60),
+            "ROTATION_TTL_DAYS=1"
+        );
     });
+}
+
+/// The rotation table's TTL attribute of item `key`, as stored.
+async fn expires_at(sdk: &SdkConfig, table: &str, key: &str) -> Option<i64> {
+    let item = aws_sdk_dynamodb::Client::new(sdk)
+        .get_item()
+        .table_name(table)
+        .key("rotationId", AttributeValue::S(key.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get item")
+        .item
+        .unwrap_or_else(|| panic!("no item {key}"));
+    item.get(lambdas::config::ROTATION_TTL_ATTRIBUTE)
+        .map(|v| v.as_n().expect("a number").parse().expect("epoch seconds"))
 }
 
 #[test]

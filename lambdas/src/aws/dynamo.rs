@@ -27,6 +27,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use rules::rotation::Rotation;
 
 use super::error::{classify, unexpected};
+use crate::config::{DEFAULT_ROTATION_TTL_DAYS, ROTATION_TTL_ATTRIBUTE};
 use crate::ports::{Operation, Page, PortError, PortResult, RotationStore};
 
 /// The table's hash key.
@@ -42,6 +43,7 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     page_size: Option<i32>,
+    ttl_days: u32,
 }
 
 impl DynamoStore {
@@ -51,7 +53,37 @@ impl DynamoStore {
             client,
             table: table.into(),
             page_size: None,
+            ttl_days: DEFAULT_ROTATION_TTL_DAYS,
         }
+    }
+
+    /// Finished rows (and their thing's pointer row) get the TTL attribute
+    /// [`ROTATION_TTL_ATTRIBUTE`]: `days` after the rotation's deadline.
+    /// Open rows, and closed rows whose cleanup is pending, never expire.
+    #[must_use]
+    pub fn with_ttl_days(mut self, days: u32) -> Self {
+        self.ttl_days = days.max(1);
+        self
+    }
+
+    /// When a finished `rotation`'s rows expire (epoch seconds): `ttl_days`
+    /// after its deadline (or its start, if later). Derived from the row
+    /// alone, so writing the same row twice writes the same value.
+    fn expires_at(&self, rotation: &Rotation) -> i64 {
+        let from_ms = rotation.deadline_ms.max(rotation.created_at_ms);
+        from_ms.div_euclid(1000) + i64::from(self.ttl_days) * 24 * 60 * 60
+    }
+
+    /// The item of a rotation row.
+    fn rotation_item(&self, op: Operation, rotation: &Rotation) -> PortResult<Item> {
+        let mut item = rotation_item(op, rotation)?;
+        if rotation.state.is_terminal() && !rotation.cleanup_pending {
+            item.insert(
+                ROTATION_TTL_ATTRIBUTE.to_owned(),
+                AttributeValue::N(self.expires_at(rotation).to_string()),
+            );
+        }
+        Ok(item)
     }
 
     /// Reads at most `items` items per `open_due` page (the Scan `Limit`,
@@ -195,7 +227,7 @@ fn row_json(op: Operation, rotation: &Rotation) -> PortResult<String> {
     serde_json::to_string(rotation).map_err(|e| invalid(op, e))
 }
 
-/// The item of a rotation row.
+/// The item of a rotation row, without its TTL.
 fn rotation_item(op: Operation, rotation: &Rotation) -> PortResult<Item> {
     Ok(HashMap::from([
         (
@@ -273,7 +305,7 @@ impl RotationStore for DynamoStore {
         let op = Operation::CreateRotation;
         let row = self.put(
             op,
-            rotation_item(op, rotation)?,
+            self.rotation_item(op, rotation)?,
             "attribute_not_exists(#k)",
             &[("#k", KEY)],
             vec![],
@@ -341,7 +373,7 @@ impl RotationStore for DynamoStore {
         }
         let mut items = vec![self.put(
             op,
-            rotation_item(op, next)?,
+            self.rotation_item(op, next)?,
             "#row = :expected",
             &[("#row", "row")],
             vec![(":expected", AttributeValue::S(row_json(op, expected)?))],
@@ -356,15 +388,20 @@ impl RotationStore for DynamoStore {
             let close = Update::builder()
                 .table_name(&self.table)
                 .key(KEY, AttributeValue::S(thing_key(&next.thing_name)))
-                .update_expression("SET #open = :false")
+                .update_expression("SET #open = :false, #expires = :expires")
                 .condition_expression("#latest = :id")
                 .set_expression_attribute_names(names_of(&[
                     ("#open", "open"),
                     ("#latest", "latest"),
+                    ("#expires", ROTATION_TTL_ATTRIBUTE),
                 ]))
                 .set_expression_attribute_values(values_of(vec![
                     (":false", AttributeValue::Bool(false)),
                     (":id", AttributeValue::S(next.rotation_id.clone())),
+                    (
+                        ":expires",
+                        AttributeValue::N(self.expires_at(next).to_string()),
+                    ),
                 ]))
                 .build()
                 .map_err(|e| invalid(op, e))?;

@@ -125,7 +125,8 @@ pub fn from_sdk_config(sdk: &SdkConfig, config: &Config, data_endpoint: &str) ->
     PortSet {
         registry: AwsRegistry::new(aws_sdk_iot::Client::new(sdk)),
         publisher: AwsPublisher::new(aws_sdk_iotdataplane::Client::from_conf(data)),
-        store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.rotation_table),
+        store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.rotation_table)
+            .with_ttl_days(config.rotation_ttl_days),
         notifier: SnsNotifier::new(aws_sdk_sns::Client::new(sdk), &config.support_topic_arn),
         queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &config.rotation_queue_url),
     }
