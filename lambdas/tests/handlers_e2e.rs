@@ -10,7 +10,7 @@ use lambdas::handlers::{
 };
 use lambdas::ports::{CertificateStatus, Operation};
 use rules::functions::Function;
-use rules::rotation::RotationState;
+use rules::rotation::{Rotation, RotationState};
 use serde_json::Value;
 
 #[test]
@@ -268,7 +268,7 @@ fn sweeper_expires_a_stuck_rotation_and_removes_its_new_certificate() {
 }
 
 #[test]
-fn sweeper_sends_a_stalled_rotations_message_again_past_half_its_time() {
+fn sweeper_sends_a_stalled_rotations_message_again_at_half_and_three_quarters_of_its_time() {
     let w = World::new();
     let waiting = w.provision("thing-1");
     let mut issued = w.provision("thing-2");
@@ -313,7 +313,15 @@ fn sweeper_sends_a_stalled_rotations_message_again_past_half_its_time() {
     assert_eq!(sent("management/topic/thing-2/crt").len(), 1);
 
     // After it: the csr_req and the crt again, the same messages; nothing
-    // is created, nothing expires.
+    // is created, nothing expires, the rows only record the re-send.
+    let unmarked = |rows: Vec<Rotation>| {
+        rows.into_iter()
+            .map(|r| Rotation {
+                resent_at_ms: None,
+                ..r
+            })
+            .collect::<Vec<_>>()
+    };
     let rows = w.ports.ports.store.rows();
     let certificates = w.registry().certificates().len();
     w.ports.instruments.reset_calls();
@@ -328,9 +336,34 @@ fn sweeper_sends_a_stalled_rotations_message_again_past_half_its_time() {
     assert_eq!(crts.len(), 2);
     let again: serde_json::Value = serde_json::from_slice(&crts[1].payload).expect("json");
     assert_eq!(again, first_crt);
-    assert_eq!(w.ports.ports.store.rows(), rows);
+    assert_eq!(unmarked(w.ports.ports.store.rows()), unmarked(rows));
+    assert!(
+        w.ports
+            .ports
+            .store
+            .rows()
+            .iter()
+            .all(|r| r.resent_at_ms == Some(halfway + 1))
+    );
     assert_eq!(w.registry().certificates().len(), certificates);
     w.assert_calls_within(Function::Sweeper);
+
+    // Sweeps until three quarters of the time send nothing more; the one
+    // after sends each message once more, and that is the last.
+    let three_quarters = w.now + w.cfg.rotation_deadline_ms / 4 * 3;
+    for now in [halfway + 2, three_quarters - 1] {
+        assert_eq!(summary(now), "0 rotations expired, 0 messages sent again");
+    }
+    assert_eq!(
+        summary(three_quarters),
+        "0 rotations expired, 2 messages sent again"
+    );
+    let deadline = w.now + w.cfg.rotation_deadline_ms;
+    for now in [three_quarters + 1, deadline - 1] {
+        assert_eq!(summary(now), "0 rotations expired, 0 messages sent again");
+    }
+    assert_eq!(sent("management/topic/thing-1/csr_req").len(), 3);
+    assert_eq!(sent("management/topic/thing-2/crt").len(), 3);
     w.assert_invariants(&waiting);
     w.assert_invariants(&issued);
 }

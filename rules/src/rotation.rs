@@ -77,7 +77,17 @@ pub struct Rotation {
     /// is not forgotten. Absent (false) in rows written before it existed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cleanup_pending: bool,
+    /// When the sweeper last sent this state's pending message (`csr_req`
+    /// or `crt`) again (ms since the Unix epoch); cleared by every
+    /// transition. See [`Rotation::resend_mark`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resent_at_ms: Option<i64>,
 }
+
+/// The points of a rotation's time (fractions from its start to its
+/// deadline) at which the sweeper sends the message an open rotation waits
+/// for again: once at half its time, once more at three quarters.
+pub const RESEND_MARKS: [(i64, i64); 2] = [(1, 2), (3, 4)];
 
 /// The state of a [`Rotation`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -481,6 +491,30 @@ impl Rotation {
             deadline_ms,
             attempts: 0,
             cleanup_pending: false,
+            resent_at_ms: None,
+        }
+    }
+
+    /// The [`RESEND_MARKS`] instant at which this open rotation's pending
+    /// message is due to be sent again, if it is due at `now_ms`: the latest
+    /// mark passed, when the message was not already sent again at or after
+    /// it in this state. `None` for a closed rotation, before half its time,
+    /// and from its deadline on (the sweeper expires it then). So a stalled
+    /// rotation costs at most two extra messages per state, however often
+    /// the sweeper runs.
+    pub fn resend_mark(&self, now_ms: i64) -> Option<i64> {
+        if !self.state.is_open() || now_ms >= self.deadline_ms {
+            return None;
+        }
+        let window = self.deadline_ms.saturating_sub(self.created_at_ms);
+        let mark = RESEND_MARKS
+            .iter()
+            .map(|(num, den)| self.created_at_ms.saturating_add(window / den * num))
+            .filter(|mark| *mark <= now_ms)
+            .max()?;
+        match self.resent_at_ms {
+            Some(at) if at >= mark => None,
+            _ => Some(mark),
         }
     }
 
@@ -684,6 +718,7 @@ fn closed(rotation: &Rotation, event: &'static str) -> Rejection {
 fn with_state(rotation: &Rotation, state: RotationState) -> Rotation {
     Rotation {
         state,
+        resent_at_ms: None,
         ..rotation.clone()
     }
 }

@@ -654,3 +654,65 @@ fn every_sequence_of_four_events_keeps_the_invariants() {
     // 1 + 13 + 13^2 + 13^3 + 13^4 prefixes, all visited or (if unreal) counted.
     assert_eq!(paths, 1 + 13 + 169 + 2_197 + 28_561);
 }
+
+/// CREATED 1,000, DEADLINE 10,000: marks at 5,500 (half) and 7,750 (three
+/// quarters).
+#[test]
+fn a_stalled_rotation_is_due_a_resend_at_half_and_three_quarters_of_its_time_only() {
+    let half = 5_500;
+    let three_quarters = 7_750;
+    let row = requested();
+    assert_eq!(row.resend_mark(half - 1), None, "before half its time");
+    assert_eq!(row.resend_mark(half), Some(half));
+    let resent = Rotation {
+        resent_at_ms: Some(half + 10),
+        ..row.clone()
+    };
+    assert_eq!(resent.resend_mark(half + 20), None, "already sent again");
+    assert_eq!(resent.resend_mark(three_quarters - 1), None);
+    assert_eq!(resent.resend_mark(three_quarters), Some(three_quarters));
+    let twice = Rotation {
+        resent_at_ms: Some(three_quarters + 5),
+        ..row.clone()
+    };
+    assert_eq!(
+        twice.resend_mark(DEADLINE - 1),
+        None,
+        "at most two per state"
+    );
+    assert_eq!(
+        row.resend_mark(DEADLINE),
+        None,
+        "the sweeper expires it then"
+    );
+    // A sweep that missed the half mark sends once, for the latest mark.
+    assert_eq!(row.resend_mark(9_000), Some(three_quarters));
+    for closed in [committed(), failed(), expired()] {
+        assert_eq!(closed.resend_mark(half), None, "{}", closed.state);
+    }
+}
+
+#[test]
+fn a_transition_clears_the_resend_mark_so_the_new_state_gets_its_own() {
+    let row = Rotation {
+        resent_at_ms: Some(6_000),
+        ..requested()
+    };
+    let t = step(&row, &csr(FP)).expect("accepted");
+    assert_eq!(t.next.resent_at_ms, None);
+    assert_eq!(t.next.resend_mark(6_500), Some(5_500));
+}
+
+#[test]
+fn rows_written_before_the_resend_mark_existed_still_read() {
+    let json = serde_json::to_string(&requested()).expect("json");
+    assert!(!json.contains("resentAtMs"), "{json}");
+    let back: Rotation = serde_json::from_str(&json).expect("row");
+    assert_eq!(back.resent_at_ms, None);
+    let marked = Rotation {
+        resent_at_ms: Some(42),
+        ..requested()
+    };
+    let json = serde_json::to_string(&marked).expect("json");
+    assert!(json.contains(r#""resentAtMs":42"#), "{json}");
+}

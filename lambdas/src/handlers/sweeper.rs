@@ -99,12 +99,13 @@ pub async fn handle<P: Ports>(
     }
 }
 
-/// Sends an open rotation's pending message again once half of its time
-/// has passed: `csr_req` while REQUESTED, `crt` while ISSUED (both are
-/// idempotent for the device and the handlers). Returns whether it sent.
+/// Sends an open rotation's pending message again at half and at three
+/// quarters of its time ([`Rotation::resend_mark`]): `csr_req` while
+/// REQUESTED, `crt` while ISSUED (both idempotent for the device and the
+/// handlers), then records the re-send on the row so that later sweeps do
+/// not repeat it. Returns whether it sent.
 async fn resend<P: Ports>(ports: &P, row: &Rotation, now_ms: i64) -> Result<bool, HandlerError> {
-    let halfway = row.created_at_ms + (row.deadline_ms - row.created_at_ms) / 2;
-    if now_ms < halfway {
+    if row.resend_mark(now_ms).is_none() {
         return Ok(false);
     }
     match &row.state {
@@ -126,6 +127,15 @@ async fn resend<P: Ports>(ports: &P, row: &Rotation, now_ms: i64) -> Result<bool
             publish_crt_of(ports, FUNCTION, row, &new).await?;
         }
         _ => return Ok(false),
+    }
+    // Sent first, marked after: a lost mark costs one more message at the
+    // next sweep, never a re-send skipped.
+    let marked = Rotation {
+        resent_at_ms: Some(now_ms),
+        ..row.clone()
+    };
+    if let Err(e) = ports.store().update(row, &marked).await {
+        tracing::info!(function = FUNCTION, rotation_id = %row.rotation_id, error = %e, "sent again; the mark was not written (the row moved on, or the write failed)");
     }
     tracing::info!(function = FUNCTION, rotation_id = %row.rotation_id, state = %row.state, "message sent again");
     Ok(true)
