@@ -380,6 +380,21 @@ impl Agent {
     ) -> Result<Result<(), String>, AgentError> {
         let algorithm = requested.unwrap_or(self.config.key_algorithm);
         let state = self.slots.load()?;
+        if let Some(id) = &rotation_id
+            && state
+                .current
+                .as_ref()
+                .is_some_and(|c| c.meta.rotation_id.as_ref() == Some(id))
+        {
+            // A repeated csr_req (a duplicate, or the sweeper's re-send
+            // crossing our crt_ack) for the rotation whose certificate is
+            // already in use: a new key would match no certificate.
+            self.reject(
+                &management_topic(self.config.thing.as_str(), MessageKind::CsrReq),
+                format!("rotation {id} already finished here: its certificate is in use"),
+            );
+            return Ok(Ok(()));
+        }
         let reusable = state.next.filter(|n| {
             n.cert_pem.is_none()
                 && rotation_id.is_some()

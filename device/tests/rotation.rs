@@ -67,6 +67,31 @@ async fn rotate(key_request: Option<&str>, expected: CsrKey) {
             |e| matches!(e, AgentEvent::Connected { certificate_id, .. } if *certificate_id == id),
         )
         .await;
+    // The same csr_req again (a duplicate, or the sweeper's re-send crossing
+    // the ack): the rotation is finished here, so no new key and no answer.
+    cloud
+        .send(
+            "thing-1",
+            "csr_req",
+            json!({"rotationId": "rot-1"}).to_string(),
+        )
+        .await;
+    match agent
+        .wait_for("repeat refused", |e| {
+            matches!(e, AgentEvent::MessageRejected { .. })
+        })
+        .await
+    {
+        AgentEvent::MessageRejected { reason, .. } => {
+            assert!(reason.contains("rot-1 already finished"), "{reason}");
+        }
+        _ => unreachable!(),
+    }
+    let silence = cloud.drain(Duration::from_millis(300)).await;
+    assert!(
+        silence.is_empty(),
+        "answered a finished rotation: {silence:?}"
+    );
     agent.stop().await.unwrap_or_else(|e| panic!("{e}"));
     let state = device::Slots::open(device.dir.path())
         .expect("slots")
