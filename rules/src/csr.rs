@@ -55,6 +55,12 @@ const OID_SHA384_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.
 const OID_SHA512_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
 const OID_ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
 const OID_ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+const OID_RSASSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
+const OID_MGF1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.8");
+const OID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+const OID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+const OID_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
+const OID_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 
 /// The public key algorithm of a CSR or certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -101,21 +107,132 @@ pub enum SignatureAlgorithm {
     RsaPkcs1Sha384,
     /// `sha512WithRSAEncryption` (RSASSA-PKCS1-v1_5).
     RsaPkcs1Sha512,
+    /// `id-RSASSA-PSS` with SHA-256 and MGF1-SHA-256 (the salt length the
+    /// parameters declare).
+    RsaPssSha256,
+    /// `id-RSASSA-PSS` with SHA-384 and MGF1-SHA-384.
+    RsaPssSha384,
+    /// `id-RSASSA-PSS` with SHA-512 and MGF1-SHA-512.
+    RsaPssSha512,
     /// `ecdsa-with-SHA256` (P-256 or P-384 key).
     EcdsaSha256,
     /// `ecdsa-with-SHA384` (P-256 or P-384 key).
     EcdsaSha384,
 }
 
-impl SignatureAlgorithm {
-    fn from_oid(oid: ObjectIdentifier) -> Option<Self> {
-        Some(match oid {
-            OID_SHA256_WITH_RSA => Self::RsaPkcs1Sha256,
-            OID_SHA384_WITH_RSA => Self::RsaPkcs1Sha384,
-            OID_SHA512_WITH_RSA => Self::RsaPkcs1Sha512,
-            OID_ECDSA_WITH_SHA256 => Self::EcdsaSha256,
-            OID_ECDSA_WITH_SHA384 => Self::EcdsaSha384,
-            _ => return None,
+/// A signature algorithm as a signed object names it: the algorithm, and
+/// for RSASSA-PSS the salt length its parameters declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Scheme {
+    alg: SignatureAlgorithm,
+    pss_salt_len: usize,
+}
+
+/// The fields of RSASSA-PSS-params (RFC 4055 section 3.1) fleetcert reads:
+/// the OIDs of the hash, the mask generation function and its hash, the
+/// salt length and the trailer field, defaults filled in. Decoded here
+/// rather than with `pkcs1::RsaPssParams`, whose `u8` salt length cannot
+/// hold the maximal salt OpenSSL uses by default for 3072- and 4096-bit
+/// keys.
+#[derive(Debug)]
+struct PssParams {
+    hash: ObjectIdentifier,
+    mask_gen: ObjectIdentifier,
+    mgf_hash: ObjectIdentifier,
+    salt_len: u32,
+    trailer_field: u32,
+}
+
+impl PssParams {
+    fn from_der(der: &[u8]) -> der::Result<Self> {
+        use der::{TagMode, TagNumber};
+        use spki::AlgorithmIdentifierOwned as Alg;
+        let mut reader = SliceReader::new(der)?;
+        let params = reader.sequence(|r| {
+            let hash: Option<Alg> = r.context_specific(TagNumber(0), TagMode::Explicit)?;
+            let mask_gen: Option<Alg> = r.context_specific(TagNumber(1), TagMode::Explicit)?;
+            let salt_len: Option<u32> = r.context_specific(TagNumber(2), TagMode::Explicit)?;
+            let trailer: Option<u32> = r.context_specific(TagNumber(3), TagMode::Explicit)?;
+            let mgf_hash = match mask_gen.as_ref().and_then(|m| m.parameters.as_ref()) {
+                Some(inner) => inner.decode_as::<Alg>()?.oid,
+                None => OID_SHA1,
+            };
+            Ok::<_, der::Error>(Self {
+                hash: hash.map_or(OID_SHA1, |h| h.oid),
+                mask_gen: mask_gen.map_or(OID_MGF1, |m| m.oid),
+                mgf_hash,
+                salt_len: salt_len.unwrap_or(20),
+                trailer_field: trailer.unwrap_or(1),
+            })
+        })?;
+        reader.finish()?;
+        Ok(params)
+    }
+}
+
+/// Why a signature `AlgorithmIdentifier` is not one fleetcert verifies.
+enum SchemeError {
+    /// An algorithm OID outside the supported set.
+    Algorithm(ObjectIdentifier),
+    /// RSASSA-PSS with parameters outside the supported set.
+    Pss(String),
+}
+
+impl Scheme {
+    fn of(id: &spki::AlgorithmIdentifierOwned) -> Result<Self, SchemeError> {
+        let alg = match id.oid {
+            OID_SHA256_WITH_RSA => SignatureAlgorithm::RsaPkcs1Sha256,
+            OID_SHA384_WITH_RSA => SignatureAlgorithm::RsaPkcs1Sha384,
+            OID_SHA512_WITH_RSA => SignatureAlgorithm::RsaPkcs1Sha512,
+            OID_ECDSA_WITH_SHA256 => SignatureAlgorithm::EcdsaSha256,
+            OID_ECDSA_WITH_SHA384 => SignatureAlgorithm::EcdsaSha384,
+            OID_RSASSA_PSS => return Self::pss(id.parameters.as_ref()),
+            other => return Err(SchemeError::Algorithm(other)),
+        };
+        Ok(Self {
+            alg,
+            pss_salt_len: 0,
+        })
+    }
+
+    /// RSASSA-PSS-params (RFC 4055 section 3.1): SHA-256/384/512, MGF1 with
+    /// the same hash, trailer field 1. An absent field is its default
+    /// (SHA-1, MGF1-SHA-1, salt 20), so absent hash parameters are SHA-1
+    /// and refused.
+    fn pss(params: Option<&der::Any>) -> Result<Self, SchemeError> {
+        let bad = |reason: String| SchemeError::Pss(reason);
+        let params = params.ok_or_else(|| bad("no parameters".to_owned()))?;
+        let der = params.to_der().map_err(|e| bad(e.to_string()))?;
+        let p = PssParams::from_der(&der).map_err(|e| bad(e.to_string()))?;
+        let hash_name = |oid: ObjectIdentifier| match oid {
+            OID_SHA1 => "sha-1".to_owned(),
+            OID_SHA256 => "sha-256".to_owned(),
+            OID_SHA384 => "sha-384".to_owned(),
+            OID_SHA512 => "sha-512".to_owned(),
+            other => other.to_string(),
+        };
+        let alg = match p.hash {
+            OID_SHA256 => SignatureAlgorithm::RsaPssSha256,
+            OID_SHA384 => SignatureAlgorithm::RsaPssSha384,
+            OID_SHA512 => SignatureAlgorithm::RsaPssSha512,
+            other => return Err(bad(format!("hash {}", hash_name(other)))),
+        };
+        if p.mask_gen != OID_MGF1 {
+            return Err(bad(format!("mask generation {}", p.mask_gen)));
+        }
+        if p.mgf_hash != p.hash {
+            return Err(bad(format!(
+                "mgf1 with {} for hash {}",
+                hash_name(p.mgf_hash),
+                hash_name(p.hash)
+            )));
+        }
+        if p.trailer_field != 1 {
+            return Err(bad(format!("trailer field {}", p.trailer_field)));
+        }
+        Ok(Self {
+            alg,
+            pss_salt_len: p.salt_len as usize,
         })
     }
 }
@@ -168,11 +285,20 @@ pub enum CsrError {
     },
     /// The CSR is signed with an algorithm fleetcert cannot verify.
     #[error(
-        "csr signature algorithm {oid} is not supported: use sha256/384/512WithRSAEncryption or ecdsa-with-SHA256/384 (p-256 or p-384 key)"
+        "csr signature algorithm {oid} is not supported: use sha256/384/512WithRSAEncryption, rsassa-pss (sha-256/384/512) or ecdsa-with-SHA256/384 (p-256 or p-384 key)"
     )]
     UnsupportedSignatureAlgorithm {
         /// Dotted OID of the signature algorithm.
         oid: String,
+    },
+    /// The CSR is signed with RSASSA-PSS under parameters fleetcert does
+    /// not verify.
+    #[error(
+        "csr rsassa-pss parameters are not supported ({reason}): use sha-256/384/512 with mgf1 of the same hash"
+    )]
+    UnsupportedPssParameters {
+        /// What is outside the supported set.
+        reason: String,
     },
     /// The CSR's key cannot be used to verify its signature here (unknown
     /// algorithm or curve, P-521, or an RSA modulus outside what is parsed).
@@ -313,13 +439,14 @@ pub fn inspect_csr(pem: &str) -> Result<CsrInfo, CsrError> {
     let spki_der = spki.to_der().map_err(der_err)?;
     let key = classify_key(spki).map_err(|reason| CsrError::MalformedKey { reason })?;
 
-    let alg_oid = req.algorithm.oid;
-    let signature_algorithm =
-        SignatureAlgorithm::from_oid(alg_oid).ok_or(CsrError::UnsupportedSignatureAlgorithm {
-            oid: alg_oid.to_string(),
-        })?;
+    let scheme = Scheme::of(&req.algorithm).map_err(|e| match e {
+        SchemeError::Algorithm(oid) => CsrError::UnsupportedSignatureAlgorithm {
+            oid: oid.to_string(),
+        },
+        SchemeError::Pss(reason) => CsrError::UnsupportedPssParameters { reason },
+    })?;
     let signature = signature.as_bytes().ok_or(CsrError::BadSignature)?;
-    verify(spki, &key, signature_algorithm, tbs, signature)?;
+    verify(spki, &key, scheme, tbs, signature)?;
 
     let subject_cn = common_name(&req.info.subject).map_err(|e| match e {
         CnError::Ambiguous(count) => CsrError::AmbiguousCommonName { count },
@@ -328,7 +455,7 @@ pub fn inspect_csr(pem: &str) -> Result<CsrInfo, CsrError> {
 
     Ok(CsrInfo {
         key,
-        signature_algorithm,
+        signature_algorithm: scheme.alg,
         subject_cn,
         public_key_fingerprint: sha256_hex(&spki_der),
     })
@@ -403,7 +530,7 @@ pub enum IssuerError {
     },
     /// The certificate is signed with an algorithm fleetcert cannot verify.
     #[error(
-        "certificate signature algorithm {oid} is not supported: use sha256/384/512WithRSAEncryption or ecdsa-with-SHA256/384"
+        "certificate signature algorithm {oid} is not supported: use sha256/384/512WithRSAEncryption, rsassa-pss (sha-256/384/512) or ecdsa-with-SHA256/384"
     )]
     UnsupportedSignatureAlgorithm {
         /// Dotted OID of the signature algorithm.
@@ -467,11 +594,14 @@ pub fn verify_issued_by(cert_pem: &str, ca_pem: &str) -> Result<(), IssuerError>
             reason: "signature algorithm inside and outside the signed part differ".to_owned(),
         }));
     }
-    let alg = SignatureAlgorithm::from_oid(alg_oid).ok_or(
+    let scheme = Scheme::of(cert.signature_algorithm()).map_err(|e| {
         IssuerError::UnsupportedSignatureAlgorithm {
-            oid: alg_oid.to_string(),
-        },
-    )?;
+            oid: match e {
+                SchemeError::Algorithm(oid) => oid.to_string(),
+                SchemeError::Pss(reason) => format!("{alg_oid} (rsassa-pss: {reason})"),
+            },
+        }
+    })?;
     let (tbs, _, signature) = split_signed(&cert_der).map_err(|e| {
         IssuerError::Certificate(CertError::Der {
             reason: e.to_string(),
@@ -480,7 +610,7 @@ pub fn verify_issued_by(cert_pem: &str, ca_pem: &str) -> Result<(), IssuerError>
     let signature = signature.as_bytes().ok_or(IssuerError::BadSignature)?;
     let ca_spki = ca.tbs_certificate().subject_public_key_info();
     let key = classify_key(ca_spki).map_err(|reason| IssuerError::MalformedCaKey { reason })?;
-    verify(ca_spki, &key, alg, tbs, signature).map_err(|e| match e {
+    verify(ca_spki, &key, scheme, tbs, signature).map_err(|e| match e {
         CsrError::UnsupportedKey { key } => IssuerError::UnsupportedCaKey { key },
         CsrError::MalformedKey { reason } => IssuerError::MalformedCaKey { reason },
         CsrError::SignatureKeyMismatch { signature, key } => {
@@ -737,18 +867,27 @@ fn classify_key(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyAlgorithm, String
 fn verify(
     spki: &SubjectPublicKeyInfoOwned,
     key: &KeyAlgorithm,
-    alg: SignatureAlgorithm,
+    scheme: Scheme,
     msg: &[u8],
     signature: &[u8],
 ) -> Result<(), CsrError> {
     use SignatureAlgorithm as S;
+    let alg = scheme.alg;
     let mismatch = || CsrError::SignatureKeyMismatch {
         signature: alg,
         key: key.clone(),
     };
     let key_bits = || spki.subject_public_key.as_bytes().unwrap_or(&[]);
     match (key, alg) {
-        (KeyAlgorithm::Rsa { bits }, S::RsaPkcs1Sha256 | S::RsaPkcs1Sha384 | S::RsaPkcs1Sha512) => {
+        (
+            KeyAlgorithm::Rsa { bits },
+            S::RsaPkcs1Sha256
+            | S::RsaPkcs1Sha384
+            | S::RsaPkcs1Sha512
+            | S::RsaPssSha256
+            | S::RsaPssSha384
+            | S::RsaPssSha512,
+        ) => {
             if !(MIN_PARSEABLE_RSA_BITS..=MAX_VERIFIABLE_RSA_BITS).contains(bits) {
                 return Err(CsrError::UnsupportedKey { key: key.clone() });
             }
@@ -766,16 +905,37 @@ fn verify(
             .map_err(|e| CsrError::MalformedKey {
                 reason: e.to_string(),
             })?;
-            let sig = rsa::pkcs1v15::Signature::try_from(signature)
-                .map_err(|_| CsrError::BadSignature)?;
             let ok = match alg {
-                S::RsaPkcs1Sha256 => {
-                    rsa::pkcs1v15::VerifyingKey::<Sha256>::new(public).verify(msg, &sig)
+                S::RsaPssSha256 | S::RsaPssSha384 | S::RsaPssSha512 => {
+                    let sig = rsa::pss::Signature::try_from(signature)
+                        .map_err(|_| CsrError::BadSignature)?;
+                    let salt = scheme.pss_salt_len;
+                    match alg {
+                        S::RsaPssSha256 => {
+                            rsa::pss::VerifyingKey::<Sha256>::new_with_salt_len(public, salt)
+                                .verify(msg, &sig)
+                        }
+                        S::RsaPssSha384 => {
+                            rsa::pss::VerifyingKey::<Sha384>::new_with_salt_len(public, salt)
+                                .verify(msg, &sig)
+                        }
+                        _ => rsa::pss::VerifyingKey::<Sha512>::new_with_salt_len(public, salt)
+                            .verify(msg, &sig),
+                    }
                 }
-                S::RsaPkcs1Sha384 => {
-                    rsa::pkcs1v15::VerifyingKey::<Sha384>::new(public).verify(msg, &sig)
+                _ => {
+                    let sig = rsa::pkcs1v15::Signature::try_from(signature)
+                        .map_err(|_| CsrError::BadSignature)?;
+                    match alg {
+                        S::RsaPkcs1Sha256 => {
+                            rsa::pkcs1v15::VerifyingKey::<Sha256>::new(public).verify(msg, &sig)
+                        }
+                        S::RsaPkcs1Sha384 => {
+                            rsa::pkcs1v15::VerifyingKey::<Sha384>::new(public).verify(msg, &sig)
+                        }
+                        _ => rsa::pkcs1v15::VerifyingKey::<Sha512>::new(public).verify(msg, &sig),
+                    }
                 }
-                _ => rsa::pkcs1v15::VerifyingKey::<Sha512>::new(public).verify(msg, &sig),
             };
             ok.map_err(|_| CsrError::BadSignature)
         }

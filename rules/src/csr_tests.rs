@@ -138,6 +138,51 @@ fn handmade_rsa_csr(key: &rsa::PrivateKey, cn: &str, alg: &str) -> String {
     to_pem("CERTIFICATE REQUEST", &req.to_der().expect("csr der"))
 }
 
+/// A CSR signed with RSASSA-PSS (SHA-256, MGF1-SHA-256) using a salt of
+/// `used_salt` bytes, whose parameters declare `declared_salt`.
+fn handmade_pss_csr(
+    key: &rsa::PrivateKey,
+    cn: &str,
+    declared_salt: u8,
+    used_salt: usize,
+) -> String {
+    use rsa::signature::{RandomizedSigner, SignatureEncoding};
+    let spki = rsa::PublicKey::from(key)
+        .to_public_key_der()
+        .expect("spki der");
+    let info = CertReqInfo {
+        version: Version::V1,
+        subject: Name::from_str(&format!("CN={cn}")).expect("name"),
+        public_key: SubjectPublicKeyInfoOwned::from_der(spki.as_bytes()).expect("spki"),
+        attributes: Default::default(),
+    };
+    let tbs = info.to_der().expect("tbs");
+    let signer = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(key.clone(), used_salt);
+    let sig = signer.sign_with_rng(&mut TestRng::new(7), &tbs).to_vec();
+    let sha256 = spki::AlgorithmIdentifierRef {
+        oid: OID_SHA256,
+        parameters: Some(AnyRef::NULL),
+    };
+    let params = rsa::pkcs1::RsaPssParamsRef {
+        hash: sha256,
+        mask_gen: spki::AlgorithmIdentifier {
+            oid: OID_MGF1,
+            parameters: Some(sha256),
+        },
+        salt_len: declared_salt,
+        trailer_field: Default::default(),
+    };
+    let req = CertReq {
+        info,
+        algorithm: AlgorithmIdentifierOwned {
+            oid: OID_RSASSA_PSS,
+            parameters: Some(der::Any::from_der(&params.to_der().expect("params")).expect("any")),
+        },
+        signature: BitString::from_bytes(&sig).expect("bit string"),
+    };
+    to_pem("CERTIFICATE REQUEST", &req.to_der().expect("csr der"))
+}
+
 fn to_pem(label: &str, der: &[u8]) -> String {
     der::pem::encode_string(label, der::pem::LineEnding::LF, der).expect("pem")
 }
@@ -211,6 +256,33 @@ fn rsa_signature_digests_are_verified(#[case] alg: &str, #[case] expected: Signa
     let info = inspect_csr(&pem).expect("valid csr");
     assert_eq!(info.signature_algorithm, expected);
     assert_eq!(info.key, KeyAlgorithm::Rsa { bits: 2048 });
+}
+
+#[test]
+fn rsa_pss_csrs_verify_with_the_salt_length_their_parameters_declare() {
+    let key = rsa_key(2048);
+    for salt in [0u8, 20, 32, 222] {
+        let info = inspect_csr(&handmade_pss_csr(key, "thing-1", salt, usize::from(salt)))
+            .unwrap_or_else(|e| panic!("salt {salt}: {e}"));
+        assert_eq!(info.signature_algorithm, SignatureAlgorithm::RsaPssSha256);
+        assert_eq!(info.key, KeyAlgorithm::Rsa { bits: 2048 });
+        assert_eq!(
+            CsrPolicy::default().check(
+                &info,
+                &CsrCheck {
+                    thing_name: "thing-1",
+                    old_public_key_fingerprint: None,
+                }
+            ),
+            Ok(())
+        );
+    }
+    // Signed with a 32-byte salt, declaring 20: the declared length is the
+    // one verified, so it fails.
+    assert_eq!(
+        inspect_csr(&handmade_pss_csr(key, "thing-1", 20, 32)),
+        Err(CsrError::BadSignature)
+    );
 }
 
 #[test]
@@ -354,6 +426,7 @@ fn kind(err: &CsrError) -> &'static str {
         CsrError::WrongPemLabel { .. } => "WrongPemLabel",
         CsrError::Der { .. } => "Der",
         CsrError::UnsupportedSignatureAlgorithm { .. } => "UnsupportedSignatureAlgorithm",
+        CsrError::UnsupportedPssParameters { .. } => "UnsupportedPssParameters",
         CsrError::UnsupportedKey { .. } => "UnsupportedKey",
         CsrError::MalformedKey { .. } => "MalformedKey",
         CsrError::SignatureKeyMismatch { .. } => "SignatureKeyMismatch",
@@ -767,7 +840,7 @@ fn openssl_made_csrs() {
         (
             &["-newkey", "rsa:2048", "-sigopt", "rsa_padding_mode:pss"],
             "-sha256",
-            Err("UnsupportedSignatureAlgorithm"),
+            Ok(KeyAlgorithm::Rsa { bits: 2048 }),
         ),
         (
             &["-newkey", "ed25519"],
@@ -799,6 +872,84 @@ fn openssl_made_csrs() {
                 let spki_pem =
                     openssl(&["pkey", "-in", &keyfile, "-pubout"], &dir).expect("openssl ran");
                 assert_eq!(info.public_key_fingerprint, sha256_hex(&pem_der(&spki_pem)));
+            }
+            (Err(kind_name), Err(e)) => assert_eq!(kind(&e), *kind_name, "case {i}: {e}"),
+            (expected, got) => panic!("case {i}: expected {expected:?}, got {got:?}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn openssl_made_rsa_pss_csrs() {
+    let dir = std::env::temp_dir().join(format!("fleetcert-csr-pss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    if openssl(&["version"], &dir).is_none() {
+        println!("skipped: openssl is not on PATH");
+        return;
+    }
+    use SignatureAlgorithm as S;
+    /// (key, digest, extra -sigopt values, expected)
+    type Case<'a> = (&'a str, &'a str, &'a [&'a str], Result<S, &'a str>);
+    let cases: &[Case<'_>] = &[
+        // OpenSSL's default salt for signing is the largest that fits: 222
+        // bytes here, 334 for 3072 bits and SHA-384 (more than a u8).
+        ("rsa:2048", "-sha256", &[], Ok(S::RsaPssSha256)),
+        ("rsa:3072", "-sha384", &[], Ok(S::RsaPssSha384)),
+        (
+            "rsa:2048",
+            "-sha512",
+            &["rsa_pss_saltlen:digest"],
+            Ok(S::RsaPssSha512),
+        ),
+        (
+            "rsa:2048",
+            "-sha256",
+            &["rsa_pss_saltlen:0"],
+            Ok(S::RsaPssSha256),
+        ),
+        (
+            "rsa:2048",
+            "-sha256",
+            &["rsa_mgf1_md:sha1"],
+            Err("UnsupportedPssParameters"),
+        ),
+        ("rsa:2048", "-sha1", &[], Err("UnsupportedPssParameters")),
+    ];
+    for (i, (newkey, digest, sigopts, expected)) in cases.iter().enumerate() {
+        let keyfile = format!("pss{i}.pem");
+        let mut args = vec![
+            "req",
+            "-new",
+            "-nodes",
+            "-keyout",
+            &keyfile,
+            "-subj",
+            "/CN=thing-pss",
+            "-newkey",
+            newkey,
+            digest,
+            "-sigopt",
+            "rsa_padding_mode:pss",
+        ];
+        for opt in *sigopts {
+            args.extend(["-sigopt", opt]);
+        }
+        let pem = openssl(&args, &dir).expect("openssl ran before");
+        match (expected, inspect_csr(&pem)) {
+            (Ok(alg), Ok(info)) => {
+                assert_eq!(info.signature_algorithm, *alg, "case {i}");
+                assert_eq!(info.subject_cn.as_deref(), Some("thing-pss"));
+                // The same request with one signature bit flipped.
+                let mut der = pem_der(&pem);
+                let last = der.len() - 1;
+                der[last] ^= 1;
+                let tampered = to_pem("CERTIFICATE REQUEST", &der);
+                assert_eq!(
+                    inspect_csr(&tampered),
+                    Err(CsrError::BadSignature),
+                    "case {i}"
+                );
             }
             (Err(kind_name), Err(e)) => assert_eq!(kind(&e), *kind_name, "case {i}: {e}"),
             (expected, got) => panic!("case {i}: expected {expected:?}, got {got:?}"),
