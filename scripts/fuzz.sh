@@ -59,7 +59,8 @@ printf 'a/#\0a' >"$corpus/topic/seed-3"
 if command -v openssl >/dev/null; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
-  for spec in "rsa:2048" "ec -pkeyopt ec_paramgen_curve:P-256" "ec -pkeyopt ec_paramgen_curve:P-384"; do
+  for spec in "rsa:2048" "ec -pkeyopt ec_paramgen_curve:P-256" "ec -pkeyopt ec_paramgen_curve:P-384" \
+    "rsa:2048 -sigopt rsa_padding_mode:pss" "rsa:2048 -sha512 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest"; do
     name="$(echo "$spec" | tr -c 'a-zA-Z0-9' '_')"
     # shellcheck disable=SC2086
     openssl req -new -newkey $spec -nodes -keyout "$tmp/k" -subj "/CN=fuzz-thing" -out "$tmp/csr.pem" 2>/dev/null
