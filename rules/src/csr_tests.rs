@@ -108,9 +108,15 @@ fn ec_keypair(alg: &'static RcgenAlg) -> KeyPair {
     KeyPair::generate_for(alg).expect("ec key")
 }
 
-/// A CSR assembled by hand with x509-cert types and signed by the `rsa`
-/// crate: works for key sizes rcgen/ring refuse (RSA-1024).
-fn handmade_rsa_csr(key: &rsa::PrivateKey, cn: &str, alg: &str) -> String {
+/// A CSR for `key` and `cn` assembled by hand with x509-cert types, signed
+/// by `sign` (given the to-be-signed DER, returns the algorithm and the
+/// signature): works for key sizes and schemes rcgen/ring refuse (RSA-1024,
+/// RSASSA-PSS).
+fn handmade_csr(
+    key: &rsa::PrivateKey,
+    cn: &str,
+    sign: impl FnOnce(&[u8]) -> (AlgorithmIdentifierOwned, Vec<u8>),
+) -> String {
     let spki = rsa::PublicKey::from(key)
         .to_public_key_der()
         .expect("spki der");
@@ -120,22 +126,30 @@ fn handmade_rsa_csr(key: &rsa::PrivateKey, cn: &str, alg: &str) -> String {
         public_key: SubjectPublicKeyInfoOwned::from_der(spki.as_bytes()).expect("spki"),
         attributes: Default::default(),
     };
-    let tbs = info.to_der().expect("tbs");
-    let (oid, sig) = match alg {
-        "sha256" => (OID_SHA256_WITH_RSA, key.pkcs1v15_sign::<Sha256>(&tbs)),
-        "sha384" => (OID_SHA384_WITH_RSA, key.pkcs1v15_sign::<Sha384>(&tbs)),
-        "sha512" => (OID_SHA512_WITH_RSA, key.pkcs1v15_sign::<Sha512>(&tbs)),
-        other => unreachable!("no such test algorithm {other}"),
-    };
+    let (algorithm, sig) = sign(&info.to_der().expect("tbs"));
     let req = CertReq {
         info,
-        algorithm: AlgorithmIdentifierOwned {
-            oid,
-            parameters: Some(der::Any::null()),
-        },
-        signature: BitString::from_bytes(&sig.expect("sign")).expect("bit string"),
+        algorithm,
+        signature: BitString::from_bytes(&sig).expect("bit string"),
     };
     to_pem("CERTIFICATE REQUEST", &req.to_der().expect("csr der"))
+}
+
+/// A CSR signed with RSASSA-PKCS1-v1_5 and `alg` (`sha256`, `sha384`, `sha512`).
+fn handmade_rsa_csr(key: &rsa::PrivateKey, cn: &str, alg: &str) -> String {
+    handmade_csr(key, cn, |tbs| {
+        let (oid, sig) = match alg {
+            "sha256" => (OID_SHA256_WITH_RSA, key.pkcs1v15_sign::<Sha256>(tbs)),
+            "sha384" => (OID_SHA384_WITH_RSA, key.pkcs1v15_sign::<Sha384>(tbs)),
+            "sha512" => (OID_SHA512_WITH_RSA, key.pkcs1v15_sign::<Sha512>(tbs)),
+            other => unreachable!("no such test algorithm {other}"),
+        };
+        let algorithm = AlgorithmIdentifierOwned {
+            oid,
+            parameters: Some(der::Any::null()),
+        };
+        (algorithm, sig.expect("sign"))
+    })
 }
 
 /// A CSR signed with RSASSA-PSS (SHA-256, MGF1-SHA-256) using a salt of
@@ -147,40 +161,28 @@ fn handmade_pss_csr(
     used_salt: usize,
 ) -> String {
     use rsa::signature::{RandomizedSigner, SignatureEncoding};
-    let spki = rsa::PublicKey::from(key)
-        .to_public_key_der()
-        .expect("spki der");
-    let info = CertReqInfo {
-        version: Version::V1,
-        subject: Name::from_str(&format!("CN={cn}")).expect("name"),
-        public_key: SubjectPublicKeyInfoOwned::from_der(spki.as_bytes()).expect("spki"),
-        attributes: Default::default(),
-    };
-    let tbs = info.to_der().expect("tbs");
-    let signer = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(key.clone(), used_salt);
-    let sig = signer.sign_with_rng(&mut TestRng::new(7), &tbs).to_vec();
-    let sha256 = spki::AlgorithmIdentifierRef {
-        oid: OID_SHA256,
-        parameters: Some(AnyRef::NULL),
-    };
-    let params = rsa::pkcs1::RsaPssParamsRef {
-        hash: sha256,
-        mask_gen: spki::AlgorithmIdentifier {
-            oid: OID_MGF1,
-            parameters: Some(sha256),
-        },
-        salt_len: declared_salt,
-        trailer_field: Default::default(),
-    };
-    let req = CertReq {
-        info,
-        algorithm: AlgorithmIdentifierOwned {
+    handmade_csr(key, cn, |tbs| {
+        let signer = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(key.clone(), used_salt);
+        let sig = signer.sign_with_rng(&mut TestRng::new(7), tbs).to_vec();
+        let sha256 = spki::AlgorithmIdentifierRef {
+            oid: OID_SHA256,
+            parameters: Some(AnyRef::NULL),
+        };
+        let params = rsa::pkcs1::RsaPssParamsRef {
+            hash: sha256,
+            mask_gen: spki::AlgorithmIdentifier {
+                oid: OID_MGF1,
+                parameters: Some(sha256),
+            },
+            salt_len: declared_salt,
+            trailer_field: Default::default(),
+        };
+        let algorithm = AlgorithmIdentifierOwned {
             oid: OID_RSASSA_PSS,
             parameters: Some(der::Any::from_der(&params.to_der().expect("params")).expect("any")),
-        },
-        signature: BitString::from_bytes(&sig).expect("bit string"),
-    };
-    to_pem("CERTIFICATE REQUEST", &req.to_der().expect("csr der"))
+        };
+        (algorithm, sig)
+    })
 }
 
 fn to_pem(label: &str, der: &[u8]) -> String {
