@@ -8,9 +8,9 @@ use serde_json::{Value as Json, json};
 use crate::config::{Architecture, Frequency, Validated};
 use crate::from_rules;
 use crate::generated::dynamodb_table::{
-    AttributeDefinition, AttributeDefinitionAttributeType, KeySchemaItem,
-    PointInTimeRecoverySpecification, SseSpecification, Table, TableBillingMode,
-    TimeToLiveSpecification,
+    AttributeDefinition, AttributeDefinitionAttributeType, GlobalSecondaryIndex,
+    GlobalSecondaryIndexKeySchemaItem, KeySchemaItem, PointInTimeRecoverySpecification, Projection,
+    ProjectionProjectionType, SseSpecification, Table, TableBillingMode, TimeToLiveSpecification,
 };
 use crate::generated::events_rule::{Rule, Target};
 use crate::generated::iam_role::{Policy as InlinePolicy, Role};
@@ -38,8 +38,9 @@ use crate::generated::lambda_permission::Permission;
 use crate::generated::logs_log_group::LogGroup;
 use crate::generated::sns_topic::{Subscription, Topic};
 use crate::generated::sqs_queue::Queue;
-use crate::intrinsics::{Pseudo, Value, sub, sub_if_needed};
+use crate::intrinsics::{Pseudo, Value, join, sub, sub_if_needed};
 use crate::stack::{Handle, Options, Stack, checkov_skips};
+use lambdas::config::{DEADLINE_ATTRIBUTE, DUE_INDEX, DUE_KEY_ATTRIBUTE};
 
 /// The CDK bootstrap qualifier the stock `cdk bootstrap` uses.
 pub const QUALIFIER: &str = "hnb659fds";
@@ -124,6 +125,8 @@ enum Scope {
     DeviceTopics,
     /// The rotation table.
     RotationTable,
+    /// The rotation table's due index (the sweeper's query).
+    DueIndex,
     /// The rotation work queue.
     RotationQueue,
     /// The support topic.
@@ -148,6 +151,7 @@ impl Scope {
             "iot:DescribeThing" | "iot:CreateThing" => Scope::Things,
             "iot:DescribeCACertificate" => Scope::CaCertificates,
             "iot:Publish" => Scope::DeviceTopics,
+            "dynamodb:Query" => Scope::DueIndex,
             a if a.starts_with("dynamodb:") => Scope::RotationTable,
             a if a.starts_with("sqs:") => Scope::RotationQueue,
             "sns:Publish" => Scope::SupportTopic,
@@ -165,6 +169,7 @@ impl Scope {
             Scope::CaCertificates => "CaCertificates",
             Scope::DeviceTopics => "DeviceTopics",
             Scope::RotationTable => "RotationTable",
+            Scope::DueIndex => "RotationTableDueIndex",
             Scope::RotationQueue => "RotationQueue",
             Scope::SupportTopic => "SupportTopic",
         }
@@ -242,6 +247,16 @@ fn statements(f: Fn_, r: &Refs) -> Vec<(&'static str, Vec<&'static str>, Vec<Jso
                     .map(|kind| sub(arn(&format!("topic/management/topic/*/{kind}"))).to_json())
                     .collect(),
                 Scope::RotationTable => vec![r.table.arn().to_json()],
+                Scope::DueIndex => vec![
+                    join(
+                        "",
+                        vec![
+                            r.table.arn(),
+                            format!("/index/{}", lambdas::config::DUE_INDEX).into(),
+                        ],
+                    )
+                    .to_json(),
+                ],
                 Scope::RotationQueue => vec![r.queue.arn().to_json()],
                 Scope::SupportTopic => vec![r.support.r#ref().to_json()],
             };
@@ -299,7 +314,24 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
     let table = s.add_with(
         "RotationTable",
         Table {
-            attribute_definitions: Some(vec![AttributeDefinition::new("rotationId", AttributeDefinitionAttributeType::S)]),
+            attribute_definitions: Some(vec![
+                AttributeDefinition::new("rotationId", AttributeDefinitionAttributeType::S),
+                AttributeDefinition::new(DUE_KEY_ATTRIBUTE, AttributeDefinitionAttributeType::S),
+                AttributeDefinition::new(DEADLINE_ATTRIBUTE, AttributeDefinitionAttributeType::N),
+            ]),
+            // Sparse: only open rows and rows owing a cleanup carry the
+            // partition key, so the sweeper reads those and not the fleet.
+            global_secondary_indexes: Some(vec![GlobalSecondaryIndex::new(
+                DUE_INDEX,
+                vec![
+                    GlobalSecondaryIndexKeySchemaItem::new(DUE_KEY_ATTRIBUTE, "HASH"),
+                    GlobalSecondaryIndexKeySchemaItem::new(DEADLINE_ATTRIBUTE, "RANGE"),
+                ],
+                Projection {
+                    projection_type: Some(ProjectionProjectionType::Include),
+                    non_key_attributes: Some(vec!["row".into()]),
+                },
+            )]),
             billing_mode: Some(TableBillingMode::PayPerRequest),
             point_in_time_recovery_specification: Some(PointInTimeRecoverySpecification {
                 point_in_time_recovery_enabled: Some(true.into()),

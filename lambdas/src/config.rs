@@ -16,6 +16,24 @@ pub const MAX_ROTATION_TTL_DAYS: u32 = 3650;
 /// finished rows only; infra declares it in `TimeToLiveSpecification`.
 pub const ROTATION_TTL_ATTRIBUTE: &str = "expiresAt";
 
+/// The rotation table's sparse global secondary index of the rows the
+/// sweeper looks at: open rows and closed rows owing a cleanup, the only
+/// rows that carry [`DUE_KEY_ATTRIBUTE`]. The sweeper queries it for the
+/// rows past a deadline instead of scanning every row of the fleet.
+pub const DUE_INDEX: &str = "due";
+
+/// The due index's partition key; its one value is [`DUE_KEY_VALUE`]. One
+/// partition is enough: its writes follow the rotation rate, which the IoT
+/// API quotas hold to tens per second, far below a partition's 1,000.
+pub const DUE_KEY_ATTRIBUTE: &str = "dueKey";
+
+/// The value of [`DUE_KEY_ATTRIBUTE`] on every due row.
+pub const DUE_KEY_VALUE: &str = "due";
+
+/// The rotation row attribute of the deadline (N, ms since the Unix
+/// epoch), the due index's sort key.
+pub const DEADLINE_ATTRIBUTE: &str = "deadlineMs";
+
 /// Configuration shared by every handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {

@@ -67,7 +67,7 @@ pub enum Operation {
     LatestRotationForThing,
     /// [`RotationStore::update`]: a conditional `dynamodb:UpdateItem` / `PutItem`.
     UpdateRotation,
-    /// [`RotationStore::open_due`]: `dynamodb:Scan` / `Query`.
+    /// [`RotationStore::open_due`]: `dynamodb:Query` of the due index.
     ListDueRotations,
     /// [`Notifier::notify`]: `sns:Publish`.
     NotifySupport,
@@ -176,7 +176,7 @@ impl Operation {
             Self::CreateRotation => &["dynamodb:PutItem"],
             Self::UpdateRotation => &["dynamodb:PutItem", "dynamodb:UpdateItem"],
             Self::GetRotation | Self::LatestRotationForThing => &["dynamodb:GetItem"],
-            Self::ListDueRotations => &["dynamodb:Scan"],
+            Self::ListDueRotations => &["dynamodb:Query"],
             Self::NotifySupport => &["sns:Publish"],
             Self::SendMessageBatch => &["sqs:SendMessage"],
         }

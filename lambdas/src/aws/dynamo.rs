@@ -5,8 +5,12 @@
 //!
 //! | `rotationId`          | other attributes                                                   |
 //! |-----------------------|--------------------------------------------------------------------|
-//! | `<rotation id>`       | `row` (the [`Rotation`] as JSON), `thingName`, `state`, `open` (BOOL), `deadlineMs` (N), `createdAtMs` (N) |
-//! | `thing#<thing name>`  | `latest` (the thing's most recently created rotation id), `open` (BOOL) |
+//! | `<rotation id>`       | `row` (the [`Rotation`] as JSON), `thingName`, `state`, `open` (BOOL), `cleanupPending` (BOOL), `deadlineMs` (N), `createdAtMs` (N); `dueKey` = `due` while open or owing a cleanup, else `expiresAt` (N, the TTL) |
+//! | `thing#<thing name>`  | `latest` (the thing's most recently created rotation id), `open` (BOOL); `expiresAt` once closed |
+//!
+//! The sparse global secondary index `due` (partition `dueKey`, sort
+//! `deadlineMs`, projecting `row`) holds only the rows the sweeper may act
+//! on: `open_due` is one `Query` page of it, never a scan of the fleet.
 //!
 //! Rotation ids are `[A-Za-z0-9_-]`, so no rotation id starts with `thing#`.
 //! The pointer row makes "one open rotation per thing" a condition
@@ -17,7 +21,8 @@
 //! transaction when the rotation ends.
 //!
 //! IAM actions: `dynamodb:PutItem` and `dynamodb:UpdateItem` (the items of
-//! `TransactWriteItems`), `dynamodb:GetItem`, `dynamodb:Scan`.
+//! `TransactWriteItems`), `dynamodb:GetItem`, `dynamodb:Query` (the due
+//! index).
 
 use std::collections::HashMap;
 
@@ -27,7 +32,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use rules::rotation::Rotation;
 
 use super::error::{classify, unexpected};
-use crate::config::{DEFAULT_ROTATION_TTL_DAYS, ROTATION_TTL_ATTRIBUTE};
+use crate::config::{
+    DEADLINE_ATTRIBUTE, DEFAULT_ROTATION_TTL_DAYS, DUE_INDEX, DUE_KEY_ATTRIBUTE, DUE_KEY_VALUE,
+    ROTATION_TTL_ATTRIBUTE,
+};
 use crate::ports::{Operation, Page, PortError, PortResult, RotationStore};
 
 /// The table's hash key.
@@ -74,10 +82,17 @@ impl DynamoStore {
         from_ms.div_euclid(1000) + i64::from(self.ttl_days) * 24 * 60 * 60
     }
 
-    /// The item of a rotation row.
+    /// The item of a rotation row: in the due index while the sweeper may
+    /// have to act on it (open, or a cleanup pending), otherwise with its
+    /// expiry.
     fn rotation_item(&self, op: Operation, rotation: &Rotation) -> PortResult<Item> {
         let mut item = rotation_item(op, rotation)?;
-        if rotation.state.is_terminal() && !rotation.cleanup_pending {
+        if rotation.state.is_open() || rotation.cleanup_pending {
+            item.insert(
+                DUE_KEY_ATTRIBUTE.to_owned(),
+                AttributeValue::S(DUE_KEY_VALUE.to_owned()),
+            );
+        } else {
             item.insert(
                 ROTATION_TTL_ATTRIBUTE.to_owned(),
                 AttributeValue::N(self.expires_at(rotation).to_string()),
@@ -86,8 +101,8 @@ impl DynamoStore {
         Ok(item)
     }
 
-    /// Reads at most `items` items per `open_due` page (the Scan `Limit`,
-    /// counted before the filter); without it a page is up to 1 MB.
+    /// Reads at most `items` items per `open_due` page (the Query `Limit`);
+    /// without it a page is up to 1 MB.
     #[must_use]
     pub fn with_page_size(mut self, items: u16) -> Self {
         self.page_size = Some(i32::from(items.max(1)));
@@ -252,7 +267,7 @@ fn rotation_item(op: Operation, rotation: &Rotation) -> PortResult<Item> {
             AttributeValue::Bool(rotation.cleanup_pending),
         ),
         (
-            "deadlineMs".to_owned(),
+            DEADLINE_ATTRIBUTE.to_owned(),
             AttributeValue::N(rotation.deadline_ms.to_string()),
         ),
         (
@@ -275,12 +290,20 @@ fn row_of(op: Operation, item: &Item) -> PortResult<Rotation> {
         .map_err(|e| unexpected(op, format_args!("item {key:?}: row is not a rotation: {e}")))
 }
 
-/// `next_token` ⇄ `ExclusiveStartKey`: the key's string attributes as a
-/// JSON object.
+/// `next_token` ⇄ `ExclusiveStartKey`: the key's attributes (the table's
+/// and the due index's: strings and numbers) as a JSON object,
+/// `{"rotationId": {"S": "r-1"}, "deadlineMs": {"N": "5000"}, ...}`.
 fn token_of(key: &Item) -> Option<String> {
     let map: serde_json::Map<String, serde_json::Value> = key
         .iter()
-        .filter_map(|(k, v)| Some((k.clone(), serde_json::Value::String(v.as_s().ok()?.clone()))))
+        .filter_map(|(k, v)| {
+            let typed = match v {
+                AttributeValue::S(s) => serde_json::json!({ "S": s }),
+                AttributeValue::N(n) => serde_json::json!({ "N": n }),
+                _ => return None,
+            };
+            Some((k.clone(), typed))
+        })
         .collect();
     (!map.is_empty()).then(|| serde_json::Value::Object(map).to_string())
 }
@@ -290,14 +313,24 @@ fn key_of(op: Operation, token: &str) -> PortResult<Item> {
         operation: op,
         message: format!("next token {token:?} is not one this store returned"),
     };
-    let map: HashMap<String, String> = serde_json::from_str(token).map_err(|_| bad())?;
+    let map: HashMap<String, HashMap<String, String>> =
+        serde_json::from_str(token).map_err(|_| bad())?;
     if !map.contains_key(KEY) {
         return Err(bad());
     }
-    Ok(map
-        .into_iter()
-        .map(|(k, v)| (k, AttributeValue::S(v)))
-        .collect())
+    map.into_iter()
+        .map(|(k, typed)| {
+            let mut typed = typed.into_iter();
+            let value = match (typed.next(), typed.next()) {
+                (Some((t, v)), None) if t == "S" => AttributeValue::S(v),
+                (Some((t, v)), None) if t == "N" && v.parse::<i64>().is_ok() => {
+                    AttributeValue::N(v)
+                }
+                _ => return Err(bad()),
+            };
+            Ok((k, value))
+        })
+        .collect()
 }
 
 impl RotationStore for DynamoStore {
@@ -423,24 +456,20 @@ impl RotationStore for DynamoStore {
         let start = next_token.as_deref().map(|t| key_of(op, t)).transpose()?;
         let out = self
             .client
-            .scan()
+            .query()
             .table_name(&self.table)
-            .filter_expression(
-                "(#open = :true OR #pending = :true) AND #deadline < :before AND attribute_exists(#row)",
-            )
+            .index_name(DUE_INDEX)
+            .key_condition_expression("#due = :due AND #deadline < :before")
             .set_expression_attribute_names(names_of(&[
-                ("#open", "open"),
-                ("#pending", "cleanupPending"),
-                ("#deadline", "deadlineMs"),
-                ("#row", "row"),
+                ("#due", DUE_KEY_ATTRIBUTE),
+                ("#deadline", DEADLINE_ATTRIBUTE),
             ]))
             .set_expression_attribute_values(values_of(vec![
-                (":true", AttributeValue::Bool(true)),
+                (":due", AttributeValue::S(DUE_KEY_VALUE.to_owned())),
                 (":before", AttributeValue::N(before_ms.to_string())),
             ]))
             .set_exclusive_start_key(start)
             .set_limit(self.page_size)
-            .consistent_read(true)
             .send()
             .await
             .map_err(|e| classify(op, &e))?;
