@@ -6,6 +6,9 @@ use rules::jitr::JitrConfig;
 /// Default time a device has to finish a rotation: 7 days.
 pub const DEFAULT_ROTATION_DEADLINE_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
+/// Default most rows one sweep acts on: 200.
+pub const DEFAULT_SWEEP_MAX_ROWS: usize = 200;
+
 /// Default days a finished rotation row is kept: 90.
 pub const DEFAULT_ROTATION_TTL_DAYS: u32 = 90;
 
@@ -50,6 +53,11 @@ pub struct Config {
     /// `ROTATION_TTL_DAYS` (default 90, 1 to 3650): how long a finished
     /// rotation row stays in the table after its deadline.
     pub rotation_ttl_days: u32,
+    /// `SWEEP_MAX_ROWS` (default 200, at least 1): the most rows one sweep
+    /// expires, finishes or sends a message for; the rest (the least
+    /// overdue) wait for the next sweep, so that a backlog never runs one
+    /// invocation past its timeout under the API rate limits.
+    pub sweep_max_rows: usize,
     /// `CSR_MIN_RSA_BITS`, `CSR_MAX_RSA_BITS`, `CSR_ALLOW_P256`,
     /// `CSR_ALLOW_P384`, `CSR_REQUIRE_NEW_KEY`, `CSR_REQUIRE_CN_MATCHES_THING`.
     pub csr_policy: CsrPolicy,
@@ -91,6 +99,7 @@ impl Config {
             device_policy_name: device_policy_name.to_owned(),
             rotation_deadline_ms: DEFAULT_ROTATION_DEADLINE_MS,
             rotation_ttl_days: DEFAULT_ROTATION_TTL_DAYS,
+            sweep_max_rows: DEFAULT_SWEEP_MAX_ROWS,
             csr_policy: CsrPolicy::default(),
             jitr: JitrConfig {
                 policy_name: device_policy_name.to_owned(),
@@ -166,6 +175,14 @@ impl Config {
                 expected: "a number of days from 1 to 3650",
             });
         }
+        let sweep_max_rows = parse_or(&lookup, "SWEEP_MAX_ROWS", DEFAULT_SWEEP_MAX_ROWS)?;
+        if sweep_max_rows == 0 {
+            return Err(ConfigError::Invalid {
+                name: "SWEEP_MAX_ROWS",
+                value: "0".to_owned(),
+                expected: "at least 1",
+            });
+        }
         Ok(Self {
             rotation_table: required("ROTATION_TABLE")?,
             rotation_queue_url: required("ROTATION_QUEUE_URL")?,
@@ -173,6 +190,7 @@ impl Config {
             device_policy_name,
             rotation_deadline_ms,
             rotation_ttl_days,
+            sweep_max_rows,
             csr_policy,
             jitr,
         })
@@ -241,6 +259,7 @@ mod tests {
         assert!(c.jitr.create_thing);
         assert_eq!(c.rotation_deadline_ms, DEFAULT_ROTATION_DEADLINE_MS);
         assert_eq!(c.rotation_ttl_days, DEFAULT_ROTATION_TTL_DAYS);
+        assert_eq!(c.sweep_max_rows, DEFAULT_SWEEP_MAX_ROWS);
         assert_eq!(c.csr_policy, CsrPolicy::default());
     }
 
@@ -266,6 +285,15 @@ mod tests {
             ),
             "{err:?}"
         );
+        let mut pairs = BASE.to_vec();
+        pairs.push(("SWEEP_MAX_ROWS", "0"));
+        assert!(matches!(
+            Config::from_lookup(env(&pairs)),
+            Err(ConfigError::Invalid {
+                name: "SWEEP_MAX_ROWS",
+                ..
+            })
+        ));
         for days in ["0", "3651"] {
             let mut pairs = BASE.to_vec();
             pairs.push(("ROTATION_TTL_DAYS", days));
@@ -289,6 +317,7 @@ mod tests {
         pairs.extend([
             ("ROTATION_DEADLINE_MS", "60000"),
             ("ROTATION_TTL_DAYS", "7"),
+            ("SWEEP_MAX_ROWS", "50"),
             ("CSR_MIN_RSA_BITS", "3072"),
             ("JITR_CREATE_THING", "false"),
             ("JITR_ALLOWED_CA_IDS", "a, b"),
@@ -296,6 +325,7 @@ mod tests {
         let c = Config::from_lookup(env(&pairs)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.rotation_deadline_ms, 60_000);
         assert_eq!(c.rotation_ttl_days, 7);
+        assert_eq!(c.sweep_max_rows, 50);
         assert_eq!(c.csr_policy.min_rsa_bits, 3072);
         assert!(!c.jitr.create_thing);
         assert_eq!(c.jitr.allowed_ca_ids, ["a", "b"]);

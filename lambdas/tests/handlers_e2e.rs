@@ -268,6 +268,57 @@ fn sweeper_expires_a_stuck_rotation_and_removes_its_new_certificate() {
 }
 
 #[test]
+fn a_sweep_acts_on_at_most_sweep_max_rows_and_the_next_goes_on() {
+    let mut w = World::new();
+    w.cfg.sweep_max_rows = 2;
+    let devices: Vec<_> = (1..=3)
+        .map(|i| w.provision(&format!("thing-{i}")))
+        .collect();
+    let work_items: Vec<_> = devices.iter().map(|d| work(&d.cert_id, false)).collect();
+    run(rotation_starter::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&sqs_event(&work_items)),
+        w.now,
+    ));
+    let late = w.now + w.cfg.rotation_deadline_ms + 1;
+    let summary = |now: i64| match run(sweeper::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&scheduled_event()),
+        now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+    {
+        lambdas::handlers::Outcome::Done { summary } => summary,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        summary(late),
+        "2 rotations expired, 0 messages sent again; stopped at the limit of 2 rows, the next sweep goes on"
+    );
+    let open = |w: &World| {
+        w.ports
+            .ports
+            .store
+            .rows()
+            .iter()
+            .filter(|r| r.state.is_open())
+            .count()
+    };
+    assert_eq!(open(&w), 1);
+    assert_eq!(
+        summary(late + 1),
+        "1 rotations expired, 0 messages sent again"
+    );
+    assert_eq!(open(&w), 0);
+    assert_eq!(w.ports.ports.notifier.sent().len(), 3);
+    for d in &devices {
+        w.assert_invariants(d);
+    }
+}
+
+#[test]
 fn sweeper_sends_a_stalled_rotations_message_again_at_half_and_three_quarters_of_its_time() {
     let w = World::new();
     let waiting = w.provision("thing-1");

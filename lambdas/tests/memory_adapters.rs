@@ -106,17 +106,22 @@ fn faults_counters_and_paging() {
         matches!(run(store.create(&dup)), Err(e) if e.is_condition_failed()),
         "one open rotation per thing"
     );
-    let mut seen = 0;
+    let mut deadlines = Vec::new();
     let mut token = None;
     for _ in 0..10 {
         let page = run(store.open_due(200, token)).expect("page");
-        seen += page.items.len();
+        deadlines.extend(page.items.iter().map(|r| r.deadline_ms));
         token = page.next_token;
         if token.is_none() {
             break;
         }
     }
-    assert_eq!(seen, 200);
+    // As the DynamoDB due index: every due row once, most overdue first.
+    assert_eq!(deadlines, (0..200).collect::<Vec<i64>>());
+    assert!(matches!(
+        run(store.open_due(200, Some("nonsense".to_owned()))),
+        Err(PortError::Invalid { .. })
+    ));
 
     let q = &w.ports.ports.queue;
     let eleven: Vec<QueueMessage> = (0..11)

@@ -39,12 +39,16 @@ pub async fn handle<P: Ports>(
     }
     let mut expired = 0usize;
     let mut resent = 0usize;
+    let mut failed = 0usize;
     let mut first_error = None;
     let mut token = None;
     // Rows due, and rows past half of a configured rotation window.
     let horizon = now_ms.saturating_add(cfg.rotation_deadline_ms / 2);
     let mut pages = PageBudget::new(FUNCTION, Operation::ListDueRotations);
-    loop {
+    // The index is sorted by deadline: the most overdue rows come first,
+    // and a backlog past the limit is left to the next sweep.
+    let mut stopped = false;
+    'pages: loop {
         pages.take()?;
         let page = ports
             .store()
@@ -52,6 +56,10 @@ pub async fn handle<P: Ports>(
             .await
             .map_err(port(FUNCTION))?;
         for row in page.items {
+            if expired + resent + failed >= cfg.sweep_max_rows {
+                stopped = true;
+                break 'pages;
+            }
             let rotation_id = row.rotation_id.clone();
             if row.deadline_ms >= now_ms {
                 // Not due: an open row past half its time gets its message
@@ -61,6 +69,7 @@ pub async fn handle<P: Ports>(
                     Ok(false) => {}
                     Err(e) => {
                         tracing::warn!(function = FUNCTION, %rotation_id, error = %e, "re-send failed");
+                        failed += 1;
                         first_error.get_or_insert(e);
                     }
                 }
@@ -81,6 +90,7 @@ pub async fn handle<P: Ports>(
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(function = FUNCTION, %rotation_id, error = %e, "sweep failed");
+                    failed += 1;
                     first_error.get_or_insert(e);
                 }
             }
@@ -90,12 +100,16 @@ pub async fn handle<P: Ports>(
             break;
         }
     }
+    let mut summary = format!("{expired} rotations expired, {resent} messages sent again");
+    if stopped {
+        summary.push_str(&format!(
+            "; stopped at the limit of {} rows, the next sweep goes on",
+            cfg.sweep_max_rows
+        ));
+    }
     match first_error {
         Some(e) => Err(e),
-        None => Ok(done(
-            FUNCTION,
-            format!("{expired} rotations expired, {resent} messages sent again"),
-        )),
+        None => Ok(done(FUNCTION, summary)),
     }
 }
 

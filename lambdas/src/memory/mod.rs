@@ -391,24 +391,37 @@ impl RotationStore for MemoryRotationStore {
     ) -> PortResult<Page<Rotation>> {
         let after = self.instruments.enter(Operation::ListDueRotations)?;
         let inner = lock(&self.inner);
-        let start = next_token.unwrap_or_default();
-        let mut items = Vec::new();
-        let mut next = None;
-        let candidates = inner
+        // As the DynamoDB adapter's due index: most overdue first (deadline,
+        // then id); the token is the last row's `<deadline>/<id>`.
+        let start = match next_token.as_deref() {
+            None => None,
+            Some(token) => Some(
+                token
+                    .split_once('/')
+                    .and_then(|(d, id)| Some((d.parse::<i64>().ok()?, id)))
+                    .ok_or_else(|| PortError::Invalid {
+                        operation: Operation::ListDueRotations,
+                        message: format!("next token {token:?} is not one this store returned"),
+                    })?,
+            ),
+        };
+        let mut candidates: Vec<&Rotation> = inner
             .rows
-            .range::<String, _>((
-                std::ops::Bound::Excluded(&start),
-                std::ops::Bound::Unbounded,
-            ))
-            .map(|(_, r)| r)
-            .filter(|r| (r.state.is_open() || r.cleanup_pending) && r.deadline_ms < before_ms);
-        for row in candidates {
-            if items.len() == STORE_PAGE {
-                next = items.last().map(|r: &Rotation| r.rotation_id.clone());
-                break;
-            }
-            items.push(row.clone());
-        }
+            .values()
+            .filter(|r| (r.state.is_open() || r.cleanup_pending) && r.deadline_ms < before_ms)
+            .filter(|r| start.is_none_or(|s| (r.deadline_ms, r.rotation_id.as_str()) > s))
+            .collect();
+        candidates.sort_by_key(|r| (r.deadline_ms, r.rotation_id.as_str()));
+        let more = candidates.len() > STORE_PAGE;
+        let items: Vec<Rotation> = candidates
+            .into_iter()
+            .take(STORE_PAGE)
+            .cloned()
+            .collect();
+        let next = items
+            .last()
+            .filter(|_| more)
+            .map(|r| format!("{}/{}", r.deadline_ms, r.rotation_id));
         after.finish(Ok(Page {
             items,
             next_token: next,
