@@ -354,37 +354,29 @@ impl Iot {
         on_page: impl FnMut(usize),
     ) -> Result<Vec<CaSummary>, CaError> {
         const OP: &str = "ListCACertificates";
-        follow_markers(OP, on_page, |marker| {
+        let all = follow_markers(OP, on_page, |marker| {
             let request = self
                 .client
                 .list_ca_certificates()
                 .set_page_size(page_size)
                 .set_marker(marker);
             async move {
-                let out = request
-                    .send()
-                    .await
-                    .map_err(|e| map_err(OP, &self.endpoint, e))?;
-                let page = out
-                    .certificates
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|c| {
-                        Ok(CaSummary {
-                            certificate_id: c.certificate_id.ok_or(CaError::MissingField {
-                                operation: OP,
-                                field: "certificateId",
-                            })?,
-                            certificate_arn: c.certificate_arn,
-                            status: c.status.map(|s| s.as_str().to_owned()),
-                            creation_date: date(c.creation_date.as_ref()),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, CaError>>()?;
-                Ok((page, out.next_marker))
+                let out = request.send().await;
+                let out = out.map_err(|e| map_err(OP, &self.endpoint, e))?;
+                Ok((out.certificates.unwrap_or_default(), out.next_marker))
             }
         })
-        .await
+        .await?;
+        all.into_iter()
+            .map(|c| {
+                Ok(CaSummary {
+                    certificate_id: required_id(OP, c.certificate_id)?,
+                    certificate_arn: c.certificate_arn,
+                    status: c.status.map(|s| s.as_str().to_owned()),
+                    creation_date: date(c.creation_date.as_ref()),
+                })
+            })
+            .collect()
     }
 
     /// Every certificate issued by `ca_id` that is registered, following every page.
@@ -395,7 +387,7 @@ impl Iot {
         on_page: impl FnMut(usize),
     ) -> Result<Vec<CertSummary>, CaError> {
         const OP: &str = "ListCertificatesByCA";
-        follow_markers(OP, on_page, |marker| {
+        let all = follow_markers(OP, on_page, |marker| {
             let request = self
                 .client
                 .list_certificates_by_ca()
@@ -403,31 +395,23 @@ impl Iot {
                 .set_page_size(page_size)
                 .set_marker(marker);
             async move {
-                let out = request
-                    .send()
-                    .await
-                    .map_err(|e| map_err(OP, &self.endpoint, e))?;
-                let page = out
-                    .certificates
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|c| {
-                        Ok(CertSummary {
-                            certificate_id: c.certificate_id.ok_or(CaError::MissingField {
-                                operation: OP,
-                                field: "certificateId",
-                            })?,
-                            certificate_arn: c.certificate_arn,
-                            status: c.status.map(|s| s.as_str().to_owned()),
-                            certificate_mode: c.certificate_mode.map(|s| s.as_str().to_owned()),
-                            creation_date: date(c.creation_date.as_ref()),
-                        })
-                    })
-                    .collect::<Result<Vec<_>, CaError>>()?;
-                Ok((page, out.next_marker))
+                let out = request.send().await;
+                let out = out.map_err(|e| map_err(OP, &self.endpoint, e))?;
+                Ok((out.certificates.unwrap_or_default(), out.next_marker))
             }
         })
-        .await
+        .await?;
+        all.into_iter()
+            .map(|c| {
+                Ok(CertSummary {
+                    certificate_id: required_id(OP, c.certificate_id)?,
+                    certificate_arn: c.certificate_arn,
+                    status: c.status.map(|s| s.as_str().to_owned()),
+                    certificate_mode: c.certificate_mode.map(|s| s.as_str().to_owned()),
+                    creation_date: date(c.creation_date.as_ref()),
+                })
+            })
+            .collect()
     }
 
     pub async fn revoke(&self, certificate_id: &str) -> Result<(), CaError> {
@@ -543,6 +527,14 @@ where
     Err(CaError::TooManyPages {
         operation,
         pages: MAX_PAGES,
+    })
+}
+
+/// A listed certificate's id, which AWS always sends.
+fn required_id(operation: &'static str, id: Option<String>) -> Result<String, CaError> {
+    id.ok_or(CaError::MissingField {
+        operation,
+        field: "certificateId",
     })
 }
 

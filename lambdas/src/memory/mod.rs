@@ -413,11 +413,7 @@ impl RotationStore for MemoryRotationStore {
             .collect();
         candidates.sort_by_key(|r| (r.deadline_ms, r.rotation_id.as_str()));
         let more = candidates.len() > STORE_PAGE;
-        let items: Vec<Rotation> = candidates
-            .into_iter()
-            .take(STORE_PAGE)
-            .cloned()
-            .collect();
+        let items: Vec<Rotation> = candidates.into_iter().take(STORE_PAGE).cloned().collect();
         let next = items
             .last()
             .filter(|_| more)
