@@ -534,16 +534,32 @@ fn remove_sub(state: &mut State, filter: &str, id: ConnId) {
 /// certificates that stop being ACTIVE.
 pub(crate) async fn watch_status(
     shared: Arc<Shared>,
-    mut rx: broadcast::Receiver<crate::registry::StatusChange>,
+    rx: broadcast::Receiver<crate::registry::StatusChange>,
+) {
+    follow_changes(
+        rx,
+        |change| {
+            if change.status != CertificateStatus::Active {
+                shared.close_if_not_active(&change.certificate_id);
+            }
+        },
+        || shared.recheck_all(),
+    )
+    .await;
+}
+
+/// Feeds each change of `rx` to `on_change` until the sender is gone; when
+/// the receiver lagged (changes were lost), `on_lag` re-checks everything
+/// instead.
+pub(crate) async fn follow_changes<C: Clone>(
+    mut rx: broadcast::Receiver<C>,
+    mut on_change: impl FnMut(C),
+    mut on_lag: impl FnMut(),
 ) {
     loop {
         match rx.recv().await {
-            Ok(change) => {
-                if change.status != CertificateStatus::Active {
-                    shared.close_if_not_active(&change.certificate_id);
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => shared.recheck_all(),
+            Ok(change) => on_change(change),
+            Err(broadcast::error::RecvError::Lagged(_)) => on_lag(),
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }

@@ -757,20 +757,19 @@ fn describe(outcome: &Outcome) -> String {
 /// deleted).
 async fn watch_status(
     emulator: Arc<Emulator>,
-    mut rx: broadcast::Receiver<lambdas::memory::StatusChange>,
+    rx: broadcast::Receiver<lambdas::memory::StatusChange>,
 ) {
-    loop {
-        match rx.recv().await {
-            Ok(change) => {
-                if change.status != Some(PortStatus::Active) {
-                    // read again: the change may be stale by now
-                    emulator.disconnect_if_not_active(&change.certificate_id);
-                }
+    crate::broker::follow_changes(
+        rx,
+        |change| {
+            if change.status != Some(PortStatus::Active) {
+                // read again: the change may be stale by now
+                emulator.disconnect_if_not_active(&change.certificate_id);
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => emulator.recheck_connections(),
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
+        },
+        || emulator.recheck_connections(),
+    )
+    .await;
 }
 
 /// The publisher port's messages into the broker (iot-data `Publish`).
