@@ -117,7 +117,7 @@ impl Default for Lambda {
 }
 
 /// Just-in-time registration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Jitr {
     /// A CA certificate PEM file to register with auto-registration on.
@@ -127,6 +127,77 @@ pub struct Jitr {
     pub verification_certificate_pem_file: Option<PathBuf>,
     /// Ids of CAs registered outside this stack (`fleetcert ca register`).
     pub ca_certificate_ids: Vec<String>,
+    /// Create the thing named by a JITR certificate's subject CN when it
+    /// does not exist (otherwise such a certificate is rejected).
+    pub create_thing: bool,
+}
+
+impl Default for Jitr {
+    fn default() -> Self {
+        Jitr {
+            ca_certificate_pem_file: None,
+            verification_certificate_pem_file: None,
+            ca_certificate_ids: Vec::new(),
+            create_thing: true,
+        }
+    }
+}
+
+/// How a rotation runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rotation {
+    /// Hours a device has to answer `csr_req` and confirm the new
+    /// certificate before the sweeper expires the rotation (and the next
+    /// audit starts another). Shorter than the audit's threshold, so that a
+    /// rotation ends before the certificate expires.
+    pub deadline_hours: u32,
+    /// The most rows one sweep acts on (the rest wait for the next sweep).
+    pub sweep_max_rows: u32,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            deadline_hours: u32::try_from(
+                lambdas::config::DEFAULT_ROTATION_DEADLINE_MS / 3_600_000,
+            )
+            .unwrap_or(168),
+            sweep_max_rows: u32::try_from(lambdas::config::DEFAULT_SWEEP_MAX_ROWS).unwrap_or(200),
+        }
+    }
+}
+
+/// The CSR acceptance policy of csr-issuer (`rules::csr::CsrPolicy`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Csr {
+    /// Smallest RSA key accepted, in bits.
+    pub min_rsa_bits: u32,
+    /// Largest RSA key accepted, in bits.
+    pub max_rsa_bits: u32,
+    /// Accept EC P-256 keys.
+    pub allow_p256: bool,
+    /// Accept EC P-384 keys.
+    pub allow_p384: bool,
+    /// Refuse a CSR whose key is the current certificate's.
+    pub require_new_key: bool,
+    /// Refuse a CSR whose subject CN is not the thing name.
+    pub require_cn_matches_thing: bool,
+}
+
+impl Default for Csr {
+    fn default() -> Self {
+        let p = rules::csr::CsrPolicy::default();
+        Csr {
+            min_rsa_bits: p.min_rsa_bits,
+            max_rsa_bits: p.max_rsa_bits,
+            allow_p256: p.allow_p256,
+            allow_p384: p.allow_p384,
+            require_new_key: p.require_new_key,
+            require_cn_matches_thing: p.require_cn_matches_thing,
+        }
+    }
 }
 
 /// The whole configuration.
@@ -143,6 +214,10 @@ pub struct Config {
     pub lambda: Lambda,
     /// JITR.
     pub jitr: Jitr,
+    /// Rotation deadline and sweeping.
+    pub rotation: Rotation,
+    /// CSR acceptance policy.
+    pub csr: Csr,
     /// Days a finished rotation row is kept (DynamoDB TTL).
     pub rotation_ttl_days: u32,
 }
@@ -155,6 +230,8 @@ impl Default for Config {
             audit: Audit::default(),
             lambda: Lambda::default(),
             jitr: Jitr::default(),
+            rotation: Rotation::default(),
+            csr: Csr::default(),
             rotation_ttl_days: lambdas::config::DEFAULT_ROTATION_TTL_DAYS,
         }
     }
@@ -338,6 +415,40 @@ impl Config {
                 ),
             ));
         }
+        let r = &self.rotation;
+        let threshold_hours = u64::from(a.expiring_threshold_days) * 24;
+        if r.deadline_hours == 0 || u64::from(r.deadline_hours) >= threshold_hours {
+            return Err(invalid(
+                "rotation.deadline_hours",
+                format!(
+                    "{} must be at least 1 and less than audit.expiring_threshold_days in hours ({threshold_hours}), so that a rotation ends before the certificate expires",
+                    r.deadline_hours
+                ),
+            ));
+        }
+        if !(1..=10_000).contains(&r.sweep_max_rows) {
+            return Err(invalid(
+                "rotation.sweep_max_rows",
+                format!("{} is outside 1 to 10000", r.sweep_max_rows),
+            ));
+        }
+        let csr = &self.csr;
+        let max_verifiable = rules::csr::MAX_VERIFIABLE_RSA_BITS;
+        if !(2048..=max_verifiable).contains(&csr.min_rsa_bits) {
+            return Err(invalid(
+                "csr.min_rsa_bits",
+                format!("{} is outside 2048 to {max_verifiable}", csr.min_rsa_bits),
+            ));
+        }
+        if !(csr.min_rsa_bits..=max_verifiable).contains(&csr.max_rsa_bits) {
+            return Err(invalid(
+                "csr.max_rsa_bits",
+                format!(
+                    "{} is outside csr.min_rsa_bits ({}) to {max_verifiable}",
+                    csr.max_rsa_bits, csr.min_rsa_bits
+                ),
+            ));
+        }
         for id in &self.jitr.ca_certificate_ids {
             if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(invalid(
@@ -418,6 +529,14 @@ mod tests {
     #[case::retention("[lambda]\nlog_retention_days = 31", "lambda.log_retention_days")]
     #[case::stack_name("stack_name = \"1bad_name\"", "stack_name")]
     #[case::ca_id("[jitr]\nca_certificate_ids = [\"abc\"]", "jitr.ca_certificate_ids")]
+    #[case::deadline_zero("[rotation]\ndeadline_hours = 0", "rotation.deadline_hours")]
+    #[case::deadline_past_threshold(
+        "[audit]\nexpiring_threshold_days = 7\n[rotation]\ndeadline_hours = 168",
+        "rotation.deadline_hours"
+    )]
+    #[case::sweep_rows("[rotation]\nsweep_max_rows = 0", "rotation.sweep_max_rows")]
+    #[case::weak_rsa("[csr]\nmin_rsa_bits = 1024", "csr.min_rsa_bits")]
+    #[case::rsa_range("[csr]\nmin_rsa_bits = 4096\nmax_rsa_bits = 3072", "csr.max_rsa_bits")]
     fn invalid_values_name_their_field(#[case] toml: &str, #[case] field: &str) {
         let err = Config::from_toml(toml).and_then(Config::validate).err();
         assert!(

@@ -83,6 +83,39 @@ fn reserved_concurrency(f: Fn_) -> u32 {
         .max(1)
 }
 
+/// The settings of the configuration a function reads (the environment
+/// `lambdas::config::Config::from_env` parses): the rotation deadline for
+/// the functions that set and sweep it, the CSR policy for csr-issuer, the
+/// sweep bound for the sweeper, thing creation for jitr-activator.
+fn function_settings(f: Fn_, c: &crate::config::Config) -> Vec<(&'static str, String)> {
+    let deadline_ms = || {
+        (
+            "ROTATION_DEADLINE_MS",
+            (u64::from(c.rotation.deadline_hours) * 3_600_000).to_string(),
+        )
+    };
+    match f {
+        Fn_::RotationStarter => vec![deadline_ms()],
+        Fn_::Sweeper => vec![
+            deadline_ms(),
+            ("SWEEP_MAX_ROWS", c.rotation.sweep_max_rows.to_string()),
+        ],
+        Fn_::CsrIssuer => vec![
+            ("CSR_MIN_RSA_BITS", c.csr.min_rsa_bits.to_string()),
+            ("CSR_MAX_RSA_BITS", c.csr.max_rsa_bits.to_string()),
+            ("CSR_ALLOW_P256", c.csr.allow_p256.to_string()),
+            ("CSR_ALLOW_P384", c.csr.allow_p384.to_string()),
+            ("CSR_REQUIRE_NEW_KEY", c.csr.require_new_key.to_string()),
+            (
+                "CSR_REQUIRE_CN_MATCHES_THING",
+                c.csr.require_cn_matches_thing.to_string(),
+            ),
+        ],
+        Fn_::JitrActivator => vec![("JITR_CREATE_THING", c.jitr.create_thing.to_string())],
+        Fn_::AuditFanout | Fn_::Commit | Fn_::ErrorHandler => Vec::new(),
+    }
+}
+
 fn arn(kind: &str) -> String {
     format!("arn:${{AWS::Partition}}:iot:${{AWS::Region}}:${{AWS::AccountId}}:{kind}")
 }
@@ -481,6 +514,9 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
             "DEVICE_POLICY_NAME".to_owned(),
             refs.device_policy.r#ref().to_json(),
         );
+        for (name, value) in function_settings(f, c) {
+            vars.insert(name.to_owned(), json!(value));
+        }
         // `lambdas::limits` divides each API quota by this, so that the
         // function's instances together stay under the account's quota.
         vars.insert(

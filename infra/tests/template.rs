@@ -309,3 +309,83 @@ fn publish_is_scoped_to_the_functions_topics() {
     );
     assert!(publish_resources("CommitRole").is_empty());
 }
+
+/// The `[rotation]`, `[csr]` and `[jitr]` settings reach the functions that
+/// read them, under the names `lambdas::config::Config::from_env` parses.
+#[test]
+fn configured_settings_reach_each_function_as_its_handler_reads_them() {
+    let toml = r#"
+        [rotation]
+        deadline_hours = 48
+        sweep_max_rows = 50
+        [csr]
+        min_rsa_bits = 3072
+        allow_p256 = false
+        require_cn_matches_thing = true
+        [jitr]
+        create_thing = false
+    "#;
+    let v = Config::from_toml(toml)
+        .and_then(Config::validate)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = assembly::template(&v, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let mut seen = 0;
+    for r in t["Resources"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, r)| r)
+    {
+        if r["Type"] != "AWS::Lambda::Function" {
+            continue;
+        }
+        let p = &r["Properties"];
+        let name = p["Description"]
+            .as_str()
+            .and_then(|d| d.strip_prefix("fleetcert "))
+            .expect("description names the function")
+            .to_owned();
+        // Intrinsics (Ref of the table, queue, topic, policy) resolve at
+        // deploy time; any value stands in for them here.
+        let env: std::collections::HashMap<String, String> = p["Environment"]["Variables"]
+            .as_object()
+            .expect("variables")
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().unwrap_or("resolved-at-deploy").to_owned(),
+                )
+            })
+            .collect();
+        let c = lambdas::config::Config::from_lookup(|k| env.get(k).cloned())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let defaults = lambdas::config::Config::local("p");
+        match name.as_str() {
+            "rotation-starter" => assert_eq!(c.rotation_deadline_ms, 48 * 3_600_000),
+            "sweeper" => {
+                assert_eq!(c.rotation_deadline_ms, 48 * 3_600_000);
+                assert_eq!(c.sweep_max_rows, 50);
+            }
+            "csr-issuer" => assert_eq!(
+                c.csr_policy,
+                rules::csr::CsrPolicy {
+                    min_rsa_bits: 3072,
+                    allow_p256: false,
+                    require_cn_matches_thing: true,
+                    ..rules::csr::CsrPolicy::default()
+                }
+            ),
+            "jitr-activator" => assert!(!c.jitr.create_thing),
+            _ => {
+                assert_eq!(c.csr_policy, defaults.csr_policy, "{name}");
+                assert_eq!(
+                    c.rotation_deadline_ms, defaults.rotation_deadline_ms,
+                    "{name}"
+                );
+            }
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 7);
+}
