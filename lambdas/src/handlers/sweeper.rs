@@ -4,7 +4,8 @@
 //! the cleanup finished; open rotations past half their time → the message
 //! the device is waiting for (`csr_req` or `crt`) sent again, since a
 //! device that was offline or lost it would otherwise wait until the
-//! rotation expires and the next audit.
+//! rotation expires and the next audit. One sweep acts on at most
+//! `SWEEP_MAX_ROWS` rows, the most overdue first; the next sweep goes on.
 
 use rules::rotation::{Event, Rotation, RotationState};
 
