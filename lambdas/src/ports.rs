@@ -23,8 +23,8 @@ pub type PortResult<T> = Result<T, PortError>;
 /// One AWS API operation a port calls, named as AWS names it. Used in
 /// errors, for fault injection and call counting in [`crate::memory`], by
 /// the AWS adapters' rate limiter (one bucket per operation), and to list
-/// what each function calls ([`Operation::service`] and
-/// [`Operation::api_name`] give the IAM action, e.g. `iot:AttachPolicy`).
+/// what each function calls ([`Operation::iam_actions`] gives the IAM
+/// actions, e.g. `iot:AttachPolicy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Operation {

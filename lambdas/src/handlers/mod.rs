@@ -93,7 +93,7 @@ pub enum HandlerError {
         /// The last entry's error.
         last_error: PortError,
     },
-    /// A listing did not end within [`MAX_PAGES`] pages (a token that
+    /// A listing did not end within 100,000 pages (a token that
     /// keeps coming back, or detach rounds that never empty a list). The
     /// handler stops instead of acting on a silently shortened listing.
     #[error(
