@@ -282,17 +282,7 @@ fn a_sweep_acts_on_at_most_sweep_max_rows_and_the_next_goes_on() {
         w.now,
     ));
     let late = w.now + w.cfg.rotation_deadline_ms + 1;
-    let summary = |now: i64| match run(sweeper::handle(
-        &w.ports,
-        &w.cfg,
-        &bytes(&scheduled_event()),
-        now,
-    ))
-    .unwrap_or_else(|e| panic!("{e}"))
-    {
-        lambdas::handlers::Outcome::Done { summary } => summary,
-        other => panic!("{other:?}"),
-    };
+    let summary = |now: i64| sweep_summary(&w, now);
     assert_eq!(
         summary(late),
         "2 rotations expired, 0 messages sent again; stopped at the limit of 2 rows, the next sweep goes on"
@@ -342,17 +332,7 @@ fn sweeper_sends_a_stalled_rotations_message_again_at_half_and_three_quarters_of
     .unwrap_or_else(|e| panic!("{e}"));
     let first_crt = w.receive_crt(&mut issued).expect("crt");
     let sent = |topic: &str| w.ports.ports.publisher.published_to(topic);
-    let summary = |now: i64| match run(sweeper::handle(
-        &w.ports,
-        &w.cfg,
-        &bytes(&scheduled_event()),
-        now,
-    ))
-    .unwrap_or_else(|e| panic!("{e}"))
-    {
-        lambdas::handlers::Outcome::Done { summary } => summary,
-        other => panic!("{other:?}"),
-    };
+    let summary = |now: i64| sweep_summary(&w, now);
     let halfway = w.now + w.cfg.rotation_deadline_ms / 2;
 
     // Before half the time: nothing is sent again.
@@ -417,4 +397,19 @@ fn sweeper_sends_a_stalled_rotations_message_again_at_half_and_three_quarters_of
     assert_eq!(sent("management/topic/thing-2/crt").len(), 3);
     w.assert_invariants(&waiting);
     w.assert_invariants(&issued);
+}
+
+/// One sweep at `now`; its summary.
+fn sweep_summary(w: &World, now: i64) -> String {
+    match run(sweeper::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&scheduled_event()),
+        now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+    {
+        lambdas::handlers::Outcome::Done { summary } => summary,
+        other => panic!("{other:?}"),
+    }
 }
