@@ -150,8 +150,10 @@ pub struct Rotation {
     /// Hours a device has to answer `csr_req` and confirm the new
     /// certificate before the sweeper expires the rotation (and the next
     /// audit starts another). Shorter than the audit's threshold, so that a
-    /// rotation ends before the certificate expires.
-    pub deadline_hours: u32,
+    /// rotation ends before the certificate expires. Unset: 168 (7 days),
+    /// or half the threshold when that is shorter
+    /// ([`Config::rotation_deadline_hours`]).
+    pub deadline_hours: Option<u32>,
     /// The most rows one sweep acts on (the rest wait for the next sweep).
     pub sweep_max_rows: u32,
 }
@@ -159,10 +161,7 @@ pub struct Rotation {
 impl Default for Rotation {
     fn default() -> Self {
         Rotation {
-            deadline_hours: u32::try_from(
-                lambdas::config::DEFAULT_ROTATION_DEADLINE_MS / 3_600_000,
-            )
-            .unwrap_or(168),
+            deadline_hours: None,
             sweep_max_rows: u32::try_from(lambdas::config::DEFAULT_SWEEP_MAX_ROWS).unwrap_or(200),
         }
     }
@@ -234,6 +233,17 @@ impl Default for Config {
             csr: Csr::default(),
             rotation_ttl_days: lambdas::config::DEFAULT_ROTATION_TTL_DAYS,
         }
+    }
+}
+
+impl Config {
+    /// The rotation deadline in hours: `rotation.deadline_hours`, or when
+    /// unset 168 (7 days), or half the audit threshold when that is shorter.
+    pub fn rotation_deadline_hours(&self) -> u32 {
+        const DEFAULT_HOURS: u32 = 168;
+        self.rotation.deadline_hours.unwrap_or_else(|| {
+            DEFAULT_HOURS.min(self.audit.expiring_threshold_days.saturating_mul(12).max(1))
+        })
     }
 }
 
@@ -417,12 +427,13 @@ impl Config {
         }
         let r = &self.rotation;
         let threshold_hours = u64::from(a.expiring_threshold_days) * 24;
-        if r.deadline_hours == 0 || u64::from(r.deadline_hours) >= threshold_hours {
+        if let Some(hours) = r.deadline_hours
+            && (hours == 0 || u64::from(hours) >= threshold_hours)
+        {
             return Err(invalid(
                 "rotation.deadline_hours",
                 format!(
-                    "{} must be at least 1 and less than audit.expiring_threshold_days in hours ({threshold_hours}), so that a rotation ends before the certificate expires",
-                    r.deadline_hours
+                    "{hours} must be at least 1 and less than audit.expiring_threshold_days in hours ({threshold_hours}), so that a rotation ends before the certificate expires"
                 ),
             ));
         }
@@ -509,6 +520,20 @@ mod tests {
     }
 
     #[rstest]
+    #[case::default("", 168)]
+    #[case::short_threshold("[audit]\nexpiring_threshold_days = 3", 36)]
+    #[case::one_day("[audit]\nexpiring_threshold_days = 1", 12)]
+    #[case::explicit("[rotation]\ndeadline_hours = 24", 24)]
+    fn the_rotation_deadline_defaults_to_a_week_or_half_the_threshold(
+        #[case] toml: &str,
+        #[case] hours: u32,
+    ) {
+        let c = Config::from_toml(toml).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.rotation_deadline_hours(), hours);
+        assert!(c.validate().is_ok());
+    }
+
+    #[rstest]
     #[case::threshold(
         "[audit]\nexpiring_threshold_days = 0",
         "audit.expiring_threshold_days"
@@ -530,6 +555,10 @@ mod tests {
     #[case::stack_name("stack_name = \"1bad_name\"", "stack_name")]
     #[case::ca_id("[jitr]\nca_certificate_ids = [\"abc\"]", "jitr.ca_certificate_ids")]
     #[case::deadline_zero("[rotation]\ndeadline_hours = 0", "rotation.deadline_hours")]
+    #[case::deadline_equal_threshold(
+        "[audit]\nexpiring_threshold_days = 2\n[rotation]\ndeadline_hours = 48",
+        "rotation.deadline_hours"
+    )]
     #[case::deadline_past_threshold(
         "[audit]\nexpiring_threshold_days = 7\n[rotation]\ndeadline_hours = 168",
         "rotation.deadline_hours"

@@ -91,7 +91,7 @@ fn function_settings(f: Fn_, c: &crate::config::Config) -> Vec<(&'static str, St
     let deadline_ms = || {
         (
             "ROTATION_DEADLINE_MS",
-            (u64::from(c.rotation.deadline_hours) * 3_600_000).to_string(),
+            (u64::from(c.rotation_deadline_hours()) * 3_600_000).to_string(),
         )
     };
     match f {
