@@ -288,8 +288,19 @@ fn synth(args: SynthArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Errors are printed as `error: <cause chain>` (as `fleetcert ca` does),
+/// never as a backtrace, whatever `RUST_BACKTRACE` says; exit code 1.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Synth(args)) => synth(args),
         Some(Command::Ca(args)) => ca::run(args),
