@@ -836,8 +836,8 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
             }
             // open rotations and cleanups still owed (the sweeper finishes
             // those after their deadline)
-            let open = cloud.ports().ports.store.unsettled_count();
-            let idle = open == 0 && cloud.queued() == 0;
+            let unsettled = cloud.ports().ports.store.unsettled_count();
+            let idle = unsettled == 0 && cloud.queued() == 0;
             match (idle, quiet_since) {
                 (true, None) => quiet_since = Some(Instant::now()),
                 // give the last acks and cleanups a moment
@@ -890,9 +890,8 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
                     .ports()
                     .ports
                     .store
-                    .rows()
+                    .rows_for_thing(&d.thing)
                     .into_iter()
-                    .filter(|r| r.thing_name == d.thing)
                     .map(|r| format!("{} {} attempts {}", r.rotation_id, r.state, r.attempts))
                     .collect();
                 tracing::warn!(thing = %d.thing, ?rows, "expiring device not rotated");

@@ -238,11 +238,13 @@ impl Default for Config {
 
 impl Config {
     /// The rotation deadline in hours: `rotation.deadline_hours`, or when
-    /// unset 168 (7 days), or half the audit threshold when that is shorter.
+    /// unset the handlers' default (168, 7 days), or half the audit
+    /// threshold when that is shorter.
     pub fn rotation_deadline_hours(&self) -> u32 {
-        const DEFAULT_HOURS: u32 = 168;
+        const DEFAULT_HOURS: i64 = lambdas::config::DEFAULT_ROTATION_DEADLINE_MS / 3_600_000;
         self.rotation.deadline_hours.unwrap_or_else(|| {
-            DEFAULT_HOURS.min(self.audit.expiring_threshold_days.saturating_mul(12).max(1))
+            let half_threshold = self.audit.expiring_threshold_days.saturating_mul(12).max(1);
+            u32::try_from(DEFAULT_HOURS).map_or(half_threshold, |d| d.min(half_threshold))
         })
     }
 }

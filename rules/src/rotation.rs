@@ -495,6 +495,14 @@ impl Rotation {
         }
     }
 
+    /// Whether the sweeper may still have to act on this row: open, or
+    /// closed with its cleanup pending. Such rows are the ones the stores
+    /// return from `open_due` (the DynamoDB due index holds only them);
+    /// the others are finished.
+    pub fn is_unsettled(&self) -> bool {
+        self.state.is_open() || self.cleanup_pending
+    }
+
     /// The [`RESEND_MARKS`] instant at which this open rotation's pending
     /// message is due to be sent again, if it is due at `now_ms`: the latest
     /// mark passed, when the message was not already sent again at or after

@@ -87,7 +87,7 @@ impl DynamoStore {
     /// expiry.
     fn rotation_item(&self, op: Operation, rotation: &Rotation) -> PortResult<Item> {
         let mut item = rotation_item(op, rotation)?;
-        if rotation.state.is_open() || rotation.cleanup_pending {
+        if rotation.is_unsettled() {
             item.insert(
                 DUE_KEY_ATTRIBUTE.to_owned(),
                 AttributeValue::S(DUE_KEY_VALUE.to_owned()),

@@ -235,13 +235,9 @@ struct StoreState {
     by_thing: HashMap<String, Vec<String>>,
     /// Rows in an open state (REQUESTED or ISSUED).
     open: usize,
-    /// Closed rows whose cleanup is pending.
-    pending: usize,
-}
-
-/// Closed with its cleanup not confirmed.
-fn pending(row: &Rotation) -> bool {
-    row.cleanup_pending && !row.state.is_open()
+    /// Rows open or closed with their cleanup pending
+    /// ([`Rotation::is_unsettled`]).
+    unsettled: usize,
 }
 
 impl StoreState {
@@ -276,6 +272,18 @@ impl MemoryRotationStore {
         lock(&self.inner).rows.get(rotation_id).cloned()
     }
 
+    /// Every row of the thing, oldest first (no call counted).
+    pub fn rows_for_thing(&self, thing_name: &str) -> Vec<Rotation> {
+        let inner = lock(&self.inner);
+        inner
+            .by_thing
+            .get(thing_name)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.rows.get(id).cloned())
+            .collect()
+    }
+
     /// The thing's latest row (no call counted).
     pub fn row_for_thing(&self, thing_name: &str) -> Option<Rotation> {
         lock(&self.inner).latest_for_thing(thing_name).cloned()
@@ -289,8 +297,7 @@ impl MemoryRotationStore {
     /// Rows open or closed with their cleanup pending: the work the
     /// handlers and the sweeper still owe (no call counted).
     pub fn unsettled_count(&self) -> usize {
-        let inner = lock(&self.inner);
-        inner.open + inner.pending
+        lock(&self.inner).unsettled
     }
 }
 
@@ -321,7 +328,7 @@ impl RotationStore for MemoryRotationStore {
             .rows
             .insert(rotation.rotation_id.clone(), rotation.clone());
         inner.open += usize::from(rotation.state.is_open());
-        inner.pending += usize::from(pending(rotation));
+        inner.unsettled += usize::from(rotation.is_unsettled());
         inner
             .by_thing
             .entry(rotation.thing_name.clone())
@@ -355,16 +362,16 @@ impl RotationStore for MemoryRotationStore {
         let mut inner = lock(&self.inner);
         match inner.rows.get_mut(&expected.rotation_id) {
             Some(row) if row == expected => {
-                let (was_open, was_pending) = (row.state.is_open(), pending(row));
+                let (was_open, was_unsettled) = (row.state.is_open(), row.is_unsettled());
                 *row = next.clone();
                 match (was_open, next.state.is_open()) {
                     (true, false) => inner.open -= 1,
                     (false, true) => inner.open += 1,
                     _ => {}
                 }
-                match (was_pending, pending(next)) {
-                    (true, false) => inner.pending -= 1,
-                    (false, true) => inner.pending += 1,
+                match (was_unsettled, next.is_unsettled()) {
+                    (true, false) => inner.unsettled -= 1,
+                    (false, true) => inner.unsettled += 1,
                     _ => {}
                 }
             }
@@ -408,7 +415,7 @@ impl RotationStore for MemoryRotationStore {
         let mut candidates: Vec<&Rotation> = inner
             .rows
             .values()
-            .filter(|r| (r.state.is_open() || r.cleanup_pending) && r.deadline_ms < before_ms)
+            .filter(|r| r.is_unsettled() && r.deadline_ms < before_ms)
             .filter(|r| start.is_none_or(|s| (r.deadline_ms, r.rotation_id.as_str()) > s))
             .collect();
         candidates.sort_by_key(|r| (r.deadline_ms, r.rotation_id.as_str()));
