@@ -182,6 +182,38 @@ impl Operation {
         }
     }
 
+    /// The resources of fleetcert's a call of this operation involves,
+    /// whatever IAM authorizes it on. IAM decides which of them (if any) a
+    /// grant must name: `rules::iam::request_resources` keeps those whose
+    /// type AWS's Service Authorization Reference lists for the action, or
+    /// `*` when it lists none. `infra` scopes each role statement and the
+    /// emulator authorizes each call through the same data.
+    pub const fn resources(self) -> &'static [Resource] {
+        match self {
+            Self::DescribeCertificate
+            | Self::UpdateCertificate
+            | Self::DeleteCertificate
+            | Self::ListAttachedPolicies
+            | Self::ListPrincipalThings => &[Resource::Certificate],
+            Self::AttachPolicy | Self::DetachPolicy => &[Resource::Certificate, Resource::Policy],
+            Self::AttachThingPrincipal | Self::DetachThingPrincipal => {
+                &[Resource::Certificate, Resource::Thing]
+            }
+            Self::DescribeThing | Self::CreateThing => &[Resource::Thing],
+            Self::DescribeCaCertificate => &[Resource::CaCertificate],
+            // a new certificate has no ARN yet; findings belong to the account
+            Self::CreateCertificateFromCsr | Self::ListAuditFindings => &[],
+            Self::Publish => &[Resource::DeviceTopic],
+            Self::CreateRotation
+            | Self::GetRotation
+            | Self::LatestRotationForThing
+            | Self::UpdateRotation => &[Resource::RotationTable],
+            Self::ListDueRotations => &[Resource::DueIndex],
+            Self::NotifySupport => &[Resource::SupportTopic],
+            Self::SendMessageBatch => &[Resource::WorkQueue],
+        }
+    }
+
     /// AWS's published default rate quota in requests per second for the
     /// IoT control-plane operations DESIGN.md lists (`None`: not a listed
     /// IoT quota; the adapters pick their own).
@@ -204,6 +236,50 @@ impl Operation {
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// A resource of fleetcert's that a port call acts on, named for IAM by
+/// its service and its resource type in AWS's Service Authorization
+/// Reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Resource {
+    /// A device certificate (`iot` `cert`).
+    Certificate,
+    /// A thing (`iot` `thing`).
+    Thing,
+    /// An IoT policy (`iot` `policy`).
+    Policy,
+    /// A registered CA certificate (`iot` `cacert`).
+    CaCertificate,
+    /// An MQTT topic of a device (`iot` `topic`).
+    DeviceTopic,
+    /// The rotation table (`dynamodb` `table`).
+    RotationTable,
+    /// The rotation table's due index (`dynamodb` `index`).
+    DueIndex,
+    /// The support topic (`sns` `topic`).
+    SupportTopic,
+    /// The rotation work queue (`sqs` `queue`).
+    WorkQueue,
+}
+
+impl Resource {
+    /// `(service prefix, resource type)` as the Service Authorization
+    /// Reference names them.
+    pub const fn iam_type(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Certificate => ("iot", "cert"),
+            Self::Thing => ("iot", "thing"),
+            Self::Policy => ("iot", "policy"),
+            Self::CaCertificate => ("iot", "cacert"),
+            Self::DeviceTopic => ("iot", "topic"),
+            Self::RotationTable => ("dynamodb", "table"),
+            Self::DueIndex => ("dynamodb", "index"),
+            Self::SupportTopic => ("sns", "topic"),
+            Self::WorkQueue => ("sqs", "queue"),
+        }
     }
 }
 
@@ -280,7 +356,17 @@ pub enum PortError {
         /// Why.
         message: String,
     },
-    /// Anything else (access denied, an unexpected response, ...).
+    /// IAM refused the call (`AccessDeniedException`,
+    /// `UnauthorizedException`, `AuthorizationError`): the function's role
+    /// does not allow it. Not retryable.
+    #[error("{operation}: access denied: {message}")]
+    AccessDenied {
+        /// The operation.
+        operation: Operation,
+        /// What IAM said (role, action, resource).
+        message: String,
+    },
+    /// Anything else (an unexpected response, ...).
     #[error("{operation} failed: {message}")]
     Other {
         /// The operation.
@@ -300,6 +386,7 @@ impl PortError {
             | Self::ConditionFailed { operation, .. }
             | Self::Conflict { operation, .. }
             | Self::Invalid { operation, .. }
+            | Self::AccessDenied { operation, .. }
             | Self::Other { operation, .. } => *operation,
         }
     }
@@ -313,6 +400,7 @@ impl PortError {
             | Self::ConditionFailed { message, .. }
             | Self::Conflict { message, .. }
             | Self::Invalid { message, .. }
+            | Self::AccessDenied { message, .. }
             | Self::Other { message, .. } => message,
         }
     }
@@ -332,6 +420,7 @@ impl PortError {
             Self::ConditionFailed { .. } => "condition_failed",
             Self::Conflict { .. } => "conflict",
             Self::Invalid { .. } => "invalid",
+            Self::AccessDenied { .. } => "access_denied",
             Self::Other { .. } => "other",
         }
     }

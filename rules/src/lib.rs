@@ -7,6 +7,7 @@
 pub mod contracts;
 pub mod csr;
 pub mod functions;
+pub mod iam;
 pub mod jitr;
 pub mod js;
 pub mod policy;

@@ -361,7 +361,7 @@ fn cold_start(bootstrap: &Path, f: Function) -> Result<Duration> {
     Ok(elapsed)
 }
 
-fn run_status(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run_status(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} exited with {status}");

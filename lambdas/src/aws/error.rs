@@ -63,6 +63,11 @@ const CONFLICT: &[&str] = &[
 ];
 
 /// Codes meaning the request itself is wrong.
+/// IAM refused the call: IoT says `UnauthorizedException` (401),
+/// DynamoDB `AccessDeniedException`, SQS `AccessDenied`, SNS
+/// `AuthorizationError` (403).
+const ACCESS_DENIED: &[&str] = &["AccessDenied", "Unauthorized", "AuthorizationError"];
+
 const INVALID: &[&str] = &[
     "InvalidRequest",
     "Validation",
@@ -119,6 +124,8 @@ pub(crate) fn classify_code(
         && message.contains("TransactionConflict")
     {
         PortError::Transient { operation, message }
+    } else if is(ACCESS_DENIED) {
+        PortError::AccessDenied { operation, message }
     } else if is(CONFLICT) {
         PortError::Conflict { operation, message }
     } else if is(INVALID) {
@@ -149,6 +156,8 @@ where
                 PortError::Transient { operation, message }
             } else if status == 429 {
                 PortError::Throttled { operation, message }
+            } else if status == 401 || status == 403 {
+                PortError::AccessDenied { operation, message }
             } else {
                 PortError::Other { operation, message }
             }
@@ -267,8 +276,10 @@ mod tests {
     #[case(406, Some("CertificateStateException"), "conflict")]
     #[case(409, Some("ResourceAlreadyExistsException"), "conflict")]
     #[case(400, Some("InvalidRequestException"), "invalid")]
-    #[case(401, Some("UnauthorizedException"), "other")]
-    #[case(403, Some("AccessDeniedException"), "other")]
+    #[case(401, Some("UnauthorizedException"), "access_denied")]
+    #[case(403, Some("AccessDeniedException"), "access_denied")]
+    #[case(403, Some("AuthorizationError"), "access_denied")]
+    #[case(418, Some("SomethingElse"), "other")]
     #[tokio::test]
     async fn recorded_iot_errors_are_classified(
         #[case] status: u16,

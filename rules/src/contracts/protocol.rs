@@ -128,9 +128,11 @@ pub struct CrtErr {
 json_object!(CrtErr);
 
 /// What the `csr_res` topic rule hands the CSR Lambda:
-/// `SELECT clientid() as clientid, topic(3) as topicClientId, * FROM
-/// 'management/topic/+/csr_res'`, i.e. a [`CsrRes`] with the connection's
-/// client id and the topic's client id merged in.
+/// `SELECT clientid() as clientid, topic(3) as topicClientId, CSR,
+/// rotationId FROM 'management/topic/+/csr_res' WHERE topic(3) =
+/// clientid()`, i.e. a [`CsrRes`] with the connection's client id and the
+/// topic's client id beside it. The payload's fields are selected by name,
+/// never with `*`, so no payload key can stand in for a trusted field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(remote = "Self", deny_unknown_fields)]
 #[schemars(rename = "CsrResRuleEvent")]
@@ -155,7 +157,8 @@ json_object!(CsrResRuleEvent);
 
 /// What the `crt_ack` topic rule hands the commit Lambda:
 /// `SELECT clientid() as clientid, principal() as principal, topic(3) as
-/// topicClientId, * FROM 'management/topic/+/crt_ack'`.
+/// topicClientId, rotationId, certificateId FROM
+/// 'management/topic/+/crt_ack' WHERE topic(3) = clientid()`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(remote = "Self", deny_unknown_fields)]
 #[schemars(rename = "CrtAckRuleEvent")]
@@ -186,7 +189,8 @@ json_object!(CrtAckRuleEvent);
 
 /// What the `crt_err` topic rule hands the error Lambda:
 /// `SELECT clientid() as clientid, principal() as principal, topic(3) as
-/// topicClientId, * FROM 'management/topic/+/crt_err'`.
+/// topicClientId, error, rotationId FROM 'management/topic/+/crt_err'
+/// WHERE topic(3) = clientid()`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(remote = "Self", deny_unknown_fields)]
 #[schemars(rename = "CrtErrRuleEvent")]
