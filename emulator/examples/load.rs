@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 struct CountingSink(AtomicU64);
 
 impl RuleSink for CountingSink {
-    fn invoke(&self, _: Function, _: serde_json::Value) -> BoxFuture {
+    fn invoke(&self, _: &str, _: Function, _: serde_json::Value) -> BoxFuture {
         self.0.fetch_add(1, Ordering::Relaxed);
         Box::pin(async {})
     }

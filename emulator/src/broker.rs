@@ -288,11 +288,11 @@ impl Shared {
             principal,
             timestamp_ms: i64::try_from(now_ms()).unwrap_or(i64::MAX),
         };
-        match self.deployment.router().route(&ctx) {
+        match self.deployment.router().route_named(&ctx) {
             Ok(routed) => {
-                for (function, event) in routed {
+                for (rule, function, event) in routed {
                     bump(&self.counters.rule_invocations);
-                    tokio::spawn(self.sink.invoke(function, event));
+                    tokio::spawn(self.sink.invoke(rule, function, event));
                 }
             }
             Err(e) => {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lambdas::config::Config as HandlerConfig;
-use lambdas::handlers::{self, HandlerError, Outcome};
+use lambdas::handlers::Outcome;
 use lambdas::memory::{MemoryPorts, MemoryRegistry, Notification, Published};
 use lambdas::ports::{CertificateStatus as PortStatus, IotRegistry, PortError, QueueMessage};
 use rules::contracts::AuditFinding;
@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::lambda::{InvokeError, LambdaService, Trigger};
 use crate::registry::{CaView, CertificateStatus, CertificateView, Registry, RegistryError};
 use crate::sink::{BoxFuture, RuleSink};
 use crate::{Deployment, Emulator, EmulatorConfig, EmulatorError};
@@ -124,13 +125,14 @@ pub enum CloudError {
         /// rcgen's message.
         reason: String,
     },
-    /// A handler failed on every retry.
-    #[error("{function} failed: {source}")]
-    Handler {
-        /// The function.
-        function: &'static str,
-        /// The last error.
-        source: HandlerError,
+    /// A function was not invoked, or failed on every attempt.
+    #[error(transparent)]
+    Invoke(#[from] InvokeError),
+    /// The emulated Device Defender audit could not run or notify.
+    #[error("device defender audit: {reason}")]
+    Audit {
+        /// Why.
+        reason: String,
     },
 }
 
@@ -156,15 +158,6 @@ pub struct AuditReport {
     pub findings: usize,
     /// What audit-fanout did with the notification.
     pub outcome: String,
-}
-
-/// Counters of the handler invocations.
-#[derive(Debug, Default)]
-struct Counters {
-    invocations: AtomicU64,
-    retries: AtomicU64,
-    failures: AtomicU64,
-    audits: AtomicU64,
 }
 
 /// What the cloud's handlers did since start.
@@ -269,75 +262,19 @@ impl Registry for SharedRegistry {
     }
 }
 
-/// The handlers behind the topic rules, run in process with retries.
+/// The topic rules' Lambda actions, into the emulated Lambda service.
 #[derive(Debug, Clone)]
 pub struct HandlerSink {
-    ports: MemoryPorts,
-    config: Arc<HandlerConfig>,
-    retries: u32,
-    retry_delay: Duration,
-    counters: Arc<Counters>,
-}
-
-impl HandlerSink {
-    async fn run(&self, function: Function, payload: Vec<u8>) -> Result<Outcome, CloudError> {
-        let mut delay = self.retry_delay;
-        let mut attempt = 0;
-        loop {
-            self.counters.invocations.fetch_add(1, Ordering::Relaxed);
-            let now = now_ms();
-            let p = &self.ports;
-            let c = &self.config;
-            let result = match function {
-                Function::CsrIssuer => handlers::csr_issuer::handle(p, c, &payload, now).await,
-                Function::Commit => handlers::commit::handle(p, c, &payload, now).await,
-                Function::ErrorHandler => {
-                    handlers::error_handler::handle(p, c, &payload, now).await
-                }
-                Function::JitrActivator => {
-                    handlers::jitr_activator::handle(p, c, &payload, now).await
-                }
-                Function::AuditFanout => handlers::audit_fanout::handle(p, c, &payload, now).await,
-                Function::Sweeper => handlers::sweeper::handle(p, c, &payload, now).await,
-                Function::RotationStarter => {
-                    let batch = handlers::rotation_starter::handle(p, c, &payload, now).await;
-                    let failed = batch.response.batch_item_failures.len();
-                    Ok(Outcome::Done {
-                        summary: format!(
-                            "{} messages, {failed} to redeliver",
-                            batch.outcomes.len()
-                        ),
-                    })
-                }
-            };
-            match result {
-                Ok(outcome) => return Ok(outcome),
-                Err(e) if attempt < self.retries => {
-                    attempt += 1;
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(function = function.name(), error = %e, attempt, "retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
-                }
-                Err(e) => {
-                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(function = function.name(), error = %e, "invocation failed on every retry");
-                    return Err(CloudError::Handler {
-                        function: function.name(),
-                        source: e,
-                    });
-                }
-            }
-        }
-    }
+    lambda: LambdaService,
 }
 
 impl RuleSink for HandlerSink {
-    fn invoke(&self, function: Function, event: Value) -> BoxFuture {
-        let this = self.clone();
+    fn invoke(&self, rule: &str, function: Function, event: Value) -> BoxFuture {
+        let lambda = self.lambda.clone();
+        let trigger = Trigger::Rule(rule.to_owned());
         Box::pin(async move {
             let payload = serde_json::to_vec(&event).unwrap_or_default();
-            let _ = this.run(function, payload).await;
+            let _ = lambda.invoke(&trigger, function, payload).await;
         })
     }
 }
@@ -347,9 +284,10 @@ impl RuleSink for HandlerSink {
 pub struct Cloud {
     emulator: Arc<Emulator>,
     ports: MemoryPorts,
-    sink: HandlerSink,
+    lambda: LambdaService,
     hook: Arc<Mutex<Option<PublishHook>>>,
     audit_seq: AtomicU64,
+    audits: Arc<AtomicU64>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -393,12 +331,15 @@ impl Cloud {
         for name in config.deployment.policy_names() {
             registry.create_policy(name);
         }
+        let lambda = LambdaService::new(
+            ports.clone(),
+            config.deployment.clone(),
+            config.handlers.clone(),
+            config.lambda_retries,
+            config.retry_delay,
+        );
         let sink = HandlerSink {
-            ports: ports.clone(),
-            config: Arc::new(config.handlers.clone()),
-            retries: config.lambda_retries,
-            retry_delay: config.retry_delay,
-            counters: Arc::default(),
+            lambda: lambda.clone(),
         };
         let status_rx = registry.subscribe_status();
         let emulator = Arc::new(
@@ -417,41 +358,43 @@ impl Cloud {
         ports.ports.publisher.forward_to(tx);
         tasks.push(tokio::spawn(deliver(emulator.clone(), rx, hook.clone())));
         tasks.push(tokio::spawn(drive_queue(
-            sink.clone(),
+            lambda.clone(),
             config.queue_poll,
             config.max_receive_count,
             config.max_open_rotations,
         )));
         tasks.push(tokio::spawn(log_notifications(ports.clone())));
+        let audits: Arc<AtomicU64> = Arc::default();
         let cloud = Cloud {
             emulator,
             ports,
-            sink,
+            lambda,
             hook,
             audit_seq: AtomicU64::new(0),
+            audits: audits.clone(),
             tasks,
         };
         let mut cloud = cloud;
         if let Some(every) = config.sweep_every {
-            let sink = cloud.sink.clone();
+            let lambda = cloud.lambda.clone();
             cloud.tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    let _ = sweep(&sink).await;
+                    let _ = sweep(&lambda).await;
                 }
             }));
         }
         if let Some((every, days)) = config.audit_every {
-            let sink = cloud.sink.clone();
+            let lambda = cloud.lambda.clone();
             cloud.tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 let mut seq = 0u64;
                 loop {
                     tick.tick().await;
                     seq += 1;
-                    match audit(&sink, &format!("scheduled-{seq}"), days).await {
+                    match audit(&lambda, &audits, &format!("scheduled-{seq}"), days).await {
                         Ok(r) => tracing::info!(task = %r.task_id, findings = r.findings, outcome = %r.outcome, "scheduled audit"),
                         Err(e) => tracing::warn!(error = %e, "scheduled audit failed"),
                     }
@@ -574,7 +517,7 @@ impl Cloud {
             move |source| CloudError::Registry { what, source }
         };
         registry.add_thing(thing_name);
-        let policy = self.sink.config.device_policy_name.clone();
+        let policy = self.lambda.config().device_policy_name.clone();
         registry
             .attach_policy(&policy, arn)
             .await
@@ -611,7 +554,13 @@ impl Cloud {
     /// [`CloudError::Handler`] when audit-fanout fails on every retry.
     pub async fn audit_now(&self, threshold_days: u32) -> Result<AuditReport, CloudError> {
         let seq = self.audit_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        audit(&self.sink, &format!("manual-{seq}"), threshold_days).await
+        audit(
+            &self.lambda,
+            &self.audits,
+            &format!("manual-{seq}"),
+            threshold_days,
+        )
+        .await
     }
 
     /// Runs the sweeper once (open rotations past their deadline expire).
@@ -619,7 +568,13 @@ impl Cloud {
     /// # Errors
     /// [`CloudError::Handler`] when the sweeper fails on every retry.
     pub async fn sweep_now(&self) -> Result<String, CloudError> {
-        sweep(&self.sink).await
+        sweep(&self.lambda).await
+    }
+
+    /// The emulated Lambda service: its access log (every IAM denial),
+    /// dead letters, rule errors and clock.
+    pub fn lambda(&self) -> &LambdaService {
+        &self.lambda
     }
 
     /// Every support notification (SNS) so far, oldest first.
@@ -634,12 +589,12 @@ impl Cloud {
 
     /// Handler counters.
     pub fn stats(&self) -> CloudStats {
-        let c = &self.sink.counters;
+        let c = self.lambda.counters();
         CloudStats {
             invocations: c.invocations.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
             failures: c.failures.load(Ordering::Relaxed),
-            audits: c.audits.load(Ordering::Relaxed),
+            audits: self.audits.load(Ordering::Relaxed),
         }
     }
 
@@ -658,92 +613,189 @@ impl Drop for Cloud {
     }
 }
 
+/// The error code Device Defender gives a check its role may not run.
+pub const INSUFFICIENT_PERMISSIONS: &str = "INSUFFICIENT_PERMISSIONS";
+
+/// The emulated Device Defender audit of [`EXPIRING_CHECK`], run as AWS IoT
+/// runs it: with the audit role of the template's
+/// `AWS::IoT::AccountAuditConfiguration` (the check lists the device
+/// certificates, `iot:ListCertificates` on `*`, and describes each,
+/// `iot:DescribeCertificate`); a role that may not do so fails the check
+/// (`FAILED`, `INSUFFICIENT_PERMISSIONS`) instead of finding anything. The
+/// notification is then published with the notification target's role and
+/// delivered to the topic's Lambda subscribers.
 async fn audit(
-    sink: &HandlerSink,
+    lambda: &LambdaService,
+    audits: &AtomicU64,
     task_suffix: &str,
     threshold_days: u32,
 ) -> Result<AuditReport, CloudError> {
-    sink.counters.audits.fetch_add(1, Ordering::Relaxed);
-    let registry = &sink.ports.ports.registry;
-    let now = now_ms();
+    audits.fetch_add(1, Ordering::Relaxed);
+    let deployment = lambda.deployment();
+    let failed = |reason: String| CloudError::Audit { reason };
+    let config =
+        deployment.wiring().audit.clone().ok_or_else(|| {
+            failed("the template has no AWS::IoT::AccountAuditConfiguration".into())
+        })?;
+    if !config.expiring_check_enabled {
+        return Err(failed(format!(
+            "{EXPIRING_CHECK} is not enabled in the audit configuration"
+        )));
+    }
+    let auditor = lambda
+        .role_principal(&config.role, "device-defender-audit")
+        .ok_or_else(|| {
+            failed(format!(
+                "the audit role {} is not in the template",
+                config.role
+            ))
+        })?;
+    let registry = &lambda.ports().ports.registry;
+    let now = lambda.now_ms();
     registry.set_now_ms(now);
     let horizon = now.saturating_add(i64::from(threshold_days) * DAY_MS);
     let task_id = format!("emulated-audit-{task_suffix}-{now}");
     let certs = registry.certificates();
+    let scope = deployment.scope();
+    let mut denied = auditor.authorize("iot:ListCertificates", &[]).err();
+    if denied.is_none() {
+        denied = certs.iter().find_map(|c| {
+            auditor
+                .authorize(
+                    "iot:DescribeCertificate",
+                    &[(
+                        "cert",
+                        format!(
+                            "arn:{}:iot:{}:{}:cert/{}",
+                            scope.partition, scope.region, scope.account, c.certificate_id
+                        ),
+                    )],
+                )
+                .err()
+        });
+    }
     let total = certs.len();
-    let findings: Vec<AuditFinding> = certs
-        .iter()
-        .filter(|c| c.status == PortStatus::Active && c.not_after_ms <= horizon)
-        .filter_map(|c| {
-            let past = c.not_after_ms <= now;
-            serde_json::from_value(json!({
-                "findingId": format!("f-{}-{}", &task_id, &c.certificate_id[..16]),
-                "taskId": task_id,
-                "checkName": EXPIRING_CHECK,
-                "nonCompliantResource": {
-                    "resourceType": "DEVICE_CERTIFICATE",
-                    "resourceIdentifier": {"deviceCertificateId": c.certificate_id},
-                    "additionalInfo": {"EXPIRATION_TIME": c.not_after_ms.to_string()}
-                },
-                "reasonForNonComplianceCode": if past { "CERTIFICATE_PAST_EXPIRATION" } else { "CERTIFICATE_APPROACHING_EXPIRATION" },
-                "severity": "MEDIUM"
-            }))
-            .ok()
-        })
-        .collect();
+    let findings: Vec<AuditFinding> = if denied.is_some() {
+        Vec::new()
+    } else {
+        certs
+            .iter()
+            .filter(|c| c.status == PortStatus::Active && c.not_after_ms <= horizon)
+            .filter_map(|c| {
+                let past = c.not_after_ms <= now;
+                serde_json::from_value(json!({
+                    "findingId": format!("f-{}-{}", &task_id, &c.certificate_id[..16]),
+                    "taskId": task_id,
+                    "checkName": EXPIRING_CHECK,
+                    "nonCompliantResource": {
+                        "resourceType": "DEVICE_CERTIFICATE",
+                        "resourceIdentifier": {"deviceCertificateId": c.certificate_id},
+                        "additionalInfo": {"EXPIRATION_TIME": c.not_after_ms.to_string()}
+                    },
+                    "reasonForNonComplianceCode": if past { "CERTIFICATE_PAST_EXPIRATION" } else { "CERTIFICATE_APPROACHING_EXPIRATION" },
+                    "severity": "MEDIUM"
+                }))
+                .ok()
+            })
+            .collect()
+    };
     let count = findings.len();
     registry.set_audit_findings(&task_id, EXPIRING_CHECK, findings);
-    let message = json!({
-        "accountId": crate::template::DEFAULT_ACCOUNT,
-        "taskId": task_id,
-        "taskStatus": "COMPLETED",
-        "taskType": "ON_DEMAND_AUDIT_TASK",
-        "failedChecksCount": 0,
-        "canceledChecksCount": 0,
-        "nonCompliantChecksCount": u64::from(count > 0),
-        "compliantChecksCount": u64::from(count == 0),
-        "totalChecksCount": 1,
-        "taskStartTime": now,
-        "auditDetails": [{
+    let detail = match &denied {
+        Some(d) => json!({
+            "checkName": EXPIRING_CHECK,
+            "checkRunStatus": "FAILED",
+            "nonCompliantResourcesCount": 0,
+            "totalResourcesCount": 0,
+            "errorCode": INSUFFICIENT_PERMISSIONS,
+            "message": format!("the audit role may not {} on {}", d.action, d.resource)
+        }),
+        None => json!({
             "checkName": EXPIRING_CHECK,
             "checkRunStatus": if count > 0 { "COMPLETED_NON_COMPLIANT" } else { "COMPLETED_COMPLIANT" },
             "nonCompliantResourcesCount": count,
             "totalResourcesCount": total
-        }]
+        }),
+    };
+    let failed_checks = u64::from(denied.is_some());
+    let message = json!({
+        "accountId": scope.account,
+        "taskId": task_id,
+        "taskStatus": "COMPLETED",
+        "taskType": "ON_DEMAND_AUDIT_TASK",
+        "failedChecksCount": failed_checks,
+        "canceledChecksCount": 0,
+        "nonCompliantChecksCount": u64::from(count > 0),
+        "compliantChecksCount": u64::from(count == 0 && denied.is_none()),
+        "totalChecksCount": 1,
+        "taskStartTime": now,
+        "auditDetails": [detail]
     });
+    let report = |outcome: String| AuditReport {
+        task_id: task_id.clone(),
+        findings: count,
+        outcome,
+    };
+    let Some((notify_role, topic)) = config.notification.clone() else {
+        return Ok(report("no notification target is enabled".into()));
+    };
+    let notifier = lambda
+        .role_principal(&notify_role, "device-defender-audit-notification")
+        .ok_or_else(|| {
+            failed(format!(
+                "the notification role {notify_role} is not in the template"
+            ))
+        })?;
+    if let Err(d) = notifier.authorize("sns:Publish", &[("topic", topic.clone())]) {
+        return Ok(report(format!("notification not published: {d}")));
+    }
     let event = json!({"Records": [{
         "EventSource": "aws:sns",
         "EventVersion": "1.0",
-        "EventSubscriptionArn": format!("arn:aws:sns:us-east-1:{}:fleetcert-audit:emulator", crate::template::DEFAULT_ACCOUNT),
+        "EventSubscriptionArn": format!("{topic}:emulator"),
         "Sns": {
             "Type": "Notification",
             "MessageId": task_id,
-            "TopicArn": format!("arn:aws:sns:us-east-1:{}:fleetcert-audit", crate::template::DEFAULT_ACCOUNT),
+            "TopicArn": topic,
             "Subject": null,
             "Message": message.to_string(),
             "Timestamp": "1970-01-01T00:00:00.000Z"
         }
     }]});
     let payload = serde_json::to_vec(&event).unwrap_or_default();
-    let outcome = sink.run(Function::AuditFanout, payload).await?;
-    Ok(AuditReport {
-        task_id,
-        findings: count,
-        outcome: describe(&outcome),
-    })
+    let subscribers: Vec<Function> = deployment
+        .wiring()
+        .subscriptions
+        .iter()
+        .filter(|(t, _)| *t == topic)
+        .map(|(_, f)| *f)
+        .collect();
+    if subscribers.is_empty() {
+        return Ok(report(format!("no lambda subscribes to {topic}")));
+    }
+    let mut outcomes = Vec::new();
+    for f in subscribers {
+        let invoked = lambda
+            .invoke(&Trigger::Sns(topic.clone()), f, payload.clone())
+            .await?;
+        outcomes.push(describe(&invoked.outcome));
+    }
+    Ok(report(outcomes.join("; ")))
 }
 
-async fn sweep(sink: &HandlerSink) -> Result<String, CloudError> {
+async fn sweep(lambda: &LambdaService) -> Result<String, CloudError> {
+    let scope = lambda.deployment().scope();
     let event = json!({
-        "version": "0", "id": format!("sweep-{}", now_ms()), "detail-type": "Scheduled Event",
-        "source": "aws.events", "account": crate::template::DEFAULT_ACCOUNT,
-        "time": "1970-01-01T00:00:00Z", "region": crate::template::DEFAULT_REGION,
+        "version": "0", "id": format!("sweep-{}", lambda.now_ms()), "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": scope.account,
+        "time": "1970-01-01T00:00:00Z", "region": scope.region,
         "resources": [], "detail": {}
     });
     let payload = serde_json::to_vec(&event).unwrap_or_default();
-    sink.run(Function::Sweeper, payload)
-        .await
-        .map(|o| describe(&o))
+    let invoked = lambda
+        .invoke(&Trigger::Schedule, Function::Sweeper, payload)
+        .await?;
+    Ok(describe(&invoked.outcome))
 }
 
 fn describe(outcome: &Outcome) -> String {
@@ -793,17 +845,20 @@ async fn deliver(
 }
 
 /// Feeds the work queue to rotation-starter in batches of ten, as the SQS
-/// event source does, redelivering failed messages up to
+/// event source does (through the Lambda service, which checks the
+/// mapping and the role's SQS actions), redelivering failed messages up to
 /// `max_receive_count` times, and taking no more messages than leave at
 /// most `max_open` rotations open.
 async fn drive_queue(
-    sink: HandlerSink,
+    lambda: LambdaService,
     poll: Duration,
     max_receive_count: u32,
     max_open: Option<usize>,
 ) {
-    let queue = sink.ports.ports.queue.clone();
-    let store = sink.ports.ports.store.clone();
+    let queue = lambda.ports().ports.queue.clone();
+    let store = lambda.ports().ports.store.clone();
+    let queue_arn = lambda.work_queue_arn().unwrap_or_default();
+    let trigger = Trigger::Queue(queue_arn.clone());
     let mut redeliver: Vec<(QueueMessage, u32)> = Vec::new();
     let mut seq = 0u64;
     loop {
@@ -829,7 +884,7 @@ async fn drive_queue(
                         "messageAttributes": {},
                         "md5OfBody": "",
                         "eventSource": "aws:sqs",
-                        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:fleetcert-rotations",
+                        "eventSourceARN": queue_arn,
                         "awsRegion": "us-east-1"
                     })
                 })
@@ -839,17 +894,22 @@ async fn drive_queue(
                 .map(|r| r["messageId"].as_str().unwrap_or_default().to_owned())
                 .collect();
             let payload = serde_json::to_vec(&json!({"Records": records})).unwrap_or_default();
-            sink.counters.invocations.fetch_add(1, Ordering::Relaxed);
-            let out =
-                handlers::rotation_starter::handle(&sink.ports, &sink.config, &payload, now_ms())
-                    .await;
-            for failure in &out.response.batch_item_failures {
-                if let Some(i) = ids.iter().position(|id| *id == failure.item_identifier) {
+            // A refused or failed invocation leaves every message of the
+            // batch in the queue, as SQS does until the visibility timeout.
+            let failed: Vec<String> = match lambda
+                .invoke(&trigger, Function::RotationStarter, payload)
+                .await
+            {
+                Ok(invoked) => invoked.batch_item_failures,
+                Err(_) => ids.clone(),
+            };
+            for failure in &failed {
+                if let Some(i) = ids.iter().position(|id| id == failure) {
                     let (m, received) = &chunk[i];
                     if received + 1 < max_receive_count {
                         redeliver.push((m.clone(), received + 1));
                     } else {
-                        sink.counters.failures.fetch_add(1, Ordering::Relaxed);
+                        lambda.counters().failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(body = %m.body, "rotation work dropped after {max_receive_count} receives");
                     }
                 }

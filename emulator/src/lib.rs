@@ -18,11 +18,14 @@
 mod broker;
 pub mod cloud;
 pub mod emulate;
+pub mod iam;
+pub mod lambda;
 pub mod registry;
 pub mod simulate;
 pub mod sink;
 pub mod template;
 pub mod tls;
+pub mod wiring;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -16,13 +16,16 @@ pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// The emulator spawns the returned future and does not wait for it, as
 /// AWS IoT invokes Lambda actions asynchronously.
 pub trait RuleSink: Send + Sync + fmt::Debug {
-    /// Invokes `function` with the rule's output `event`.
-    fn invoke(&self, function: Function, event: Value) -> BoxFuture;
+    /// Invokes `function` with the output `event` of the topic rule named
+    /// `rule`.
+    fn invoke(&self, rule: &str, function: Function, event: Value) -> BoxFuture;
 }
 
 /// One rule action the [`ChannelSink`] received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
+    /// The rule's name.
+    pub rule: String,
     /// The function the rule invokes.
     pub function: Function,
     /// The rule's output.
@@ -45,9 +48,13 @@ impl ChannelSink {
 }
 
 impl RuleSink for ChannelSink {
-    fn invoke(&self, function: Function, event: Value) -> BoxFuture {
+    fn invoke(&self, rule: &str, function: Function, event: Value) -> BoxFuture {
         // a dropped receiver means nobody listens any more: drop the event
-        let _ = self.tx.send(Invocation { function, event });
+        let _ = self.tx.send(Invocation {
+            rule: rule.to_owned(),
+            function,
+            event,
+        });
         Box::pin(async {})
     }
 }
@@ -66,11 +73,15 @@ impl RecordingSink {
 }
 
 impl RuleSink for RecordingSink {
-    fn invoke(&self, function: Function, event: Value) -> BoxFuture {
+    fn invoke(&self, rule: &str, function: Function, event: Value) -> BoxFuture {
         self.seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Invocation { function, event });
+            .push(Invocation {
+                rule: rule.to_owned(),
+                function,
+                event,
+            });
         Box::pin(async {})
     }
 }

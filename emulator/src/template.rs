@@ -94,6 +94,7 @@ pub struct Deployment {
     policies: BTreeMap<String, PolicyDocument>,
     rules: Vec<DeployedRule>,
     router: Router,
+    wiring: crate::wiring::Wiring,
 }
 
 impl Deployment {
@@ -137,6 +138,8 @@ impl Deployment {
                 field: "Resources".into(),
                 reason: "missing or not an object".into(),
             })?;
+        let resolver = Resolver::new(scope, template);
+        let r = &resolver;
         let mut policies = BTreeMap::new();
         let mut rules = Vec::new();
         for (id, resource) in resources {
@@ -145,13 +148,13 @@ impl Deployment {
                     let props = properties(id, resource)?;
                     let name = props
                         .get("PolicyName")
-                        .map(|v| resolve_string(id, v, scope))
+                        .map(|v| resolve_string(id, v, r))
                         .transpose()?
                         .unwrap_or_else(|| id.clone());
                     let doc = props
                         .get("PolicyDocument")
                         .ok_or_else(|| shape(id, "Properties.PolicyDocument", "missing"))?;
-                    let doc = resolve(id, doc, scope)?;
+                    let doc = r.resolve(id, doc)?;
                     let doc = PolicyDocument::from_value(&doc).map_err(|source| {
                         TemplateError::Policy {
                             resource: id.clone(),
@@ -160,7 +163,7 @@ impl Deployment {
                     })?;
                     policies.insert(name, doc);
                 }
-                Some("AWS::IoT::TopicRule") => rules.extend(topic_rule(id, resource, scope)?),
+                Some("AWS::IoT::TopicRule") => rules.extend(topic_rule(id, resource, r)?),
                 _ => {}
             }
         }
@@ -168,11 +171,13 @@ impl Deployment {
             resource: "TopicRule".into(),
             source,
         })?;
+        let wiring = crate::wiring::Wiring::from_template(template, r)?;
         Ok(Deployment {
             scope: scope.clone(),
             policies,
             rules,
             router,
+            wiring,
         })
     }
 
@@ -200,6 +205,12 @@ impl Deployment {
     pub fn router(&self) -> &Router {
         &self.router
     }
+
+    /// The roles, functions, permissions and event sources around the
+    /// functions (what IAM and the Lambda service check).
+    pub fn wiring(&self) -> &crate::wiring::Wiring {
+        &self.wiring
+    }
 }
 
 fn shape(resource: &str, field: &str, reason: &str) -> TemplateError {
@@ -223,12 +234,12 @@ fn properties<'a>(
 fn topic_rule(
     id: &str,
     resource: &Value,
-    scope: &ArnScope,
+    r: &Resolver<'_>,
 ) -> Result<Vec<DeployedRule>, TemplateError> {
     let props = properties(id, resource)?;
     let name = props
         .get("RuleName")
-        .map(|v| resolve_string(id, v, scope))
+        .map(|v| resolve_string(id, v, r))
         .transpose()?
         .unwrap_or_else(|| id.to_owned());
     let payload = props
@@ -258,7 +269,7 @@ fn topic_rule(
     let sql = payload
         .get("Sql")
         .ok_or_else(|| shape(id, "Properties.TopicRulePayload.Sql", "missing"))?;
-    let sql = resolve_string(id, sql, scope)?;
+    let sql = resolve_string(id, sql, r)?;
     let description = payload
         .get("Description")
         .and_then(Value::as_str)
@@ -339,8 +350,8 @@ fn function_of(id: &str, arn: &Value) -> Result<Function, TemplateError> {
         })
 }
 
-fn resolve_string(id: &str, value: &Value, scope: &ArnScope) -> Result<String, TemplateError> {
-    match resolve(id, value, scope)? {
+fn resolve_string(id: &str, value: &Value, r: &Resolver<'_>) -> Result<String, TemplateError> {
+    match r.resolve(id, value)? {
         Value::String(s) => Ok(s),
         other => Err(TemplateError::Unresolvable {
             resource: id.to_owned(),
@@ -349,49 +360,247 @@ fn resolve_string(id: &str, value: &Value, scope: &ArnScope) -> Result<String, T
     }
 }
 
-/// Resolves `Fn::Sub` (string form, and list form with literal values) and
-/// `Ref` to the pseudo parameters; anything else intrinsic is an error.
-fn resolve(id: &str, value: &Value, scope: &ArnScope) -> Result<Value, TemplateError> {
-    match value {
-        Value::Array(items) => items
-            .iter()
-            .map(|v| resolve(id, v, scope))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Value::Array),
-        Value::Object(o)
-            if o.len() == 1 && o.keys().all(|k| k.starts_with("Fn::") || k == "Ref") =>
-        {
-            let (k, v) = o
-                .iter()
-                .next()
-                .ok_or_else(|| unresolvable(id, "empty intrinsic"))?;
-            match (k.as_str(), v) {
-                ("Fn::Sub", Value::String(text)) => sub(id, text, &BTreeMap::new(), scope),
-                ("Fn::Sub", Value::Array(parts)) => {
-                    let (Some(Value::String(text)), Some(Value::Object(vars))) =
-                        (parts.first(), parts.get(1))
-                    else {
-                        return Err(unresolvable(id, &value.to_string()));
-                    };
-                    let mut resolved = BTreeMap::new();
-                    for (name, v) in vars {
-                        resolved.insert(name.clone(), resolve_string(id, v, scope)?);
-                    }
-                    sub(id, text, &resolved, scope)
-                }
-                ("Ref", Value::String(name)) => pseudo(name, scope)
-                    .map(Value::String)
-                    .ok_or_else(|| unresolvable(id, &format!("Ref {name}"))),
-                _ => Err(unresolvable(id, &value.to_string())),
-            }
+/// Resolves CloudFormation intrinsics as a deployment would, each resource
+/// named by its name property or else by its logical id (CloudFormation
+/// would add a random suffix; the ARNs keep the shape AWS gives them):
+/// `Ref`, `Fn::GetAtt`, `Fn::Sub`
+/// (string and list forms, `${Logical}` and `${Logical.Attribute}`),
+/// `Fn::Join`; anything else intrinsic is an error.
+#[derive(Debug, Clone, Copy)]
+pub struct Resolver<'t> {
+    scope: &'t ArnScope,
+    resources: Option<&'t serde_json::Map<String, Value>>,
+}
+
+impl<'t> Resolver<'t> {
+    /// A resolver for `template`'s resources in `scope`.
+    pub fn new(scope: &'t ArnScope, template: &'t Value) -> Resolver<'t> {
+        Resolver {
+            scope,
+            resources: template.get("Resources").and_then(Value::as_object),
         }
-        Value::Object(o) => o
-            .iter()
-            .map(|(k, v)| resolve(id, v, scope).map(|v| (k.clone(), v)))
-            .collect::<Result<serde_json::Map<_, _>, _>>()
-            .map(Value::Object),
-        other => Ok(other.clone()),
     }
+
+    /// Resolves every intrinsic in `value`; `id` names the resource it
+    /// belongs to in errors.
+    ///
+    /// # Errors
+    /// [`TemplateError::Unresolvable`].
+    pub fn resolve(&self, id: &str, value: &Value) -> Result<Value, TemplateError> {
+        match value {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| self.resolve(id, v))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            Value::Object(o)
+                if o.len() == 1 && o.keys().all(|k| k.starts_with("Fn::") || k == "Ref") =>
+            {
+                let (k, v) = o
+                    .iter()
+                    .next()
+                    .ok_or_else(|| unresolvable(id, "empty intrinsic"))?;
+                match (k.as_str(), v) {
+                    ("Fn::Sub", Value::String(text)) => self.sub(id, text, &BTreeMap::new()),
+                    ("Fn::Sub", Value::Array(parts)) => {
+                        let (Some(Value::String(text)), Some(Value::Object(vars))) =
+                            (parts.first(), parts.get(1))
+                        else {
+                            return Err(unresolvable(id, &value.to_string()));
+                        };
+                        let mut resolved = BTreeMap::new();
+                        for (name, v) in vars {
+                            resolved.insert(name.clone(), resolve_string(id, v, self)?);
+                        }
+                        self.sub(id, text, &resolved)
+                    }
+                    ("Ref", Value::String(name)) => self.reference(id, name).map(Value::String),
+                    ("Fn::GetAtt", Value::Array(parts)) => {
+                        let (Some(Value::String(logical)), Some(Value::String(attr))) =
+                            (parts.first(), parts.get(1))
+                        else {
+                            return Err(unresolvable(id, &value.to_string()));
+                        };
+                        self.attribute(id, logical, attr).map(Value::String)
+                    }
+                    ("Fn::GetAtt", Value::String(path)) => {
+                        let (logical, attr) = path
+                            .split_once('.')
+                            .ok_or_else(|| unresolvable(id, &value.to_string()))?;
+                        self.attribute(id, logical, attr).map(Value::String)
+                    }
+                    ("Fn::Join", Value::Array(parts)) => {
+                        let (Some(Value::String(sep)), Some(Value::Array(items))) =
+                            (parts.first(), parts.get(1))
+                        else {
+                            return Err(unresolvable(id, &value.to_string()));
+                        };
+                        let items = items
+                            .iter()
+                            .map(|v| resolve_string(id, v, self))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        Ok(Value::String(items.join(sep)))
+                    }
+                    _ => Err(unresolvable(id, &value.to_string())),
+                }
+            }
+            Value::Object(o) => o
+                .iter()
+                .map(|(k, v)| self.resolve(id, v).map(|v| (k.clone(), v)))
+                .collect::<Result<serde_json::Map<_, _>, _>>()
+                .map(Value::Object),
+            other => Ok(other.clone()),
+        }
+    }
+
+    fn resource(&self, id: &str, logical: &str) -> Result<(&'t str, &'t Value), TemplateError> {
+        let r = self
+            .resources
+            .and_then(|m| m.get(logical))
+            .ok_or_else(|| unresolvable(id, &format!("{logical} (no such resource)")))?;
+        let kind = r.get("Type").and_then(Value::as_str).unwrap_or_default();
+        Ok((kind, r))
+    }
+
+    /// The physical name of `logical`: its name property when the template
+    /// sets one to a literal, else the logical id.
+    fn name(&self, logical: &str, resource: &Value, property: &str) -> String {
+        resource
+            .get("Properties")
+            .and_then(|p| p.get(property))
+            .and_then(Value::as_str)
+            .map_or_else(|| logical.to_owned(), str::to_owned)
+    }
+
+    fn arn(&self, service: &str, rest: &str) -> String {
+        let s = self.scope;
+        format!(
+            "arn:{}:{service}:{}:{}:{rest}",
+            s.partition, s.region, s.account
+        )
+    }
+
+    fn reference(&self, id: &str, name: &str) -> Result<String, TemplateError> {
+        if let Some(v) = pseudo(name, self.scope) {
+            return Ok(v);
+        }
+        let (kind, r) = self.resource(id, name)?;
+        let s = self.scope;
+        Ok(match kind {
+            "AWS::DynamoDB::Table" => self.name(name, r, "TableName"),
+            "AWS::SQS::Queue" => format!(
+                "https://sqs.{}.amazonaws.com/{}/{}",
+                s.region,
+                s.account,
+                self.name(name, r, "QueueName")
+            ),
+            "AWS::SNS::Topic" => self.arn("sns", &self.name(name, r, "TopicName")),
+            "AWS::Logs::LogGroup" => self.name(name, r, "LogGroupName"),
+            "AWS::Lambda::Function" => self.name(name, r, "FunctionName"),
+            "AWS::IAM::Role" => self.name(name, r, "RoleName"),
+            "AWS::IoT::Policy" => self.name(name, r, "PolicyName"),
+            "AWS::IoT::TopicRule" => self.name(name, r, "RuleName"),
+            "AWS::Events::Rule" => self.name(name, r, "Name"),
+            "AWS::IoT::CACertificate" => self.attribute(id, name, "Id")?,
+            _ => return Err(unresolvable(id, &format!("Ref {name} ({kind})"))),
+        })
+    }
+
+    fn attribute(&self, id: &str, logical: &str, attr: &str) -> Result<String, TemplateError> {
+        let (kind, r) = self.resource(id, logical)?;
+        let s = self.scope;
+        let unknown = || unresolvable(id, &format!("Fn::GetAtt {logical}.{attr} ({kind})"));
+        Ok(match (kind, attr) {
+            ("AWS::DynamoDB::Table", "Arn") => self.arn(
+                "dynamodb",
+                &format!("table/{}", self.name(logical, r, "TableName")),
+            ),
+            ("AWS::SQS::Queue", "Arn") => self.arn("sqs", &self.name(logical, r, "QueueName")),
+            ("AWS::SQS::Queue", "QueueName") => self.name(logical, r, "QueueName"),
+            ("AWS::SQS::Queue", "QueueUrl") => self.reference(id, logical)?,
+            ("AWS::SNS::Topic", "TopicArn") => self.reference(id, logical)?,
+            ("AWS::SNS::Topic", "TopicName") => self.name(logical, r, "TopicName"),
+            ("AWS::Logs::LogGroup", "Arn") => self.arn(
+                "logs",
+                &format!("log-group:{}:*", self.name(logical, r, "LogGroupName")),
+            ),
+            ("AWS::Lambda::Function", "Arn") => self.arn(
+                "lambda",
+                &format!("function:{}", self.name(logical, r, "FunctionName")),
+            ),
+            ("AWS::IAM::Role", "Arn") => format!(
+                "arn:{}:iam::{}:role/{}",
+                s.partition,
+                s.account,
+                self.name(logical, r, "RoleName")
+            ),
+            ("AWS::IoT::Policy", "Arn") => self.arn(
+                "iot",
+                &format!("policy/{}", self.name(logical, r, "PolicyName")),
+            ),
+            ("AWS::IoT::TopicRule", "Arn") => self.arn(
+                "iot",
+                &format!("rule/{}", self.name(logical, r, "RuleName")),
+            ),
+            ("AWS::Events::Rule", "Arn") => {
+                self.arn("events", &format!("rule/{}", self.name(logical, r, "Name")))
+            }
+            ("AWS::IoT::CACertificate", "Id") => ca_certificate_id(r).ok_or_else(unknown)?,
+            ("AWS::IoT::CACertificate", "Arn") => self.arn(
+                "iot",
+                &format!("cacert/{}", ca_certificate_id(r).ok_or_else(unknown)?),
+            ),
+            _ => return Err(unknown()),
+        })
+    }
+
+    fn sub(
+        &self,
+        id: &str,
+        text: &str,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<Value, TemplateError> {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| unresolvable(id, &format!("unterminated ${{ in {text:?}")))?;
+            let name = &after[..end];
+            if let Some(literal) = name.strip_prefix('!') {
+                out.push_str("${");
+                out.push_str(literal);
+                out.push('}');
+            } else if let Some(v) = vars.get(name) {
+                out.push_str(v);
+            } else if let Some(v) = pseudo(name, self.scope) {
+                out.push_str(&v);
+            } else if let Some((logical, attr)) = name.split_once('.') {
+                out.push_str(&self.attribute(id, logical, attr)?);
+            } else if self.resources.is_some_and(|m| m.contains_key(name)) {
+                out.push_str(&self.reference(id, name)?);
+            } else {
+                return Err(unresolvable(id, &format!("${{{name}}}")));
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(Value::String(out))
+    }
+}
+
+/// AWS IoT's certificate id of a CA certificate resource: the SHA-256 of
+/// its DER, hex (as the registry computes it).
+fn ca_certificate_id(resource: &Value) -> Option<String> {
+    use sha2::Digest;
+    let text = resource
+        .get("Properties")?
+        .get("CACertificatePem")?
+        .as_str()?;
+    let der = pem::parse(text).ok()?;
+    Some(hex::encode(sha2::Sha256::digest(der.contents())))
 }
 
 fn unresolvable(id: &str, what: &str) -> TemplateError {
@@ -411,38 +620,6 @@ fn pseudo(name: &str, scope: &ArnScope) -> Option<String> {
     }
 }
 
-fn sub(
-    id: &str,
-    text: &str,
-    vars: &BTreeMap<String, String>,
-    scope: &ArnScope,
-) -> Result<Value, TemplateError> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| unresolvable(id, &format!("unterminated ${{ in {text:?}")))?;
-        let name = &after[..end];
-        if let Some(literal) = name.strip_prefix('!') {
-            out.push_str("${");
-            out.push_str(literal);
-            out.push('}');
-        } else if let Some(v) = vars.get(name) {
-            out.push_str(v);
-        } else if let Some(v) = pseudo(name, scope) {
-            out.push_str(&v);
-        } else {
-            return Err(unresolvable(id, &format!("${{{name}}}")));
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(Value::String(out))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,7 +633,9 @@ mod tests {
     fn sub_resolves_pseudo_parameters_and_keeps_escaped_variables() {
         let v = json!({"Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:client/${!iot:ClientId}"});
         assert_eq!(
-            resolve("P", &v, &scope()).unwrap_or_else(|e| panic!("{e}")),
+            Resolver::new(&scope(), &json!({}))
+                .resolve("P", &v)
+                .unwrap_or_else(|e| panic!("{e}")),
             json!("arn:aws:iot:us-east-1:123456789012:client/${iot:ClientId}")
         );
     }
@@ -464,11 +643,11 @@ mod tests {
     #[test]
     fn unknown_variables_and_intrinsics_are_errors() {
         assert!(matches!(
-            resolve("P", &json!({"Fn::Sub": "${Bucket}"}), &scope()),
+            Resolver::new(&scope(), &json!({})).resolve("P", &json!({"Fn::Sub": "${Bucket}"})),
             Err(TemplateError::Unresolvable { .. })
         ));
         assert!(matches!(
-            resolve("P", &json!({"Fn::ImportValue": "x"}), &scope()),
+            Resolver::new(&scope(), &json!({})).resolve("P", &json!({"Fn::ImportValue": "x"})),
             Err(TemplateError::Unresolvable { .. })
         ));
     }

@@ -144,6 +144,9 @@ async fn a_hundred_devices_rotate_to_the_end() {
         cloud.notifications()
     );
     assert_eq!(cloud.audit_now(30).await.expect("audit").findings, 0);
+    // every call of every function and of the audit was authorized by the
+    // roles of the synthesized template
+    assert_eq!(cloud.lambda().access_log().denials(), []);
     // the broker holds one connection per device, each on its new certificate
     assert_eq!(cloud.emulator().connected_clients(), n);
     fleet.stop(Duration::from_secs(10)).await;
@@ -193,6 +196,7 @@ async fn twenty_devices_come_in_by_jitr() {
     // the first connection of each was dropped while it was registered
     assert_eq!(failed_first.len(), n);
     assert!(cloud.emulator().stats().jitr_events >= n as u64);
+    assert_eq!(cloud.lambda().access_log().denials(), []);
     let registry = cloud.registry();
     for d in &fleet.devices {
         let c = registry

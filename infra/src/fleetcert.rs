@@ -169,7 +169,7 @@ fn publish_topics(f: Fn_) -> &'static [&'static str] {
 /// (rotation-starter; the Lambda service polls with the function's role).
 pub fn role_extras(f: Fn_) -> Vec<(&'static str, &'static [Resource])> {
     let mut extras: Vec<(&'static str, &'static [Resource])> = Vec::new();
-    if lambdas::handlers::operations(f).contains(&lambdas::ports::Operation::Publish) {
+    if lambdas::handlers::publishes(f) {
         extras.push(("iot:DescribeEndpoint", &[]));
     }
     if f == Fn_::RotationStarter {

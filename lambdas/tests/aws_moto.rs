@@ -960,6 +960,14 @@ fn load_builds_the_ports_from_the_environment() {
         ("IOT_DATA_ENDPOINT", &moto.endpoint),
     ]);
     run_load_child(&[("FLEETCERT_LOAD_EXPECT", "no_region")]);
+    // A function that never publishes makes no start-up call (its role has
+    // no iot:DescribeEndpoint): it loads with the endpoint unreachable.
+    run_load_child(&[
+        ("FLEETCERT_LOAD_EXPECT", "non_publisher"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", &closed),
+        ("AWS_MAX_ATTEMPTS", "1"),
+    ]);
     run_load_child(&[
         ("FLEETCERT_LOAD_EXPECT", "describe_failed"),
         ("AWS_REGION", "us-east-1"),
@@ -985,6 +993,19 @@ fn load_child() {
         return;
     };
     let cfg = Config::from_env().unwrap_or_else(|e| panic!("{e}"));
+    if expect == "non_publisher" {
+        for f in rules::functions::Function::ALL {
+            let loaded = run(lambdas::aws::load_for(f, &cfg));
+            assert_eq!(
+                loaded.is_ok(),
+                !lambdas::handlers::publishes(f),
+                "{}: {:?}",
+                f.name(),
+                loaded.err()
+            );
+        }
+        return;
+    }
     let loaded = run(lambdas::aws::load(&cfg));
     match expect.as_str() {
         "ok" => {

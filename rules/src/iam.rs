@@ -424,7 +424,10 @@ impl IamPolicy {
                 match (s.get(yes), s.get(no)) {
                     (Some(v), None) => Ok(Patterns::Any(string_list(v, &format!("{path}.{yes}"))?)),
                     (None, Some(v)) => Ok(Patterns::Not(string_list(v, &format!("{path}.{no}"))?)),
-                    _ => Err(policy_err(&path, format!("needs exactly one of {yes} and {no}"))),
+                    _ => Err(policy_err(
+                        &path,
+                        format!("needs exactly one of {yes} and {no}"),
+                    )),
                 }
             };
             let actions = pick("Action", "NotAction")?;

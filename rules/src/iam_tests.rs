@@ -41,10 +41,7 @@ fn the_vendored_data_parses_and_names_its_sources() {
 #[case("dynamodb:Query", Some("index"))]
 #[case("sqs:SendMessage", Some("queue"))]
 #[case("sns:Publish", Some("topic"))]
-fn actions_are_authorized_on_the_types_aws_lists(
-    #[case] action: &str,
-    #[case] kind: Option<&str>,
-) {
+fn actions_are_authorized_on_the_types_aws_lists(#[case] action: &str, #[case] kind: Option<&str>) {
     let data = AwsIamData::get()
         .action(action)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -117,7 +114,8 @@ fn actions_match_case_insensitively_and_resources_exactly(
 
 #[test]
 fn an_explicit_deny_wins_over_any_allow() {
-    let allow = policy(json!({"Statement": {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}}));
+    let allow =
+        policy(json!({"Statement": {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}}));
     let deny = policy(json!({"Statement": [{"Sid": "NoDelete", "Effect": "Deny",
         "Action": "iot:DeleteCertificate", "Resource": "arn:aws:iot:*:*:cert/*"}]}));
     let d = evaluate(
@@ -147,8 +145,10 @@ fn not_action_and_not_resource_invert_the_match() {
 
 #[test]
 fn every_resource_of_a_request_must_be_allowed() {
-    let p = policy(json!({"Statement": [{"Effect": "Allow", "Action": "iot:AttachThingPrincipal",
-        "Resource": "arn:aws:iot:us-east-1:1:cert/*"}]}));
+    let p = policy(
+        json!({"Statement": [{"Effect": "Allow", "Action": "iot:AttachThingPrincipal",
+        "Resource": "arn:aws:iot:us-east-1:1:cert/*"}]}),
+    );
     let r = request(
         "iot:AttachThingPrincipal",
         &[
@@ -166,14 +166,18 @@ fn every_resource_of_a_request_must_be_allowed() {
 
 #[test]
 fn conditions_must_hold_and_missing_keys_fail_positive_operators() {
-    let p = policy(json!({"Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction",
+    let p = policy(
+        json!({"Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction",
         "Resource": "*",
         "Condition": {"ArnLike": {"aws:SourceArn": "arn:aws:iot:*:1:rule/csr_*"},
-                      "StringEquals": {"aws:SourceAccount": "1"}}}]}));
+                      "StringEquals": {"aws:SourceAccount": "1"}}}]}),
+    );
     let mut r = request("lambda:InvokeFunction", &["*"]);
     assert!(!evaluate(std::slice::from_ref(&p), &r).is_allowed());
-    r.context
-        .insert("aws:SourceArn".into(), "arn:aws:iot:us-east-1:1:rule/csr_res".into());
+    r.context.insert(
+        "aws:SourceArn".into(),
+        "arn:aws:iot:us-east-1:1:rule/csr_res".into(),
+    );
     r.context.insert("aws:SourceAccount".into(), "1".into());
     assert!(evaluate(std::slice::from_ref(&p), &r).is_allowed());
     r.context.insert("aws:SourceAccount".into(), "2".into());
@@ -183,8 +187,11 @@ fn conditions_must_hold_and_missing_keys_fail_positive_operators() {
 #[test]
 fn unsupported_conditions_and_malformed_statements_are_refused() {
     assert!(matches!(
-        IamPolicy::from_value("p", &json!({"Statement": [{"Effect": "Allow", "Action": "a:b",
-            "Resource": "*", "Condition": {"NumericLessThan": {"k": "1"}}}]})),
+        IamPolicy::from_value(
+            "p",
+            &json!({"Statement": [{"Effect": "Allow", "Action": "a:b",
+            "Resource": "*", "Condition": {"NumericLessThan": {"k": "1"}}}]})
+        ),
         Err(IamError::UnsupportedCondition { .. })
     ));
     assert!(matches!(
@@ -209,7 +216,13 @@ fn the_device_defender_audit_managed_policy_reads_certificates() {
         .managed_policy("arn:aws-cn:iam::aws:policy/service-role/AWSIoTDeviceDefenderAudit")
         .unwrap_or_else(|e| panic!("{e}"));
     let p = IamPolicy::from_value(&m.name, &m.document).unwrap_or_else(|e| panic!("{e}"));
-    assert!(evaluate(std::slice::from_ref(&p), &request("iot:ListCertificates", &["*"])).is_allowed());
+    assert!(
+        evaluate(
+            std::slice::from_ref(&p),
+            &request("iot:ListCertificates", &["*"])
+        )
+        .is_allowed()
+    );
     assert!(!evaluate(&[p], &request("iot:UpdateCertificate", &["*"])).is_allowed());
     assert!(matches!(
         AwsIamData::get().managed_policy("arn:aws:iam::aws:policy/AdministratorAccess"),

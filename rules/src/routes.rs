@@ -132,7 +132,7 @@ pub fn try_deployed_rules(
 /// routing a message parses nothing.
 #[derive(Debug, Clone)]
 pub struct Router {
-    rules: Vec<(Function, Statement)>,
+    rules: Vec<(String, Function, Statement)>,
 }
 
 impl Router {
@@ -140,7 +140,7 @@ impl Router {
     pub fn new(rules: &[DeployedRule]) -> Result<Router, SqlError> {
         let rules = rules
             .iter()
-            .map(|r| sql::parse(&r.sql).map(|s| (r.function, s)))
+            .map(|r| sql::parse(&r.sql).map(|s| (r.name.clone(), r.function, s)))
             .collect::<Result<_, _>>()?;
         Ok(Router { rules })
     }
@@ -148,10 +148,23 @@ impl Router {
     /// The output of every rule whose statement yields output for this
     /// message, with the function it goes to, in rule order.
     pub fn route(&self, ctx: &MessageContext<'_>) -> Result<Vec<(Function, Value)>, EvalError> {
+        Ok(self
+            .route_named(ctx)?
+            .into_iter()
+            .map(|(_, f, v)| (f, v))
+            .collect())
+    }
+
+    /// [`route`](Self::route) with the name of the rule each output comes
+    /// from (a Lambda permission names the rule that may invoke).
+    pub fn route_named(
+        &self,
+        ctx: &MessageContext<'_>,
+    ) -> Result<Vec<(&str, Function, Value)>, EvalError> {
         let mut out = Vec::new();
-        for (function, stmt) in &self.rules {
+        for (name, function, stmt) in &self.rules {
             if let Some(v) = stmt.evaluate(ctx)? {
-                out.push((*function, v));
+                out.push((name.as_str(), *function, v));
             }
         }
         Ok(out)
@@ -265,7 +278,11 @@ mod tests {
         let payload = json!({"error": "boom"});
         for kind in ["csr_res", "crt_ack", "crt_err"] {
             let routed = router
-                .route(&ctx(&format!("management/topic/other/{kind}"), &payload, "thing-1"))
+                .route(&ctx(
+                    &format!("management/topic/other/{kind}"),
+                    &payload,
+                    "thing-1",
+                ))
                 .expect("routes");
             assert_eq!(routed, [], "{kind}");
         }
@@ -276,7 +293,11 @@ mod tests {
         let router = Router::new(&deployed_rules(&[])).expect("compiles");
         let payload = json!({"CSR": "pem", "rotationId": "r1", "thingName": "victim", "extra": 1});
         let routed = router
-            .route(&ctx("management/topic/thing-1/csr_res", &payload, "thing-1"))
+            .route(&ctx(
+                "management/topic/thing-1/csr_res",
+                &payload,
+                "thing-1",
+            ))
             .expect("routes");
         assert_eq!(
             routed,

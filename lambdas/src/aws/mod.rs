@@ -14,6 +14,8 @@
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
+use rules::functions::Function;
+
 use crate::config::Config;
 use crate::ports::{Operation, PortError, PortSet};
 
@@ -84,6 +86,29 @@ pub async fn load(config: &Config) -> Result<AwsPorts, AwsInitError> {
     Ok(from_sdk_config(&sdk, config, &endpoint))
 }
 
+/// [`load`] for `function`: the iot-data endpoint is looked up (and
+/// `iot:DescribeEndpoint` called) only when the function publishes
+/// ([`crate::handlers::publishes`]); the others are not granted that
+/// action, and on AWS a start-up call their role refuses would fail every
+/// invocation before it begins.
+///
+/// # Errors
+/// As [`load`].
+pub async fn load_for(function: Function, config: &Config) -> Result<AwsPorts, AwsInitError> {
+    if crate::handlers::publishes(function) {
+        return load(config).await;
+    }
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    if sdk.region().is_none() {
+        return Err(AwsInitError::NoRegion);
+    }
+    // Never called: the SDK's own iot-data endpoint for the region.
+    Ok(build(&sdk, config, None))
+}
+
 /// `DescribeEndpoint(endpointType = iot:Data-ATS)`: the account's iot-data
 /// host.
 ///
@@ -114,14 +139,19 @@ pub async fn describe_data_endpoint(client: &aws_sdk_iot::Client) -> Result<Stri
 /// The five adapters over clients built from `sdk`, publishing through
 /// `data_endpoint` (a host, called over https, or a URL).
 pub fn from_sdk_config(sdk: &SdkConfig, config: &Config, data_endpoint: &str) -> AwsPorts {
-    let data_url = if data_endpoint.contains("://") {
-        data_endpoint.to_owned()
-    } else {
-        format!("https://{data_endpoint}")
-    };
-    let data = aws_sdk_iotdataplane::config::Builder::from(sdk)
-        .endpoint_url(data_url)
-        .build();
+    build(sdk, config, Some(data_endpoint))
+}
+
+fn build(sdk: &SdkConfig, config: &Config, data_endpoint: Option<&str>) -> AwsPorts {
+    let mut data = aws_sdk_iotdataplane::config::Builder::from(sdk);
+    if let Some(endpoint) = data_endpoint {
+        data = data.endpoint_url(if endpoint.contains("://") {
+            endpoint.to_owned()
+        } else {
+            format!("https://{endpoint}")
+        });
+    }
+    let data = data.build();
     PortSet {
         registry: AwsRegistry::new(aws_sdk_iot::Client::new(sdk)),
         publisher: AwsPublisher::new(aws_sdk_iotdataplane::Client::from_conf(data)),

@@ -6,7 +6,7 @@ use rules::functions::Function;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambdas::runtime::main(Function::Commit, |config| async move {
-        lambdas::aws::load(&config).await
+        lambdas::aws::load_for(Function::Commit, &config).await
     })
     .await
 }

@@ -6,7 +6,7 @@ use rules::functions::Function;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambdas::runtime::main(Function::JitrActivator, |config| async move {
-        lambdas::aws::load(&config).await
+        lambdas::aws::load_for(Function::JitrActivator, &config).await
     })
     .await
 }

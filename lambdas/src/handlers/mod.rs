@@ -138,6 +138,12 @@ impl HandlerError {
     }
 }
 
+/// Whether `function` publishes MQTT messages (iot-data `Publish`): only
+/// these look up the iot-data endpoint at start-up (`iot:DescribeEndpoint`).
+pub fn publishes(function: Function) -> bool {
+    operations(function).contains(&Operation::Publish)
+}
+
 /// Every port operation each function's handler may call (for the IAM
 /// role test: each role must allow exactly these).
 pub fn operations(function: Function) -> &'static [Operation] {
