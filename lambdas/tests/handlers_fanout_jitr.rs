@@ -56,6 +56,37 @@ fn fanout_follows_every_page_and_batches_by_ten(#[case] check: &str) {
     );
 }
 
+/// Device Defender reports the check FAILED when the audit role may not
+/// read the certificates: nothing will rotate, so support must hear of it
+/// (before, the notification was ignored like a compliant one).
+#[test]
+fn fanout_tells_support_when_the_expiring_check_itself_failed() {
+    let w = World::new();
+    let check = "DEVICE_CERTIFICATE_EXPIRING_CHECK";
+    let out = run(audit_fanout::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&failed_check_event(TASK, check)),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    let sent = w.ports.ports.notifier.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].message.contains("INSUFFICIENT_PERMISSIONS"),
+        "{}",
+        sent[0].message
+    );
+    assert!(
+        sent[0].message.contains("audit_check_failed"),
+        "{}",
+        sent[0].message
+    );
+    assert_eq!(w.calls(Operation::ListAuditFindings), 0);
+    assert!(w.ports.ports.queue.is_empty());
+}
+
 #[test]
 fn fanout_ignores_notifications_without_a_non_compliant_expiring_check() {
     let w = World::new();

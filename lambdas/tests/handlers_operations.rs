@@ -142,6 +142,16 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
     ))
     .unwrap_or_else(|e| panic!("{e}"));
     cov.record(&w, Function::AuditFanout);
+    // The check failed (the audit role could not read): support is told.
+    let out = run(audit_fanout::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&failed_check_event(TASK, check)),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    cov.record(&w, Function::AuditFanout);
     let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
     // The same message again: the open rotation is found, not re-created.
     start(&w, &mut cov, &dev.cert_id, false);

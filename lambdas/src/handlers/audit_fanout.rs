@@ -1,10 +1,16 @@
 //! `audit-fanout`: SNS audit notification → `ListAuditFindings` for the
 //! expiring-certificate check, every page → one queue message per
-//! certificate, in batches of at most ten.
+//! certificate, in batches of at most ten. When the check itself failed
+//! (`checkRunStatus: FAILED`, e.g. `INSUFFICIENT_PERMISSIONS` when the
+//! audit role may not read the certificates), nothing can rotate: support
+//! is told, once per notification.
 
 use rules::contracts::{Contract, Message, RotationWork, validate};
 
-use super::{HandlerError, Outcome, PageBudget, contract_rejection, done, port, reject};
+use super::{
+    HandlerError, Outcome, PageBudget, SupportNotice, contract_rejection, done, notify, port,
+    reject,
+};
 use crate::config::Config;
 use crate::ports::{IotRegistry, MAX_QUEUE_BATCH, Operation, Ports, QueueMessage, WorkQueue};
 
@@ -37,6 +43,7 @@ pub async fn handle<P: Ports>(
     }
     let mut queued = 0usize;
     let mut checks = 0usize;
+    let mut failed_checks = 0usize;
     let mut refused = Vec::new();
     for record in &event.records {
         let notification = match record.audit_notification() {
@@ -46,12 +53,48 @@ pub async fn handle<P: Ports>(
                 continue;
             }
         };
+        for detail in notification
+            .audit_details
+            .iter()
+            .filter(|d| d.check_name.is_certificate_expiring() && d.check_run_status == "FAILED")
+        {
+            failed_checks += 1;
+            let detail_text = format!(
+                "Device Defender's {} check of audit task {} failed ({}): {}; no certificate of this audit will rotate until it runs",
+                detail.check_name.as_str(),
+                notification.task_id,
+                detail.error_code.as_deref().unwrap_or("no error code"),
+                detail.message.as_deref().unwrap_or("no message"),
+            );
+            let notice = SupportNotice {
+                kind: "audit_check_failed",
+                thing_name: None,
+                rotation_id: None,
+                certificate_id: None,
+                device_error: None,
+                detail: &detail_text,
+                cleaned_up: Vec::new(),
+            };
+            notify(
+                ports,
+                FUNCTION,
+                "fleetcert: the expiring-certificate audit check failed",
+                &notice,
+            )
+            .await?;
+        }
         for detail in notification.audit_details.iter().filter(|d| {
             d.check_name.is_certificate_expiring() && d.non_compliant_resources_count > 0
         }) {
             checks += 1;
             queued += fan_out(ports, &notification.task_id, detail.check_name.as_str()).await?;
         }
+    }
+    if checks == 0 && failed_checks > 0 {
+        return Ok(done(
+            FUNCTION,
+            format!("{failed_checks} failed expiring-certificate checks reported to support"),
+        ));
     }
     if checks == 0 {
         let reason = if refused.is_empty() {

@@ -200,7 +200,7 @@ pub fn operations(function: Function) -> &'static [Operation] {
         ],
     );
     match function {
-        Function::AuditFanout => &[O::ListAuditFindings, O::SendMessageBatch],
+        Function::AuditFanout => &[O::ListAuditFindings, O::SendMessageBatch, O::NotifySupport],
         Function::RotationStarter => &[
             O::DescribeCertificate,
             O::ListPrincipalThings,

@@ -292,6 +292,24 @@ pub fn sns_event(task: &str, check: &str, non_compliant: u64) -> Value {
     }]})
 }
 
+/// An audit notification whose expiring-certificate check failed, as
+/// Device Defender sends it when the audit role may not read.
+pub fn failed_check_event(task: &str, check: &str) -> Value {
+    let message = json!({
+        "accountId": "123456789012", "taskId": task, "taskStatus": "COMPLETED",
+        "taskType": "SCHEDULED_AUDIT_TASK", "scheduledAuditName": "daily",
+        "failedChecksCount": 1, "canceledChecksCount": 0, "nonCompliantChecksCount": 0,
+        "compliantChecksCount": 0, "totalChecksCount": 1, "taskStartTime": 1_767_225_600_000_u64,
+        "auditDetails": [{"checkName": check, "checkRunStatus": "FAILED",
+            "nonCompliantResourcesCount": 0, "totalResourcesCount": 0,
+            "errorCode": "INSUFFICIENT_PERMISSIONS", "message": "the audit role may not read certificates"}]
+    });
+    json!({"Records": [{
+        "EventSource": "aws:sns",
+        "Sns": {"MessageId": "m-2", "TopicArn": "arn:aws:sns:us-east-1:123456789012:audit", "Message": message.to_string()}
+    }]})
+}
+
 pub fn finding(
     cert_id: &str,
     task: &str,
