@@ -382,7 +382,7 @@ impl Cloud {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    let _ = sweep(&lambda).await;
+                    let _ = run_sweep(&lambda).await;
                 }
             }));
         }
@@ -394,7 +394,8 @@ impl Cloud {
                 loop {
                     tick.tick().await;
                     seq += 1;
-                    match audit(&lambda, &audits, &format!("scheduled-{seq}"), days).await {
+                    audits.fetch_add(1, Ordering::Relaxed);
+                    match run_audit(&lambda, &format!("scheduled-{seq}"), days).await {
                         Ok(r) => tracing::info!(task = %r.task_id, findings = r.findings, outcome = %r.outcome, "scheduled audit"),
                         Err(e) => tracing::warn!(error = %e, "scheduled audit failed"),
                     }
@@ -551,24 +552,19 @@ impl Cloud {
     /// audit notification goes to audit-fanout, which queues the rotations.
     ///
     /// # Errors
-    /// [`CloudError::Handler`] when audit-fanout fails on every retry.
+    /// As [`run_audit`].
     pub async fn audit_now(&self, threshold_days: u32) -> Result<AuditReport, CloudError> {
         let seq = self.audit_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        audit(
-            &self.lambda,
-            &self.audits,
-            &format!("manual-{seq}"),
-            threshold_days,
-        )
-        .await
+        self.audits.fetch_add(1, Ordering::Relaxed);
+        run_audit(&self.lambda, &format!("manual-{seq}"), threshold_days).await
     }
 
     /// Runs the sweeper once (open rotations past their deadline expire).
     ///
     /// # Errors
-    /// [`CloudError::Handler`] when the sweeper fails on every retry.
+    /// [`CloudError::Invoke`] when the sweeper is not invoked or fails.
     pub async fn sweep_now(&self) -> Result<String, CloudError> {
-        sweep(&self.lambda).await
+        run_sweep(&self.lambda).await
     }
 
     /// The emulated Lambda service: its access log (every IAM denial),
@@ -624,13 +620,15 @@ pub const INSUFFICIENT_PERMISSIONS: &str = "INSUFFICIENT_PERMISSIONS";
 /// (`FAILED`, `INSUFFICIENT_PERMISSIONS`) instead of finding anything. The
 /// notification is then published with the notification target's role and
 /// delivered to the topic's Lambda subscribers.
-async fn audit(
+///
+/// # Errors
+/// [`CloudError::Audit`] when the template deploys no audit (or not this
+/// check), [`CloudError::Invoke`] when the notified function fails.
+pub async fn run_audit(
     lambda: &LambdaService,
-    audits: &AtomicU64,
     task_suffix: &str,
     threshold_days: u32,
 ) -> Result<AuditReport, CloudError> {
-    audits.fetch_add(1, Ordering::Relaxed);
     let deployment = lambda.deployment();
     let failed = |reason: String| CloudError::Audit { reason };
     let config =
@@ -783,7 +781,11 @@ async fn audit(
     Ok(report(outcomes.join("; ")))
 }
 
-async fn sweep(lambda: &LambdaService) -> Result<String, CloudError> {
+/// Runs the sweeper as its EventBridge schedule does.
+///
+/// # Errors
+/// [`CloudError::Invoke`] when it is not invoked or fails.
+pub async fn run_sweep(lambda: &LambdaService) -> Result<String, CloudError> {
     let scope = lambda.deployment().scope();
     let event = json!({
         "version": "0", "id": format!("sweep-{}", lambda.now_ms()), "detail-type": "Scheduled Event",
