@@ -165,9 +165,6 @@ impl Limits {
     }
 }
 
-/// One rule action waiting for an invocation slot.
-pub(crate) type RuleAction = (Function, Value);
-
 /// Everything the connection tasks share.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -176,7 +173,12 @@ pub(crate) struct Shared {
     pub(crate) account_id: String,
     pub(crate) limits: Limits,
     pub(crate) counters: Counters,
-    rule_actions: mpsc::Sender<RuleAction>,
+    sink: Arc<dyn RuleSink>,
+    /// Rule actions queued or running: at most `rule_queue +
+    /// rule_concurrency` (a permit per action, released when it ends).
+    rule_slots: Arc<Semaphore>,
+    /// Rule actions running: at most `rule_concurrency`.
+    rule_running: Arc<Semaphore>,
     state: Mutex<State>,
     next_conn: AtomicU64,
 }
@@ -205,26 +207,47 @@ fn max_qos(a: QoS, b: QoS) -> QoS {
 }
 
 impl Shared {
-    /// The shared state and the receiving end of the rule action queue,
-    /// for [`run_rule_actions`].
     pub(crate) fn new(
         registry: Arc<dyn Registry>,
+        sink: Arc<dyn RuleSink>,
         deployment: Deployment,
         account_id: String,
         limits: Limits,
-    ) -> (Shared, mpsc::Receiver<RuleAction>) {
-        let (rule_actions, rx) = mpsc::channel(limits.mqtt.rule_queue.max(1));
-        let shared = Shared {
+    ) -> Shared {
+        let running = limits.mqtt.rule_concurrency.max(1);
+        Shared {
             registry,
             deployment,
             account_id,
             limits,
             counters: Counters::default(),
-            rule_actions,
+            sink,
+            rule_slots: Arc::new(Semaphore::new(
+                limits.mqtt.rule_queue.saturating_add(running),
+            )),
+            rule_running: Arc::new(Semaphore::new(running)),
             state: Mutex::new(State::default()),
             next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// Queues one rule action: it runs when one of the
+    /// [`MqttLimits::rule_concurrency`] slots is free. Never waits; `false`
+    /// when [`MqttLimits::rule_queue`] actions already wait.
+    fn queue_rule_action(&self, function: Function, event: Value) -> bool {
+        let Ok(queued) = self.rule_slots.clone().try_acquire_owned() else {
+            return false;
         };
-        (shared, rx)
+        let running = self.rule_running.clone();
+        let invocation = self.sink.invoke(function, event);
+        tokio::spawn(async move {
+            let Ok(_running) = running.acquire_owned().await else {
+                return;
+            };
+            invocation.await;
+            drop(queued);
+        });
+        true
     }
 
     /// Counts a refusal by `limit`; the caller logs it.
@@ -338,21 +361,19 @@ impl Shared {
             Ok(routed) => {
                 for (function, event) in routed {
                     // never wait here: the caller is a connection's reader
-                    match self.rule_actions.try_send((function, event)) {
-                        Ok(()) => bump(&self.counters.rule_invocations),
-                        Err(e) => {
-                            bump(&self.counters.rule_actions_dropped);
-                            self.refused(Limit::RuleActionQueue);
-                            tracing::warn!(
-                                limit = %Limit::RuleActionQueue,
-                                max = self.limits.mqtt.rule_queue,
-                                topic,
-                                client_id,
-                                function = function.name(),
-                                closed = matches!(e, mpsc::error::TrySendError::Closed(_)),
-                                "rule action dropped: the queue is full"
-                            );
-                        }
+                    if self.queue_rule_action(function, event) {
+                        bump(&self.counters.rule_invocations);
+                    } else {
+                        bump(&self.counters.rule_actions_dropped);
+                        self.refused(Limit::RuleActionQueue);
+                        tracing::warn!(
+                            limit = %Limit::RuleActionQueue,
+                            max = self.limits.mqtt.rule_queue,
+                            topic,
+                            client_id,
+                            function = function.name(),
+                            "rule action dropped: the queue is full"
+                        );
                     }
                 }
             }
@@ -600,26 +621,6 @@ fn remove_sub(state: &mut State, filter: &str, id: ConnId) {
                 index.remove(filter);
             }
         }
-    }
-}
-
-/// Runs the rule actions of the queue, at most
-/// [`MqttLimits::rule_concurrency`] at once; ends when the broker is gone.
-pub(crate) async fn run_rule_actions(
-    sink: Arc<dyn RuleSink>,
-    mut rx: mpsc::Receiver<RuleAction>,
-    concurrency: usize,
-) {
-    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
-    while let Some((function, event)) = rx.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let invocation = sink.invoke(function, event);
-        tokio::spawn(async move {
-            invocation.await;
-            drop(slot);
-        });
     }
 }
 

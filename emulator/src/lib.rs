@@ -201,8 +201,9 @@ impl Emulator {
             source,
         })?;
         let changes = registry.status_changes();
-        let (shared, rule_actions) = broker::Shared::new(
+        let shared = Arc::new(broker::Shared::new(
             registry,
+            sink,
             deployment,
             config.account_id.clone(),
             broker::Limits {
@@ -210,12 +211,6 @@ impl Emulator {
                 connect_timeout: config.connect_timeout,
                 mqtt: config.limits,
             },
-        );
-        let shared = Arc::new(shared);
-        let rules_task = tokio::spawn(broker::run_rule_actions(
-            sink,
-            rule_actions,
-            config.limits.rule_concurrency,
         ));
         let watcher = tokio::spawn(broker::watch_status(shared.clone(), changes));
         let accept_shared = shared.clone();
@@ -239,7 +234,7 @@ impl Emulator {
             addr,
             identity,
             root_ca_file: config.root_ca_file,
-            tasks: vec![watcher, acceptor_task, rules_task],
+            tasks: vec![watcher, acceptor_task],
         })
     }
 

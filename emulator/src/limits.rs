@@ -200,9 +200,10 @@ pub struct MqttLimits {
     /// Time allowed for one write to a client (10 s): a client that stops
     /// reading is disconnected. The emulator's own bound.
     pub write_timeout: Duration,
-    /// Rule actions waiting for a free invocation slot (10,000). The
-    /// emulator's own bound; when full, a rule's action is dropped (logged),
-    /// as AWS IoT drops an action its target throttles.
+    /// Rule actions waiting for a free invocation slot, beyond the
+    /// `rule_concurrency` running (10,000). The emulator's own bound; when
+    /// full, a rule's action is dropped (logged), as AWS IoT drops an action
+    /// its target throttles.
     pub rule_queue: usize,
     /// Rule actions running at once (1,000, Lambda's default concurrent
     /// executions quota per Region,
