@@ -1,5 +1,6 @@
 //! The MQTT 3.1.1 broker: one task per connection, a subscription index,
-//! authorization with the deployed policies, and the rules engine.
+//! authorization with the deployed policies, the rules engine, and AWS IoT
+//! Core's per-connection limits ([`MqttLimits`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use rules::contracts::{CertificateId, JitrRegistrationEvent};
+use rules::functions::Function;
 use rules::policy::{self, Action, PolicyContext, PolicyDocument, Request};
 use rules::sql::MessageContext;
 use rumqttc::mqttbytes::QoS;
@@ -16,13 +18,15 @@ use rumqttc::mqttbytes::v4::{
     Codec, ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode,
     UnsubAck,
 };
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
 
+use crate::limits::{Limit, MqttLimits};
 use crate::registry::{
     CertificateStatus, CertificateView, Registry, certificate_id_of_der, certificate_pem_of_der,
     now_ms,
@@ -41,12 +45,8 @@ pub(crate) enum CloseReason {
     NotActive,
     /// The emulator is shutting down.
     Shutdown,
-}
-
-#[derive(Debug)]
-pub(crate) enum Command {
-    Deliver(Publish),
-    Close(CloseReason),
+    /// Its send queue is full: the client does not read.
+    SendQueueFull,
 }
 
 /// Who a connection is, for policy evaluation.
@@ -86,10 +86,19 @@ impl Auth {
     }
 }
 
+/// What other tasks hold of a connection: its bounded send queue, the
+/// switch that closes it, and who it is.
 #[derive(Debug, Clone)]
 struct ConnHandle {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: mpsc::Sender<Publish>,
+    close: Arc<watch::Sender<Option<CloseReason>>>,
     auth: Arc<Auth>,
+}
+
+impl ConnHandle {
+    fn close(&self, reason: CloseReason) {
+        self.close.send_replace(Some(reason));
+    }
 }
 
 /// A persistent session (CONNECT with clean session off) whose client is
@@ -130,6 +139,9 @@ pub(crate) struct Counters {
     pub(crate) takeovers: AtomicU64,
     pub(crate) closed_not_active: AtomicU64,
     pub(crate) keep_alive_timeouts: AtomicU64,
+    pub(crate) publishes_throttled: AtomicU64,
+    pub(crate) rule_actions_dropped: AtomicU64,
+    pub(crate) refusals: [AtomicU64; Limit::ALL.len()],
 }
 
 fn bump(c: &AtomicU64) {
@@ -141,18 +153,32 @@ fn bump(c: &AtomicU64) {
 pub(crate) struct Limits {
     pub(crate) handshake_timeout: Duration,
     pub(crate) connect_timeout: Duration,
-    pub(crate) max_packet_bytes: usize,
+    pub(crate) mqtt: MqttLimits,
+}
+
+impl Limits {
+    /// What the codec reads at most: the largest payload and 64 KiB for
+    /// topic and headers. A larger packet is refused before it is read
+    /// whole; one in between is read and refused with its payload's size.
+    fn max_packet_bytes(&self) -> usize {
+        self.mqtt.max_payload_bytes.saturating_add(64 * 1024)
+    }
 }
 
 /// Everything the connection tasks share.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) registry: Arc<dyn Registry>,
-    pub(crate) sink: Arc<dyn RuleSink>,
     pub(crate) deployment: Deployment,
     pub(crate) account_id: String,
     pub(crate) limits: Limits,
     pub(crate) counters: Counters,
+    sink: Arc<dyn RuleSink>,
+    /// Rule actions queued or running: at most `rule_queue +
+    /// rule_concurrency` (a permit per action, released when it ends).
+    rule_slots: Arc<Semaphore>,
+    /// Rule actions running: at most `rule_concurrency`.
+    rule_running: Arc<Semaphore>,
     state: Mutex<State>,
     next_conn: AtomicU64,
 }
@@ -188,16 +214,45 @@ impl Shared {
         account_id: String,
         limits: Limits,
     ) -> Shared {
+        let running = limits.mqtt.rule_concurrency.max(1);
         Shared {
             registry,
-            sink,
             deployment,
             account_id,
             limits,
             counters: Counters::default(),
+            sink,
+            rule_slots: Arc::new(Semaphore::new(
+                limits.mqtt.rule_queue.saturating_add(running),
+            )),
+            rule_running: Arc::new(Semaphore::new(running)),
             state: Mutex::new(State::default()),
             next_conn: AtomicU64::new(1),
         }
+    }
+
+    /// Queues one rule action: it runs when one of the
+    /// [`MqttLimits::rule_concurrency`] slots is free. Never waits; `false`
+    /// when [`MqttLimits::rule_queue`] actions already wait.
+    fn queue_rule_action(&self, rule: &str, function: Function, event: Value) -> bool {
+        let Ok(queued) = self.rule_slots.clone().try_acquire_owned() else {
+            return false;
+        };
+        let running = self.rule_running.clone();
+        let invocation = self.sink.invoke(rule, function, event);
+        tokio::spawn(async move {
+            let Ok(_running) = running.acquire_owned().await else {
+                return;
+            };
+            invocation.await;
+            drop(queued);
+        });
+        true
+    }
+
+    /// Counts a refusal by `limit`; the caller logs it.
+    fn refused(&self, limit: Limit) {
+        bump(&self.counters.refusals[limit.index()]);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -265,8 +320,22 @@ impl Shared {
             }
             let mut p = Publish::from_bytes(topic, min_qos(qos, sub_qos), payload.clone());
             p.pkid = 0;
-            if handle.tx.send(Command::Deliver(p)).is_ok() {
-                delivered += 1;
+            match handle.tx.try_send(p) {
+                Ok(()) => delivered += 1,
+                // already told to close: refused and logged once
+                Err(mpsc::error::TrySendError::Full(_)) if handle.close.borrow().is_some() => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.refused(Limit::SendQueue);
+                    tracing::warn!(
+                        limit = %Limit::SendQueue,
+                        client_id = %handle.auth.client_id,
+                        max = self.limits.mqtt.send_queue,
+                        topic,
+                        "subscriber does not read: send queue full, disconnecting it"
+                    );
+                    handle.close(CloseReason::SendQueueFull);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
         self.counters
@@ -291,8 +360,21 @@ impl Shared {
         match self.deployment.router().route_named(&ctx) {
             Ok(routed) => {
                 for (rule, function, event) in routed {
-                    bump(&self.counters.rule_invocations);
-                    tokio::spawn(self.sink.invoke(rule, function, event));
+                    // never wait here: the caller is a connection's reader
+                    if self.queue_rule_action(rule, function, event) {
+                        bump(&self.counters.rule_invocations);
+                    } else {
+                        bump(&self.counters.rule_actions_dropped);
+                        self.refused(Limit::RuleActionQueue);
+                        tracing::warn!(
+                            limit = %Limit::RuleActionQueue,
+                            max = self.limits.mqtt.rule_queue,
+                            topic,
+                            client_id,
+                            function = function.name(),
+                            "rule action dropped: the queue is full"
+                        );
+                    }
                 }
             }
             Err(e) => {
@@ -317,6 +399,18 @@ impl Shared {
             _ => return Admission::Refuse(ConnectReturnCode::NotAuthorized),
         }
         if client_id.is_empty() {
+            return Admission::Refuse(ConnectReturnCode::BadClientId);
+        }
+        let max = self.limits.mqtt.max_client_id_bytes;
+        if client_id.len() > max {
+            self.refused(Limit::ClientIdSize);
+            tracing::warn!(
+                limit = %Limit::ClientIdSize,
+                len = client_id.len(),
+                max,
+                certificate = cert_id,
+                "connect refused: client id too long"
+            );
             return Admission::Refuse(ConnectReturnCode::BadClientId);
         }
         let policies = cert
@@ -403,7 +497,7 @@ impl Shared {
             && let Some(old) = state.conns.get(&old)
         {
             bump(&self.counters.takeovers);
-            let _ = old.tx.send(Command::Close(CloseReason::Takeover));
+            old.close(CloseReason::Takeover);
         }
         state.by_cert.entry(cert_id).or_default().insert(id);
         state.conns.insert(id, handle);
@@ -480,7 +574,7 @@ impl Shared {
         let state = self.state();
         for id in state.by_cert.get(cert_id).into_iter().flatten() {
             if let Some(h) = state.conns.get(id) {
-                let _ = h.tx.send(Command::Close(reason));
+                h.close(reason);
             }
         }
     }
@@ -514,7 +608,7 @@ impl Shared {
     /// Closes every connection.
     pub(crate) fn close_all(&self) {
         for h in self.state().conns.values() {
-            let _ = h.tx.send(Command::Close(CloseReason::Shutdown));
+            h.close(CloseReason::Shutdown);
         }
     }
 }
@@ -573,6 +667,31 @@ async fn close<S: AsyncRead + AsyncWrite + Unpin>(mut framed: Framed<S, Codec>) 
     .await;
 }
 
+/// Writes one packet within [`MqttLimits::write_timeout`]; `false` when the
+/// connection is to close (write failed, or the client stopped reading).
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    client_id: &str,
+    framed: &mut Framed<S, Codec>,
+    packet: Packet,
+) -> bool {
+    let timeout = shared.limits.mqtt.write_timeout;
+    match tokio::time::timeout(timeout, framed.send(packet)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            shared.refused(Limit::WriteTimeout);
+            tracing::warn!(
+                limit = %Limit::WriteTimeout,
+                client_id,
+                timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                "client does not read: write timed out, disconnecting it"
+            );
+            false
+        }
+    }
+}
+
 /// Serves one TCP connection to its end.
 pub(crate) async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpStream) {
     let limits = shared.limits;
@@ -597,12 +716,18 @@ pub(crate) async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpSt
     let mut framed = Framed::new(
         tls,
         Codec {
-            max_incoming_size: limits.max_packet_bytes,
-            max_outgoing_size: limits.max_packet_bytes,
+            max_incoming_size: limits.max_packet_bytes(),
+            max_outgoing_size: limits.max_packet_bytes(),
         },
     );
     let connect = match tokio::time::timeout(limits.connect_timeout, framed.next()).await {
         Ok(Some(Ok(Packet::Connect(c)))) => c,
+        Ok(Some(Err(e))) => {
+            bump(&shared.counters.connections_refused);
+            decode_failed(&shared, &cert_id, &e);
+            close(framed).await;
+            return;
+        }
         _ => {
             bump(&shared.counters.connections_refused);
             close(framed).await;
@@ -613,9 +738,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpSt
         Admission::Accept(auth) => auth,
         Admission::Refuse(code) => {
             bump(&shared.counters.connections_refused);
-            let _ = framed
-                .send(Packet::ConnAck(ConnAck::new(code, false)))
-                .await;
+            let _ = send(
+                &shared,
+                &connect.client_id,
+                &mut framed,
+                Packet::ConnAck(ConnAck::new(code, false)),
+            )
+            .await;
             close(framed).await;
             return;
         }
@@ -626,59 +755,118 @@ pub(crate) async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: TcpSt
         }
     };
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(limits.mqtt.send_queue.max(1));
+    let (close_tx, mut close_rx) = watch::channel(None);
     let tx_self = tx.clone();
     shared.register(
         id,
         ConnHandle {
             tx,
+            close: Arc::new(close_tx),
             auth: auth.clone(),
         },
     );
-    let mut filters = HashSet::new();
+    let mut conn = ConnState {
+        filters: HashSet::new(),
+        window: RateWindow::default(),
+    };
     let restored = shared.take_offline(&auth.client_id, connect.clean_session);
     let session_present = restored.is_some();
     if let Some(session) = restored {
         for (f, q) in &session.filters {
             if auth.allows(&shared, Action::Subscribe, f) {
                 shared.subscribe(id, f, *q);
-                filters.insert(f.clone());
+                conn.filters.insert(f.clone());
             }
         }
         for p in session.queue {
-            if auth.allows(&shared, Action::Receive, &p.topic) {
-                let _ = tx_self.send(Command::Deliver(p));
+            // the offline queue is shorter than the send queue: at most the
+            // tail of a queue a lowered `send_queue` cannot hold is dropped
+            if auth.allows(&shared, Action::Receive, &p.topic) && tx_self.try_send(p).is_err() {
+                break;
             }
         }
     }
     // a status change between admission and registration: the watcher may
     // have missed this connection, so look again
     if shared.is_active(&cert_id)
-        && framed
-            .send(Packet::ConnAck(ConnAck::new(
-                ConnectReturnCode::Success,
-                session_present,
-            )))
-            .await
-            .is_ok()
+        && send(
+            &shared,
+            &auth.client_id,
+            &mut framed,
+            Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, session_present)),
+        )
+        .await
     {
         bump(&shared.counters.connections_accepted);
+        let keep_alive = limits.mqtt.keep_alive(connect.keep_alive);
         session(
             &shared,
             id,
             &auth,
-            connect.keep_alive,
+            keep_alive,
             &mut framed,
-            &mut rx,
-            &mut filters,
+            (&mut rx, &mut close_rx),
+            &mut conn,
         )
         .await;
     } else {
         bump(&shared.counters.connections_refused);
     }
     drop(tx_self);
-    shared.unregister(id, &auth, &filters, !connect.clean_session);
+    shared.unregister(id, &auth, &conn.filters, !connect.clean_session);
     close(framed).await;
+}
+
+/// Logs a packet the codec refused; one over the size limit names it.
+fn decode_failed(shared: &Shared, who: &str, e: &rumqttc::mqttbytes::Error) {
+    if let rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(size) = e {
+        shared.refused(Limit::MessageSize);
+        tracing::warn!(
+            limit = %Limit::MessageSize,
+            size,
+            max = shared.limits.max_packet_bytes(),
+            client = who,
+            "packet too large: connection closed"
+        );
+    } else {
+        tracing::debug!(client = who, error = %e, "malformed packet: connection closed");
+    }
+}
+
+/// Per-connection state the packet handler keeps.
+struct ConnState {
+    /// The topic filters the connection holds.
+    filters: HashSet<String>,
+    /// Publishes counted in the current one-second window.
+    window: RateWindow,
+}
+
+/// A fixed one-second window counting PUBLISH packets.
+#[derive(Default)]
+struct RateWindow {
+    started: Option<Instant>,
+    count: u32,
+}
+
+impl RateWindow {
+    /// Counts one publish; `Err(first)` when it is over `per_second`,
+    /// `first` telling whether it is the window's first one over.
+    fn admit(&mut self, now: Instant, per_second: u32) -> Result<(), bool> {
+        match self.started {
+            Some(s) if now.saturating_duration_since(s) < Duration::from_secs(1) => {}
+            _ => {
+                self.started = Some(now);
+                self.count = 0;
+            }
+        }
+        self.count = self.count.saturating_add(1);
+        if self.count <= per_second {
+            Ok(())
+        } else {
+            Err(self.count == per_second.saturating_add(1))
+        }
+    }
 }
 
 enum Flow {
@@ -690,52 +878,120 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
     id: ConnId,
     auth: &Auth,
-    keep_alive_s: u16,
+    keep_alive: Duration,
     framed: &mut Framed<S, Codec>,
-    rx: &mut mpsc::UnboundedReceiver<Command>,
-    filters: &mut HashSet<String>,
+    (rx, close_rx): (
+        &mut mpsc::Receiver<Publish>,
+        &mut watch::Receiver<Option<CloseReason>>,
+    ),
+    conn: &mut ConnState,
 ) {
-    // MQTT 3.1.1 §3.1.2.10: one and a half keep-alive periods
-    let keep_alive =
-        (keep_alive_s > 0).then(|| Duration::from_millis(u64::from(keep_alive_s) * 1500));
-    let mut deadline = Instant::now() + keep_alive.unwrap_or(Duration::from_secs(86_400));
+    // MQTT 3.1.1 §3.1.2.10 and AWS IoT Core: one and a half keep-alive periods
+    let idle = keep_alive.saturating_mul(3) / 2;
+    let mut deadline = Instant::now() + idle;
     let mut next_pkid: u16 = 0;
     loop {
         tokio::select! {
-            cmd = rx.recv() => match cmd {
-                Some(Command::Deliver(mut p)) => {
-                    if p.qos == QoS::AtLeastOnce {
-                        next_pkid = next_pkid.checked_add(1).unwrap_or(1);
-                        p.pkid = next_pkid;
-                    }
-                    if framed.send(Packet::Publish(p)).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Command::Close(reason)) => {
-                    if reason == CloseReason::NotActive {
+            changed = close_rx.changed() => {
+                let reason = *close_rx.borrow_and_update();
+                if changed.is_err() || reason.is_some() {
+                    if reason == Some(CloseReason::NotActive) {
                         bump(&shared.counters.closed_not_active);
                     }
                     return;
                 }
+            }
+            p = rx.recv() => match p {
+                Some(mut p) => {
+                    if p.qos == QoS::AtLeastOnce {
+                        next_pkid = next_pkid.checked_add(1).unwrap_or(1);
+                        p.pkid = next_pkid;
+                    }
+                    if !send(shared, &auth.client_id, framed, Packet::Publish(p)).await {
+                        return;
+                    }
+                }
                 None => return,
             },
             packet = framed.next() => {
-                let Some(Ok(packet)) = packet else { return };
-                if let Some(ka) = keep_alive {
-                    deadline = Instant::now() + ka;
-                }
-                match handle(shared, id, auth, packet, framed, filters).await {
+                let packet = match packet {
+                    Some(Ok(packet)) => packet,
+                    Some(Err(e)) => {
+                        decode_failed(shared, &auth.client_id, &e);
+                        return;
+                    }
+                    None => return,
+                };
+                deadline = Instant::now() + idle;
+                match handle(shared, id, auth, packet, framed, conn).await {
                     Flow::Continue => {}
                     Flow::Close => return,
                 }
             }
-            () = tokio::time::sleep_until(deadline), if keep_alive.is_some() => {
+            () = tokio::time::sleep_until(deadline) => {
                 bump(&shared.counters.keep_alive_timeouts);
+                tracing::info!(
+                    client_id = %auth.client_id,
+                    keep_alive_s = keep_alive.as_secs(),
+                    "keep-alive timeout: nothing received for 1.5 keep-alive periods"
+                );
                 return;
             }
         }
     }
+}
+
+/// Checks a PUBLISH against the limits; `Err(flow)` when it goes no further
+/// (throttled: dropped, the connection stays; anything else: closed).
+fn check_publish(
+    shared: &Shared,
+    auth: &Auth,
+    p: &Publish,
+    conn: &mut ConnState,
+) -> Result<(), Flow> {
+    let limits = &shared.limits.mqtt;
+    let client_id = auth.client_id.as_str();
+    if p.payload.len() > limits.max_payload_bytes {
+        shared.refused(Limit::MessageSize);
+        tracing::warn!(
+            limit = %Limit::MessageSize,
+            client_id,
+            topic = %p.topic,
+            size = p.payload.len(),
+            max = limits.max_payload_bytes,
+            "publish refused: payload too large, connection closed"
+        );
+        return Err(Flow::Close);
+    }
+    if let Some((limit, measure)) = limits.topic_violation(&p.topic) {
+        shared.refused(limit);
+        tracing::warn!(
+            limit = %limit,
+            client_id,
+            measure,
+            "publish refused: topic over the limit, connection closed"
+        );
+        return Err(Flow::Close);
+    }
+    if let Err(first) = conn
+        .window
+        .admit(Instant::now(), limits.publishes_per_second)
+    {
+        bump(&shared.counters.publishes_throttled);
+        shared.refused(Limit::PublishRate);
+        if first {
+            tracing::warn!(
+                limit = %Limit::PublishRate,
+                client_id,
+                max = limits.publishes_per_second,
+                "publish throttled: over the rate, dropped until the second ends"
+            );
+        } else {
+            tracing::debug!(limit = %Limit::PublishRate, client_id, "publish throttled");
+        }
+        return Err(Flow::Continue);
+    }
+    Ok(())
 }
 
 async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
@@ -744,11 +1000,19 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     auth: &Auth,
     packet: Packet,
     framed: &mut Framed<S, Codec>,
-    filters: &mut HashSet<String>,
+    conn: &mut ConnState,
 ) -> Flow {
-    let sent = match packet {
+    let client_id = auth.client_id.as_str();
+    let limits = &shared.limits.mqtt;
+    let reply = match packet {
         Packet::Publish(p) => {
             bump(&shared.counters.publishes_received);
+            if let Err(flow) = check_publish(shared, auth, &p, conn) {
+                if matches!(flow, Flow::Close) {
+                    bump(&shared.counters.publishes_denied);
+                }
+                return flow;
+            }
             // IoT Core supports QoS 0 and 1 only; a bad topic or a denied
             // publish closes the connection, as IoT Core does
             if p.qos == QoS::ExactlyOnce
@@ -765,46 +1029,79 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                 &auth.client_id,
                 &auth.certificate_id,
             );
-            if p.qos == QoS::AtLeastOnce {
-                framed.send(Packet::PubAck(PubAck::new(p.pkid))).await
-            } else {
-                Ok(())
-            }
+            (p.qos == QoS::AtLeastOnce).then(|| Packet::PubAck(PubAck::new(p.pkid)))
         }
         Packet::Subscribe(s) => {
+            if s.filters.len() > limits.max_filters_per_subscribe {
+                shared.refused(Limit::FiltersPerSubscribe);
+                tracing::warn!(
+                    limit = %Limit::FiltersPerSubscribe,
+                    client_id,
+                    filters = s.filters.len(),
+                    max = limits.max_filters_per_subscribe,
+                    "subscribe refused: too many filters, connection closed"
+                );
+                return Flow::Close;
+            }
             let mut codes = Vec::with_capacity(s.filters.len());
             for f in &s.filters {
+                let over_count = !conn.filters.contains(&f.path)
+                    && conn.filters.len() >= limits.max_subscriptions_per_connection;
+                let violation = if over_count {
+                    Some((
+                        Limit::SubscriptionsPerConnection,
+                        limits.max_subscriptions_per_connection,
+                    ))
+                } else {
+                    limits.topic_violation(&f.path)
+                };
+                if let Some((limit, measure)) = violation {
+                    shared.refused(limit);
+                    bump(&shared.counters.subscriptions_denied);
+                    tracing::warn!(
+                        limit = %limit,
+                        client_id,
+                        filter = %f.path,
+                        measure,
+                        "subscription refused (SUBACK failure)"
+                    );
+                    codes.push(SubscribeReasonCode::Failure);
+                    continue;
+                }
                 let ok = rules::topic::validate_topic_filter(&f.path).is_ok()
                     && auth.allows(shared, Action::Subscribe, &f.path);
                 if ok {
                     let qos = min_qos(f.qos, QoS::AtLeastOnce);
                     shared.subscribe(id, &f.path, qos);
-                    filters.insert(f.path.clone());
+                    conn.filters.insert(f.path.clone());
                     codes.push(SubscribeReasonCode::Success(qos));
                 } else {
                     bump(&shared.counters.subscriptions_denied);
                     codes.push(SubscribeReasonCode::Failure);
                 }
             }
-            framed
-                .send(Packet::SubAck(SubAck::new(s.pkid, codes)))
-                .await
+            Some(Packet::SubAck(SubAck::new(s.pkid, codes)))
         }
         Packet::Unsubscribe(u) => {
             for t in &u.topics {
                 shared.unsubscribe(id, t);
-                filters.remove(t);
+                conn.filters.remove(t);
             }
-            framed.send(Packet::UnsubAck(UnsubAck::new(u.pkid))).await
+            Some(Packet::UnsubAck(UnsubAck::new(u.pkid)))
         }
-        Packet::PingReq => framed.send(Packet::PingResp).await,
-        Packet::PubAck(_) => Ok(()),
+        Packet::PingReq => Some(Packet::PingResp),
+        Packet::PubAck(_) => None,
         // DISCONNECT, a second CONNECT, QoS 2 flows, server-side packets
         _ => return Flow::Close,
     };
-    if sent.is_ok() {
-        Flow::Continue
-    } else {
-        Flow::Close
+    match reply {
+        Some(packet) => {
+            if send(shared, client_id, framed, packet).await {
+                Flow::Continue
+            } else {
+                Flow::Close
+            }
+        }
+        None => Flow::Continue,
     }
 }

@@ -10,7 +10,11 @@
 //! registration event published and the connection closed. Connect,
 //! publish, subscribe and receive are authorized with the policies of the
 //! **synthesized** template ([`Deployment`]), and every message runs
-//! through its topic rules; a rule's output goes to a [`RuleSink`].
+//! through its topic rules; a rule's output goes to a [`RuleSink`] through a
+//! bounded queue. AWS IoT Core's per-connection MQTT quotas are enforced
+//! ([`MqttLimits`]: message size, publishes per second, filters per
+//! SUBSCRIBE, subscriptions per connection, topic size and depth, client id
+//! size, keep-alive range), each refusal logged with the limit's name.
 //!
 //! Architecture invariant: the broker's only view of the registry and of
 //! the Lambda functions is the [`Registry`] and [`RuleSink`] ports.
@@ -20,6 +24,7 @@ pub mod cloud;
 pub mod emulate;
 pub mod iam;
 pub mod lambda;
+pub mod limits;
 pub mod registry;
 pub mod simulate;
 pub mod sink;
@@ -40,6 +45,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 pub use cloud::{Cloud, CloudConfig, CloudError, DeviceCredentials};
+pub use limits::{Limit, MqttLimits};
 pub use registry::{CertificateStatus, CertificateView, MemRegistry, Registry, StatusChange};
 pub use sink::{ChannelSink, Invocation, RecordingSink, RuleSink};
 pub use template::{Deployment, TemplateError};
@@ -60,6 +66,8 @@ pub struct EmulatorConfig {
     pub handshake_timeout: Duration,
     /// Time allowed between the handshake and the CONNECT packet.
     pub connect_timeout: Duration,
+    /// The MQTT limits enforced; AWS IoT Core's by default.
+    pub limits: MqttLimits,
 }
 
 impl Default for EmulatorConfig {
@@ -70,6 +78,7 @@ impl Default for EmulatorConfig {
             account_id: template::DEFAULT_ACCOUNT.to_owned(),
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            limits: MqttLimits::default(),
         }
     }
 }
@@ -108,7 +117,7 @@ pub enum PublishError {
     PayloadTooLarge {
         /// The payload's length.
         len: usize,
-        /// [`MAX_PAYLOAD_BYTES`].
+        /// [`MqttLimits::max_payload_bytes`], by default [`MAX_PAYLOAD_BYTES`].
         max: usize,
     },
 }
@@ -128,14 +137,20 @@ pub struct Stats {
     pub jitr_events: u64,
     /// PUBLISH packets received from clients.
     pub publishes_received: u64,
-    /// Of those, denied (connection closed).
+    /// Of those, denied (connection closed): by policy, an invalid topic,
+    /// or a limit ([`Emulator::limit_refusals`]).
     pub publishes_denied: u64,
+    /// Of those, over the per-connection rate: dropped, no PUBACK, the
+    /// connection kept.
+    pub publishes_throttled: u64,
     /// Subscription filters denied (SUBACK 0x80).
     pub subscriptions_denied: u64,
     /// Messages delivered to subscribers.
     pub deliveries: u64,
-    /// Rule actions handed to the [`RuleSink`].
+    /// Rule actions queued for the [`RuleSink`].
     pub rule_invocations: u64,
+    /// Rule actions dropped because the rule action queue was full.
+    pub rule_actions_dropped: u64,
     /// Messages a rule could not evaluate (e.g. a non-object payload).
     pub rule_errors: u64,
     /// Connections closed because a new one took the client id.
@@ -197,8 +212,7 @@ impl Emulator {
             broker::Limits {
                 handshake_timeout: config.handshake_timeout,
                 connect_timeout: config.connect_timeout,
-                // payload + topic + headers
-                max_packet_bytes: MAX_PAYLOAD_BYTES + 64 * 1024,
+                mqtt: config.limits,
             },
         ));
         let watcher = tokio::spawn(broker::watch_status(shared.clone(), changes));
@@ -268,15 +282,22 @@ impl Emulator {
         payload: impl Into<Bytes>,
         qos: u8,
     ) -> Result<usize, PublishError> {
+        let limits = &self.shared.limits.mqtt;
+        if let Some((limit, measure)) = limits.topic_violation(topic) {
+            return Err(PublishError::InvalidTopic {
+                topic: topic.to_owned(),
+                reason: format!("over the {limit} limit ({measure})"),
+            });
+        }
         rules::topic::validate_topic_name(topic).map_err(|e| PublishError::InvalidTopic {
             topic: topic.to_owned(),
             reason: e.to_string(),
         })?;
         let payload = payload.into();
-        if payload.len() > MAX_PAYLOAD_BYTES {
+        if payload.len() > limits.max_payload_bytes {
             return Err(PublishError::PayloadTooLarge {
                 len: payload.len(),
-                max: MAX_PAYLOAD_BYTES,
+                max: limits.max_payload_bytes,
             });
         }
         let qos = if qos == 0 {
@@ -318,6 +339,17 @@ impl Emulator {
         self.shared.connected()
     }
 
+    /// The limits enforced.
+    pub fn limits(&self) -> &MqttLimits {
+        &self.shared.limits.mqtt
+    }
+
+    /// How many times `limit` refused something since start (each also
+    /// logged with the limit's name).
+    pub fn limit_refusals(&self, limit: Limit) -> u64 {
+        self.shared.counters.refusals[limit.index()].load(Ordering::Relaxed)
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
@@ -329,9 +361,11 @@ impl Emulator {
             jitr_events: g(&c.jitr_events),
             publishes_received: g(&c.publishes_received),
             publishes_denied: g(&c.publishes_denied),
+            publishes_throttled: g(&c.publishes_throttled),
             subscriptions_denied: g(&c.subscriptions_denied),
             deliveries: g(&c.deliveries),
             rule_invocations: g(&c.rule_invocations),
+            rule_actions_dropped: g(&c.rule_actions_dropped),
             rule_errors: g(&c.rule_errors),
             takeovers: g(&c.takeovers),
             closed_not_active: g(&c.closed_not_active),

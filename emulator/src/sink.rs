@@ -13,8 +13,11 @@ use tokio::sync::mpsc;
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Takes a topic rule's output to the Lambda function the rule invokes.
-/// The emulator spawns the returned future and does not wait for it, as
-/// AWS IoT invokes Lambda actions asynchronously.
+/// The broker calls it for each rule action it can queue (at most
+/// [`crate::MqttLimits::rule_queue`] waiting; beyond that the action is
+/// dropped and logged) and runs the returned futures at most
+/// [`crate::MqttLimits::rule_concurrency`] at once, never waiting for one on
+/// a connection's reader, as AWS IoT invokes Lambda actions asynchronously.
 pub trait RuleSink: Send + Sync + fmt::Debug {
     /// Invokes `function` with the output `event` of the topic rule named
     /// `rule`.

@@ -1,5 +1,11 @@
 //! The stack's typed configuration: defaults, a TOML file, then overrides
 //! (CLI flags); [`Config::validate`] names the field of any invalid value.
+//!
+//! Every value that ends up in the template is checked against the range
+//! AWS documents for it, with the source beside the check, so that a value
+//! `cdk deploy` would fail on never leaves `cargo run`. Values that are
+//! fleetcert's own (the rotation deadline, sweep size, row TTL, the largest
+//! RSA key csr-issuer verifies) say so.
 
 use std::path::{Path, PathBuf};
 
@@ -67,7 +73,8 @@ pub enum Frequency {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Audit {
-    /// Days before expiry at which a certificate is reported (AWS accepts 1 to 3652).
+    /// Days before expiry at which a certificate is reported (AWS accepts
+    /// 30 to 3652, [`EXPIRING_THRESHOLD_DAYS`]).
     pub expiring_threshold_days: u32,
     /// Scheduled audit frequency.
     pub frequency: Frequency,
@@ -285,7 +292,34 @@ pub const REGIONS: &[&str] = &[
     "us-gov-west-1",
 ];
 
-const LOG_RETENTION_DAYS: &[u32] = &[
+/// Device Defender's `DEVICE_CERTIFICATE_EXPIRING_CHECK` threshold,
+/// `CERT_EXPIRATION_THRESHOLD_IN_DAYS`: "The certificate expiration check
+/// threshold can be configured between 30 days (minimum) and 3652 days (10
+/// years, maximum) with a default value of 30 days." (AWS IoT Device
+/// Defender developer guide, "Device certificate expiring",
+/// <https://docs.aws.amazon.com/iot-device-defender/latest/devguide/audit-chk-device-cert-approaching-expiration.html>).
+/// The CloudFormation property is a string of 1 to 64 characters, so only
+/// the API refuses a value outside this range, at deploy time.
+pub const EXPIRING_THRESHOLD_DAYS: std::ops::RangeInclusive<u32> = 30..=3652;
+
+/// Lambda function memory: "128 MB to 10,240 MB, in 1-MB increments" (AWS
+/// Lambda quotas, <https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>).
+/// The vendored `AWS::Lambda::Function` schema allows `MemorySize` up to
+/// 32768, a bound only Lambda Managed Instances reach.
+pub const LAMBDA_MEMORY_MB: std::ops::RangeInclusive<u32> = 128..=10_240;
+
+/// Lambda function timeout: "900 seconds (15 minutes)" at most (AWS Lambda
+/// quotas, as above), at least 1 (`Timeout` minimum in the vendored
+/// `AWS::Lambda::Function` schema, whose maximum of 5400 applies to Lambda
+/// Managed Instances only). The rotation queue's visibility timeout is six
+/// times this, at most 5,400 s, inside SQS's 0 to 43,200.
+pub const LAMBDA_TIMEOUT_SECONDS: std::ops::RangeInclusive<u32> = 1..=900;
+
+/// CloudWatch Logs retention: the `RetentionInDays` enum of the vendored
+/// `AWS::Logs::LogGroup` schema (`infra/cfn-schemas/aws-logs-loggroup.json`,
+/// the same list as the `PutRetentionPolicy` API reference,
+/// <https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html>).
+pub const LOG_RETENTION_DAYS: &[u32] = &[
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
     3288, 3653,
 ];
@@ -327,6 +361,10 @@ impl Config {
     /// Checks every value against what AWS accepts; reads the JITR PEMs.
     pub fn validate(self) -> Result<Validated, ConfigError> {
         let invalid = |field: &'static str, reason: String| ConfigError::Invalid { field, reason };
+        // CloudFormation `CreateStack`: "A stack name can contain only
+        // alphanumeric characters (case-sensitive) and hyphens. It must start
+        // with an alphabetical character and can't be longer than 128
+        // characters." (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CreateStack.html)
         let name = &self.stack_name;
         if name.is_empty()
             || name.len() > 128
@@ -340,18 +378,31 @@ impl Config {
                 ),
             ));
         }
+        // regions with both AWS IoT Core and Device Defender (AWS General
+        // Reference, the IoT Core and Device Defender endpoint tables)
         if let Some(r) = &self.region
             && !REGIONS.contains(&r.as_str())
         {
             return Err(invalid("region", format!("unknown region {r:?}")));
         }
         let a = &self.audit;
-        if !(1..=3652).contains(&a.expiring_threshold_days) {
+        if !EXPIRING_THRESHOLD_DAYS.contains(&a.expiring_threshold_days) {
             return Err(invalid(
                 "audit.expiring_threshold_days",
-                format!("{} is outside 1 to 3652", a.expiring_threshold_days),
+                format!(
+                    "{} is outside {} to {} (Device Defender's certificate expiration check threshold)",
+                    a.expiring_threshold_days,
+                    EXPIRING_THRESHOLD_DAYS.start(),
+                    EXPIRING_THRESHOLD_DAYS.end()
+                ),
             ));
         }
+        // `CreateScheduledAudit` / the vendored `AWS::IoT::ScheduledAudit`
+        // schema: `Frequency` DAILY | WEEKLY | BIWEEKLY | MONTHLY (the enum
+        // above); `DayOfWeek` SUN..SAT, "required if the frequency parameter
+        // is set to WEEKLY or BIWEEKLY"; `DayOfMonth` "1 through 31 or LAST",
+        // "required if the frequency parameter is set to MONTHLY"
+        // (https://docs.aws.amazon.com/iot/latest/apireference/API_CreateScheduledAudit.html)
         match a.frequency {
             Frequency::Weekly | Frequency::Biweekly => {
                 let day = a.day_of_week.as_deref().unwrap_or("");
@@ -396,16 +447,26 @@ impl Config {
             }
         }
         let l = &self.lambda;
-        if !(128..=10240).contains(&l.memory_mb) {
+        if !LAMBDA_MEMORY_MB.contains(&l.memory_mb) {
             return Err(invalid(
                 "lambda.memory_mb",
-                format!("{} is outside 128 to 10240", l.memory_mb),
+                format!(
+                    "{} is outside {} to {} (Lambda's memory quota)",
+                    l.memory_mb,
+                    LAMBDA_MEMORY_MB.start(),
+                    LAMBDA_MEMORY_MB.end()
+                ),
             ));
         }
-        if !(1..=900).contains(&l.timeout_seconds) {
+        if !LAMBDA_TIMEOUT_SECONDS.contains(&l.timeout_seconds) {
             return Err(invalid(
                 "lambda.timeout_seconds",
-                format!("{} is outside 1 to 900", l.timeout_seconds),
+                format!(
+                    "{} is outside {} to {} (Lambda's timeout quota)",
+                    l.timeout_seconds,
+                    LAMBDA_TIMEOUT_SECONDS.start(),
+                    LAMBDA_TIMEOUT_SECONDS.end()
+                ),
             ));
         }
         if !LOG_RETENTION_DAYS.contains(&l.log_retention_days) {
@@ -417,6 +478,7 @@ impl Config {
                 ),
             ));
         }
+        // fleetcert's own bound: DynamoDB TTL takes any epoch time
         if !(1..=lambdas::config::MAX_ROTATION_TTL_DAYS).contains(&self.rotation_ttl_days) {
             return Err(invalid(
                 "rotation_ttl_days",
@@ -427,6 +489,8 @@ impl Config {
                 ),
             ));
         }
+        // fleetcert's own: a rotation must end before the certificate the
+        // audit reported expires
         let r = &self.rotation;
         let threshold_hours = u64::from(a.expiring_threshold_days) * 24;
         if let Some(hours) = r.deadline_hours
@@ -439,12 +503,17 @@ impl Config {
                 ),
             ));
         }
+        // fleetcert's own: one sweep's work within one Lambda invocation
         if !(1..=10_000).contains(&r.sweep_max_rows) {
             return Err(invalid(
                 "rotation.sweep_max_rows",
                 format!("{} is outside 1 to 10000", r.sweep_max_rows),
             ));
         }
+        // `CreateCertificateFromCsr` accepts RSA keys of at least 2048 bits
+        // (AWS IoT Core developer guide, "X.509 client certificates";
+        // DESIGN.md's documented shapes); the upper bound is fleetcert's:
+        // the largest modulus csr-issuer verifies
         let csr = &self.csr;
         let max_verifiable = rules::csr::MAX_VERIFIABLE_RSA_BITS;
         if !(2048..=max_verifiable).contains(&csr.min_rsa_bits) {
@@ -462,6 +531,8 @@ impl Config {
                 ),
             ));
         }
+        // a certificate id: "Length Constraints: Fixed length of 64. Pattern:
+        // (0x)?[a-fA-F0-9]+" (AWS IoT API reference, CACertificate)
         for id in &self.jitr.ca_certificate_ids {
             if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(invalid(
@@ -523,8 +594,7 @@ mod tests {
 
     #[rstest]
     #[case::default("", 168)]
-    #[case::short_threshold("[audit]\nexpiring_threshold_days = 3", 36)]
-    #[case::one_day("[audit]\nexpiring_threshold_days = 1", 12)]
+    #[case::shortest_threshold("[audit]\nexpiring_threshold_days = 30", 168)]
     #[case::explicit("[rotation]\ndeadline_hours = 24", 24)]
     fn the_rotation_deadline_defaults_to_a_week_or_half_the_threshold(
         #[case] toml: &str,
@@ -558,11 +628,11 @@ mod tests {
     #[case::ca_id("[jitr]\nca_certificate_ids = [\"abc\"]", "jitr.ca_certificate_ids")]
     #[case::deadline_zero("[rotation]\ndeadline_hours = 0", "rotation.deadline_hours")]
     #[case::deadline_equal_threshold(
-        "[audit]\nexpiring_threshold_days = 2\n[rotation]\ndeadline_hours = 48",
+        "[audit]\nexpiring_threshold_days = 30\n[rotation]\ndeadline_hours = 720",
         "rotation.deadline_hours"
     )]
     #[case::deadline_past_threshold(
-        "[audit]\nexpiring_threshold_days = 7\n[rotation]\ndeadline_hours = 168",
+        "[audit]\nexpiring_threshold_days = 30\n[rotation]\ndeadline_hours = 1000",
         "rotation.deadline_hours"
     )]
     #[case::sweep_rows("[rotation]\nsweep_max_rows = 0", "rotation.sweep_max_rows")]
@@ -573,6 +643,98 @@ mod tests {
         assert!(
             matches!(&err, Some(ConfigError::Invalid { field: f, .. }) if *f == field),
             "{err:?}"
+        );
+    }
+
+    /// Each documented bound, from both sides: the value at the bound is
+    /// accepted, one past it names the field.
+    #[rstest]
+    #[case::threshold_below_aws_minimum(
+        "[audit]\nexpiring_threshold_days = 29",
+        Some("audit.expiring_threshold_days")
+    )]
+    #[case::threshold_aws_minimum("[audit]\nexpiring_threshold_days = 30", None)]
+    #[case::threshold_aws_maximum("[audit]\nexpiring_threshold_days = 3652", None)]
+    #[case::threshold_above_aws_maximum(
+        "[audit]\nexpiring_threshold_days = 3653",
+        Some("audit.expiring_threshold_days")
+    )]
+    #[case::threshold_of_three_days(
+        "[audit]\nexpiring_threshold_days = 3",
+        Some("audit.expiring_threshold_days")
+    )]
+    #[case::memory_below("[lambda]\nmemory_mb = 127", Some("lambda.memory_mb"))]
+    #[case::memory_minimum("[lambda]\nmemory_mb = 128", None)]
+    #[case::memory_maximum("[lambda]\nmemory_mb = 10240", None)]
+    #[case::memory_above("[lambda]\nmemory_mb = 10241", Some("lambda.memory_mb"))]
+    #[case::timeout_zero("[lambda]\ntimeout_seconds = 0", Some("lambda.timeout_seconds"))]
+    #[case::timeout_minimum("[lambda]\ntimeout_seconds = 1", None)]
+    #[case::timeout_maximum("[lambda]\ntimeout_seconds = 900", None)]
+    #[case::timeout_above("[lambda]\ntimeout_seconds = 901", Some("lambda.timeout_seconds"))]
+    #[case::retention_shortest("[lambda]\nlog_retention_days = 1", None)]
+    #[case::retention_longest("[lambda]\nlog_retention_days = 3653", None)]
+    #[case::retention_not_listed(
+        "[lambda]\nlog_retention_days = 2",
+        Some("lambda.log_retention_days")
+    )]
+    #[case::retention_ten_years(
+        "[lambda]\nlog_retention_days = 3650",
+        Some("lambda.log_retention_days")
+    )]
+    #[case::weekly_sun("[audit]\nfrequency = \"WEEKLY\"\nday_of_week = \"SUN\"", None)]
+    #[case::biweekly_lower_case(
+        "[audit]\nfrequency = \"BIWEEKLY\"\nday_of_week = \"mon\"",
+        Some("audit.day_of_week")
+    )]
+    #[case::monthly_first("[audit]\nfrequency = \"MONTHLY\"\nday_of_month = \"1\"", None)]
+    #[case::monthly_31("[audit]\nfrequency = \"MONTHLY\"\nday_of_month = \"31\"", None)]
+    #[case::monthly_last("[audit]\nfrequency = \"MONTHLY\"\nday_of_month = \"LAST\"", None)]
+    #[case::monthly_zero(
+        "[audit]\nfrequency = \"MONTHLY\"\nday_of_month = \"0\"",
+        Some("audit.day_of_month")
+    )]
+    #[case::monthly_without_day("[audit]\nfrequency = \"MONTHLY\"", Some("audit.day_of_month"))]
+    #[case::weekly_with_day_of_month(
+        "[audit]\nfrequency = \"WEEKLY\"\nday_of_week = \"SUN\"\nday_of_month = \"1\"",
+        Some("audit.day_of_month")
+    )]
+    #[case::rsa_2047("[csr]\nmin_rsa_bits = 2047", Some("csr.min_rsa_bits"))]
+    #[case::rsa_2048("[csr]\nmin_rsa_bits = 2048", None)]
+    #[case::rsa_max_verifiable("[csr]\nmax_rsa_bits = 8192", None)]
+    #[case::rsa_over_verifiable("[csr]\nmax_rsa_bits = 8193", Some("csr.max_rsa_bits"))]
+    #[case::stack_name_128(&format!("stack_name = \"S{}\"", "a".repeat(127)), None)]
+    #[case::stack_name_129(&format!("stack_name = \"S{}\"", "a".repeat(128)), Some("stack_name"))]
+    #[case::stack_name_underscore("stack_name = \"Fleet_cert\"", Some("stack_name"))]
+    #[case::ca_id_64_hex(&format!("[jitr]\nca_certificate_ids = [\"{}\"]", "a".repeat(64)), None)]
+    #[case::ca_id_63_hex(&format!("[jitr]\nca_certificate_ids = [\"{}\"]", "a".repeat(63)), Some("jitr.ca_certificate_ids"))]
+    #[case::ttl_zero("rotation_ttl_days = 0", Some("rotation_ttl_days"))]
+    #[case::ttl_maximum("rotation_ttl_days = 3650", None)]
+    #[case::ttl_above("rotation_ttl_days = 3651", Some("rotation_ttl_days"))]
+    #[case::sweep_rows_maximum("[rotation]\nsweep_max_rows = 10000", None)]
+    #[case::sweep_rows_above("[rotation]\nsweep_max_rows = 10001", Some("rotation.sweep_max_rows"))]
+    #[case::deadline_just_under_threshold("[rotation]\ndeadline_hours = 719", None)]
+    fn documented_bounds_are_enforced(#[case] toml: &str, #[case] field: Option<&str>) {
+        let result = Config::from_toml(toml).and_then(Config::validate);
+        match field {
+            None => assert!(result.is_ok(), "{toml}: {result:?}"),
+            Some(field) => assert!(
+                matches!(&result, Err(ConfigError::Invalid { field: f, .. }) if *f == field),
+                "{toml}: {result:?}"
+            ),
+        }
+    }
+
+    #[test]
+    fn a_threshold_aws_refuses_says_what_aws_accepts() {
+        let err = Config::from_toml("[audit]\nexpiring_threshold_days = 3")
+            .and_then(Config::validate)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "invalid audit.expiring_threshold_days: 3 is outside 30 to 3652 (Device Defender's certificate expiration check threshold)"
+            )
         );
     }
 
