@@ -199,6 +199,12 @@ pub fn role_grants(f: Fn_) -> BTreeMap<&'static str, BTreeSet<Resource>> {
                 .extend(op.resources().iter().copied());
         }
     }
+    if lambdas::handlers::closes_rotations(f) {
+        grants
+            .entry("dynamodb:UpdateItem")
+            .or_default()
+            .insert(Resource::RotationTable);
+    }
     for (action, resources) in role_extras(f) {
         grants
             .entry(action)

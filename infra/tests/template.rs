@@ -273,6 +273,9 @@ fn each_role_allows_exactly_what_its_handler_calls() {
         if f != Function::RotationStarter {
             expected.insert("sqs:SendMessage".to_owned());
         }
+        if lambdas::handlers::closes_rotations(f) {
+            expected.insert("dynamodb:UpdateItem".to_owned());
+        }
         assert_eq!(allowed, expected, "{}", f.name());
     }
 }

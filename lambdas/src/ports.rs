@@ -174,7 +174,9 @@ impl Operation {
             Self::ListAuditFindings => &["iot:ListAuditFindings"],
             Self::Publish => &["iot:Publish"],
             Self::CreateRotation => &["dynamodb:PutItem"],
-            Self::UpdateRotation => &["dynamodb:PutItem", "dynamodb:UpdateItem"],
+            // closing a rotation also updates the thing's pointer
+            // (`dynamodb:UpdateItem`): see `handlers::closes_rotations`
+            Self::UpdateRotation => &["dynamodb:PutItem"],
             Self::GetRotation | Self::LatestRotationForThing => &["dynamodb:GetItem"],
             Self::ListDueRotations => &["dynamodb:Query"],
             Self::NotifySupport => &["sns:Publish"],

@@ -144,6 +144,18 @@ pub fn publishes(function: Function) -> bool {
     operations(function).contains(&Operation::Publish)
 }
 
+/// Whether `function` may close an open rotation (COMMITTED, FAILED,
+/// EXPIRED): its [`Operation::UpdateRotation`] then also closes the
+/// thing's pointer in the same transaction (`dynamodb:UpdateItem`). The
+/// others only ever move a rotation between open states or finish the
+/// cleanup of one already closed.
+pub fn closes_rotations(function: Function) -> bool {
+    matches!(
+        function,
+        Function::Commit | Function::ErrorHandler | Function::Sweeper
+    )
+}
+
 /// Every port operation each function's handler may call (for the IAM
 /// role test: each role must allow exactly these).
 pub fn operations(function: Function) -> &'static [Operation] {
