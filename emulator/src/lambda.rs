@@ -195,7 +195,12 @@ impl LambdaService {
             .functions
             .iter()
             .filter_map(|(f, def)| {
-                let role = wiring.roles.get(&def.role)?;
+                // a role the Lambda service may not assume gives no
+                // credentials: the function cannot start
+                let role = wiring
+                    .roles
+                    .get(&def.role)
+                    .filter(|r| r.trusts("lambda.amazonaws.com"))?;
                 let principal = Principal {
                     caller: f.name().to_owned(),
                     role: role.logical_id.clone(),
@@ -300,10 +305,18 @@ impl LambdaService {
         Some(arns.queue_arn().to_owned())
     }
 
-    /// A principal for a role of the template that is not a function's
-    /// (the audit role, a rule's error role), or `None` when not deployed.
+    /// A principal for a role of the template that AWS IoT assumes (the
+    /// audit roles, a rule's error role), or `None` when it is not
+    /// deployed or its trust policy does not let `iot.amazonaws.com`
+    /// assume it.
     pub fn role_principal(&self, role: &str, caller: &str) -> Option<Principal> {
-        let r = self.inner.deployment.wiring().roles.get(role)?;
+        let r = self
+            .inner
+            .deployment
+            .wiring()
+            .roles
+            .get(role)
+            .filter(|r| r.trusts("iot.amazonaws.com"))?;
         Some(Principal {
             caller: caller.to_owned(),
             role: r.logical_id.clone(),
@@ -461,11 +474,9 @@ impl LambdaService {
         if self.state().warm.contains(&function) {
             return Ok(());
         }
-        let (principal, _) = self
-            .inner
-            .principals
-            .get(&function)
-            .ok_or("the function has no role in the template")?;
+        let (principal, _) = self.inner.principals.get(&function).ok_or(
+            "the function's role is not in the template or does not trust lambda.amazonaws.com",
+        )?;
         let def = &self.inner.deployment.wiring().functions[&function];
         let scope = self.inner.deployment.scope();
         let group = def

@@ -31,6 +31,13 @@ pub struct RoleDef {
     pub policies: Vec<IamPolicy>,
 }
 
+impl RoleDef {
+    /// Whether the role's trust policy lets `service` assume it.
+    pub fn trusts(&self, service: &str) -> bool {
+        self.trusted_services.iter().any(|s| s == service)
+    }
+}
+
 /// One fleetcert function as deployed.
 #[derive(Debug, Clone)]
 pub struct FunctionDef {

@@ -12,8 +12,9 @@
 //! - The unmodified template passes every scenario with no call denied
 //!   (nothing needed is missing).
 //! - Removing any one granted action from any role, any managed policy,
-//!   any `AWS::Lambda::Permission` or the event-source mapping makes at
-//!   least one scenario fail (nothing granted is unneeded). The matrix is
+//!   any `AWS::Lambda::Permission` or the event-source mapping, or letting
+//!   another service than the right one assume a role, makes at least one
+//!   scenario fail (nothing granted is unneeded). The matrix is
 //!   printed (`cargo test -p emulator --test iam_matrix -- --nocapture`).
 
 use std::collections::BTreeMap;
@@ -734,6 +735,13 @@ fn mutations(template: &Value) -> Vec<Mutation> {
                         }
                     }
                 }
+                let mut t = template.clone();
+                t["Resources"][id]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+                    ["Service"] = json!("ec2.amazonaws.com");
+                out.push(Mutation {
+                    what: format!("{id} trust policy names another service"),
+                    template: t,
+                });
                 let managed = r["Properties"]["ManagedPolicyArns"]
                     .as_array()
                     .cloned()
