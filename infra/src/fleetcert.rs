@@ -152,6 +152,31 @@ pub fn invoked_asynchronously(f: Fn_) -> bool {
     f != Fn_::RotationStarter
 }
 
+/// checkov checks a function does not pass, each with its reason.
+fn function_skips(f: Fn_) -> Vec<(&'static str, &'static str)> {
+    let mut skips = vec![
+        (
+            "CKV_AWS_117",
+            "the functions call only AWS APIs over public endpoints; a VPC adds NAT cost and no isolation here",
+        ),
+        (
+            "CKV_AWS_173",
+            "environment variables hold resource names only, no secrets; the AWS managed key encrypts them",
+        ),
+        (
+            "CKV_AWS_272",
+            "code signing needs a signing profile per account; the zips are built and hashed by the pipeline",
+        ),
+    ];
+    if !invoked_asynchronously(f) {
+        skips.push((
+            "CKV_AWS_116",
+            "invoked synchronously by its SQS event source, where a function dead-letter queue never applies: the rotation queue's redrive policy moves a message to the dead-letter queue after 5 receives",
+        ));
+    }
+    skips
+}
+
 /// The management topics `f` publishes to (`iot:Publish`).
 fn publish_topics(f: Fn_) -> &'static [&'static str] {
     match f {
@@ -615,11 +640,7 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
                 )
             },
             Options {
-                metadata: Some(checkov_skips(&[
-                    ("CKV_AWS_117", "the functions call only AWS APIs over public endpoints; a VPC adds NAT cost and no isolation here"),
-                    ("CKV_AWS_173", "environment variables hold resource names only, no secrets; the AWS managed key encrypts them"),
-                    ("CKV_AWS_272", "code signing needs a signing profile per account; the zips are built and hashed by the pipeline"),
-                ])),
+                metadata: Some(checkov_skips(&function_skips(f))),
                 ..Options::default()
             },
         );
