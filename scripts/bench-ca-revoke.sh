@@ -14,7 +14,7 @@ read -r -a rates <<<"${rates[*]}"
 
 moto=.tools/venv-cfnlint/bin/moto_server
 [ -x "$moto" ] || { echo "missing $moto: run bash scripts/install-infra-tools.sh" >&2; exit 1; }
-cargo build -q -p cli
+cargo build -q -p cli --features ca
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$moto" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
 moto_pid=$!

@@ -51,6 +51,14 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The AWS adapters and the seven Lambda mains exist only with feature `aws`.
 cargo clippy -p lambdas --features aws --all-targets --locked -- -D warnings
+# `fleetcert ca`, `emulate` and `simulate` exist only with feature `full`.
+cargo clippy -p cli --features full --all-targets --locked -- -D warnings
+
+step "the synthesis path (cargo run) compiles no AWS SDK and no C library"
+if cargo tree -p cli -e normal,build --prefix none --locked | grep -E '^(aws-|ring |cc |openssl|.*-sys )'; then
+  echo "the default build of cli (what \`cargo run\` compiles) depends on the crates above" >&2
+  exit 1
+fi
 
 step "generated files are fresh"
 cargo xtask codegen --check
@@ -60,6 +68,8 @@ cargo xtask aws-data --check
 
 step "cargo test"
 cargo test --workspace --locked
+# fleetcert ca against moto and the scripted endpoint, emulate/simulate
+cargo test -p cli --features full --locked
 
 # The AWS SDK adapters (feature `aws`, off in the workspace build): recorded
 # responses (aws-smithy-mocks) and moto_server from .tools/ (installed above).

@@ -169,7 +169,7 @@ impl Default for Rotation {
     fn default() -> Self {
         Rotation {
             deadline_hours: None,
-            sweep_max_rows: u32::try_from(lambdas::config::DEFAULT_SWEEP_MAX_ROWS).unwrap_or(200),
+            sweep_max_rows: u32::try_from(rules::functions::DEFAULT_SWEEP_MAX_ROWS).unwrap_or(200),
         }
     }
 }
@@ -238,7 +238,7 @@ impl Default for Config {
             jitr: Jitr::default(),
             rotation: Rotation::default(),
             csr: Csr::default(),
-            rotation_ttl_days: lambdas::config::DEFAULT_ROTATION_TTL_DAYS,
+            rotation_ttl_days: rules::functions::DEFAULT_ROTATION_TTL_DAYS,
         }
     }
 }
@@ -248,7 +248,7 @@ impl Config {
     /// unset the handlers' default (168, 7 days), or half the audit
     /// threshold when that is shorter.
     pub fn rotation_deadline_hours(&self) -> u32 {
-        const DEFAULT_HOURS: i64 = lambdas::config::DEFAULT_ROTATION_DEADLINE_MS / 3_600_000;
+        const DEFAULT_HOURS: i64 = rules::functions::DEFAULT_ROTATION_DEADLINE_MS / 3_600_000;
         self.rotation.deadline_hours.unwrap_or_else(|| {
             let half_threshold = self.audit.expiring_threshold_days.saturating_mul(12).max(1);
             u32::try_from(DEFAULT_HOURS).map_or(half_threshold, |d| d.min(half_threshold))
@@ -479,13 +479,13 @@ impl Config {
             ));
         }
         // fleetcert's own bound: DynamoDB TTL takes any epoch time
-        if !(1..=lambdas::config::MAX_ROTATION_TTL_DAYS).contains(&self.rotation_ttl_days) {
+        if !(1..=rules::functions::MAX_ROTATION_TTL_DAYS).contains(&self.rotation_ttl_days) {
             return Err(invalid(
                 "rotation_ttl_days",
                 format!(
                     "{} is outside 1 to {}",
                     self.rotation_ttl_days,
-                    lambdas::config::MAX_ROTATION_TTL_DAYS
+                    rules::functions::MAX_ROTATION_TTL_DAYS
                 ),
             ));
         }

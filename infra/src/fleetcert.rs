@@ -40,8 +40,7 @@ use crate::generated::sns_topic::{Subscription, Topic};
 use crate::generated::sqs_queue::Queue;
 use crate::intrinsics::{Pseudo, Value, join, sub, sub_if_needed};
 use crate::stack::{Handle, Options, Stack, checkov_skips};
-use lambdas::config::{DEADLINE_ATTRIBUTE, DUE_INDEX, DUE_KEY_ATTRIBUTE};
-use lambdas::ports::Resource;
+use rules::functions::{DEADLINE_ATTRIBUTE, DUE_INDEX, DUE_KEY_ATTRIBUTE, Resource};
 
 /// AWS's managed policy for the Device Defender audit role (the partition
 /// is substituted).
@@ -90,7 +89,7 @@ fn reserved_concurrency(f: Fn_) -> u32 {
 }
 
 /// The settings of the configuration a function reads (the environment
-/// `lambdas::config::Config::from_env` parses): the rotation deadline for
+/// `rules::functions::Config::from_env` parses): the rotation deadline for
 /// the functions that set and sweep it, the CSR policy for csr-issuer, the
 /// sweep bound for the sweeper, thing creation for jitr-activator.
 fn function_settings(f: Fn_, c: &crate::config::Config) -> Vec<(&'static str, String)> {
@@ -194,7 +193,7 @@ fn publish_topics(f: Fn_) -> &'static [&'static str] {
 /// (rotation-starter; the Lambda service polls with the function's role).
 pub fn role_extras(f: Fn_) -> Vec<(&'static str, &'static [Resource])> {
     let mut extras: Vec<(&'static str, &'static [Resource])> = Vec::new();
-    if lambdas::handlers::publishes(f) {
+    if rules::functions::publishes(f) {
         extras.push(("iot:DescribeEndpoint", &[]));
     }
     if f == Fn_::RotationStarter {
@@ -212,11 +211,11 @@ pub fn role_extras(f: Fn_) -> Vec<(&'static str, &'static [Resource])> {
 /// Every action `f`'s role allows for its work (without the logging and
 /// dead-letter statements), with the resources of fleetcert's it acts on:
 /// the IAM actions of the operations its handler calls
-/// (`lambdas::handlers::operations`, `Operation::resources`) and
+/// (`rules::functions::operations`, `Operation::resources`) and
 /// [`role_extras`].
 pub fn role_grants(f: Fn_) -> BTreeMap<&'static str, BTreeSet<Resource>> {
     let mut grants: BTreeMap<&'static str, BTreeSet<Resource>> = BTreeMap::new();
-    for op in lambdas::handlers::operations(f) {
+    for op in rules::functions::operations(f) {
         for action in op.iam_actions() {
             grants
                 .entry(action)
@@ -224,7 +223,7 @@ pub fn role_grants(f: Fn_) -> BTreeMap<&'static str, BTreeSet<Resource>> {
                 .extend(op.resources().iter().copied());
         }
     }
-    if lambdas::handlers::closes_rotations(f) {
+    if rules::functions::closes_rotations(f) {
         grants
             .entry("dynamodb:UpdateItem")
             .or_default()
@@ -358,7 +357,7 @@ fn arns(f: Fn_, resource: Resource, r: &Refs) -> Vec<Json> {
                 "",
                 vec![
                     r.table.arn(),
-                    format!("/index/{}", lambdas::config::DUE_INDEX).into(),
+                    format!("/index/{}", rules::functions::DUE_INDEX).into(),
                 ],
             )
             .to_json(),
@@ -443,7 +442,7 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
             }),
             sse_specification: Some(SseSpecification::new(true)),
             time_to_live_specification: Some(TimeToLiveSpecification {
-                attribute_name: Some(lambdas::config::ROTATION_TTL_ATTRIBUTE.into()),
+                attribute_name: Some(rules::functions::ROTATION_TTL_ATTRIBUTE.into()),
                 ..TimeToLiveSpecification::new(true)
             }),
             ..Table::new(vec![KeySchemaItem::new("rotationId", "HASH")])

@@ -3,39 +3,11 @@
 use rules::csr::CsrPolicy;
 use rules::jitr::JitrConfig;
 
-/// Default time a device has to finish a rotation: 7 days.
-pub const DEFAULT_ROTATION_DEADLINE_MS: i64 = 7 * 24 * 60 * 60 * 1000;
-
-/// Default most rows one sweep acts on: 200.
-pub const DEFAULT_SWEEP_MAX_ROWS: usize = 200;
-
-/// Default days a finished rotation row is kept: 90.
-pub const DEFAULT_ROTATION_TTL_DAYS: u32 = 90;
-
-/// The longest `ROTATION_TTL_DAYS` accepted: 10 years.
-pub const MAX_ROTATION_TTL_DAYS: u32 = 3650;
-
-/// The rotation table's DynamoDB TTL attribute (epoch seconds), set on
-/// finished rows only; infra declares it in `TimeToLiveSpecification`.
-pub const ROTATION_TTL_ATTRIBUTE: &str = "expiresAt";
-
-/// The rotation table's sparse global secondary index of the rows the
-/// sweeper looks at: open rows and closed rows owing a cleanup, the only
-/// rows that carry [`DUE_KEY_ATTRIBUTE`]. The sweeper queries it for the
-/// rows past a deadline instead of scanning every row of the fleet.
-pub const DUE_INDEX: &str = "due";
-
-/// The due index's partition key; its one value is [`DUE_KEY_VALUE`]. One
-/// partition is enough: its writes follow the rotation rate, which the IoT
-/// API quotas hold to tens per second, far below a partition's 1,000.
-pub const DUE_KEY_ATTRIBUTE: &str = "dueKey";
-
-/// The value of [`DUE_KEY_ATTRIBUTE`] on every due row.
-pub const DUE_KEY_VALUE: &str = "due";
-
-/// The rotation row attribute of the deadline (N, ms since the Unix
-/// epoch), the due index's sort key.
-pub const DEADLINE_ATTRIBUTE: &str = "deadlineMs";
+pub use rules::functions::{
+    DEADLINE_ATTRIBUTE, DEFAULT_ROTATION_DEADLINE_MS, DEFAULT_ROTATION_TTL_DAYS,
+    DEFAULT_SWEEP_MAX_ROWS, DUE_INDEX, DUE_KEY_ATTRIBUTE, DUE_KEY_VALUE, MAX_ROTATION_TTL_DAYS,
+    ROTATION_TTL_ATTRIBUTE,
+};
 
 /// Configuration shared by every handler.
 #[derive(Debug, Clone, PartialEq, Eq)]

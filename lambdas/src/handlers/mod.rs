@@ -8,7 +8,6 @@
 //! retried. A retryable port failure is `Err` so that Lambda retries.
 
 use rules::contracts::ContractError;
-use rules::functions::Function;
 use rules::rotation::{Action, Event, Rejection, Rotation, step};
 use serde::Serialize;
 
@@ -138,105 +137,7 @@ impl HandlerError {
     }
 }
 
-/// Whether `function` publishes MQTT messages (iot-data `Publish`): only
-/// these look up the iot-data endpoint at start-up (`iot:DescribeEndpoint`).
-pub fn publishes(function: Function) -> bool {
-    operations(function).contains(&Operation::Publish)
-}
-
-/// Whether `function` may close an open rotation (COMMITTED, FAILED,
-/// EXPIRED): its [`Operation::UpdateRotation`] then also closes the
-/// thing's pointer in the same transaction (`dynamodb:UpdateItem`). The
-/// others only ever move a rotation between open states or finish the
-/// cleanup of one already closed.
-pub fn closes_rotations(function: Function) -> bool {
-    matches!(
-        function,
-        Function::Commit | Function::ErrorHandler | Function::Sweeper
-    )
-}
-
-/// Every port operation each function's handler may call (for the IAM
-/// role test: each role must allow exactly these).
-pub fn operations(function: Function) -> &'static [Operation] {
-    use Operation as O;
-    const CLEANUP: [Operation; 7] = [
-        O::DescribeCertificate,
-        O::ListAttachedPolicies,
-        O::DetachPolicy,
-        O::ListPrincipalThings,
-        O::DetachThingPrincipal,
-        O::UpdateCertificate,
-        O::DeleteCertificate,
-    ];
-    const ROW: [Operation; 3] = [O::GetRotation, O::LatestRotationForThing, O::UpdateRotation];
-    const fn cat<const A: usize, const B: usize, const C: usize>(
-        a: [Operation; A],
-        b: [Operation; B],
-    ) -> [Operation; C] {
-        let mut out = [O::Publish; C];
-        let mut i = 0;
-        while i < A {
-            out[i] = a[i];
-            i += 1;
-        }
-        while i < C {
-            out[i] = b[i - A];
-            i += 1;
-        }
-        out
-    }
-    // Every function that advances a row may find it closed with cleanup
-    // still owed, finish it and send the notification the earlier
-    // invocation did not (`advance`): NotifySupport.
-    const ISSUER: [Operation; 15] = cat(
-        cat::<3, 7, 10>(ROW, CLEANUP),
-        [
-            O::CreateCertificateFromCsr,
-            O::AttachPolicy,
-            O::AttachThingPrincipal,
-            O::Publish,
-            O::NotifySupport,
-        ],
-    );
-    const COMMIT: [Operation; 11] = cat(cat::<3, 7, 10>(ROW, CLEANUP), [O::NotifySupport]);
-    const ERROR: [Operation; 11] = COMMIT;
-    // The sweeper also sends a stalled rotation's message again: Publish.
-    const SWEEPER: [Operation; 11] = cat(
-        CLEANUP,
-        [
-            O::ListDueRotations,
-            O::UpdateRotation,
-            O::Publish,
-            O::NotifySupport,
-        ],
-    );
-    match function {
-        Function::AuditFanout => &[O::ListAuditFindings, O::SendMessageBatch, O::NotifySupport],
-        Function::RotationStarter => &[
-            O::DescribeCertificate,
-            O::ListPrincipalThings,
-            O::CreateRotation,
-            O::GetRotation,
-            O::Publish,
-            O::NotifySupport,
-        ],
-        Function::CsrIssuer => &ISSUER,
-        Function::Commit => &COMMIT,
-        Function::ErrorHandler => &ERROR,
-        Function::Sweeper => &SWEEPER,
-        Function::JitrActivator => &[
-            O::DescribeCertificate,
-            O::DescribeCaCertificate,
-            O::DescribeThing,
-            O::CreateThing,
-            O::AttachPolicy,
-            O::AttachThingPrincipal,
-            O::UpdateCertificate,
-            O::NotifySupport,
-        ],
-    }
-}
+pub use rules::functions::{closes_rotations, operations, publishes};
 
 /// Logs and builds a rejection.
 pub(crate) fn reject(

@@ -1,0 +1,177 @@
+//! `fleetcert emulate` and `fleetcert simulate` (feature `local`): the
+//! emulated cloud for outside devices, and a fleet of device agents against
+//! it.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+#[derive(Debug, Args, Clone)]
+pub struct EmulateArgs {
+    /// Port on 127.0.0.1 (0: a free one).
+    #[arg(long, default_value_t = 8883)]
+    port: u16,
+    /// Working directory: root CA, CSRs in, certificates out, notifications.
+    #[arg(long, default_value = "fleetcert-emulator")]
+    dir: PathBuf,
+    /// Run the audit every this many seconds (0: only when <dir>/audit-now is touched).
+    #[arg(long, default_value_t = 0)]
+    audit_every: u64,
+    /// Audit threshold, days.
+    #[arg(long, default_value_t = 30)]
+    threshold_days: u32,
+    /// Validity of certificates registered from CSRs, days.
+    #[arg(long, default_value_t = 365)]
+    validity_days: u32,
+}
+
+pub fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
+    use emulator::emulate::{EmulateOptions, instructions, serve, start};
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let opts = EmulateOptions {
+        port: args.port,
+        dir: args.dir,
+        audit_every: (args.audit_every > 0)
+            .then(|| std::time::Duration::from_secs(args.audit_every)),
+        threshold_days: args.threshold_days,
+        validity_days: args.validity_days,
+    };
+    runtime.block_on(async {
+        let cloud = start(&opts).await?;
+        print!("{}", instructions(cloud.endpoint(), &opts.dir));
+        serve(&cloud, &opts, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        eprintln!("stopping");
+        cloud.shutdown();
+        Ok(())
+    })
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SimulateArgs {
+    /// Devices provisioned with certificates by the cloud.
+    #[arg(long, default_value_t = 100)]
+    devices: usize,
+    /// Share of the devices whose certificate expires within the audit threshold.
+    #[arg(long, default_value_t = 1.0)]
+    expiring_share: f64,
+    /// Further devices that come in by JITR.
+    #[arg(long, default_value_t = 0)]
+    jitr: usize,
+    /// Inject dropped/duplicated messages, device crashes and registry throttling/errors.
+    #[arg(long)]
+    faults: bool,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Seed of the fault choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Bound on the whole run, seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+    /// Measure the machine's crypto bound for this many seconds first (0: skip).
+    #[arg(long, default_value_t = 3.0)]
+    crypto_bound_secs: f64,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Where the device agents run: `in` this process, a `child` process,
+    /// or `auto` (a child when this process's open-file limit cannot hold
+    /// both ends of every connection).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "in", "child"])]
+    agents_process: String,
+    /// Rotations open at once at most; the rest wait in the work queue, as
+    /// the rotation starter's concurrency paces a deployment (0: no bound).
+    #[arg(long, default_value_t = emulator::simulate::DEFAULT_MAX_OPEN_ROTATIONS)]
+    max_open_rotations: usize,
+}
+
+pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    use emulator::simulate::{Options, simulate};
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let total = (args.devices + args.jitr) as u64;
+    let child = match args.agents_process.as_str() {
+        "child" => true,
+        "in" => false,
+        _ => emulator::simulate::open_files_limit().is_some_and(|l| 2 * total + 128 > l),
+    };
+    let agent_host = if child {
+        emulator::simulate::AgentHost::Child {
+            program: std::env::current_exe().context("cannot find the fleetcert binary")?,
+            args: vec!["simulate-agents".to_owned()],
+        }
+    } else {
+        emulator::simulate::AgentHost::InProcess
+    };
+    let opts = Options {
+        agent_host,
+        devices: args.devices,
+        expiring_share: args.expiring_share,
+        jitr: args.jitr,
+        faults: args.faults,
+        seed: args.seed,
+        timeout: std::time::Duration::from_secs(args.timeout_secs),
+        progress: !args.quiet,
+        max_open_rotations: (args.max_open_rotations > 0).then_some(args.max_open_rotations),
+        ..Options::default()
+    };
+    let bound = (args.crypto_bound_secs > 0.0)
+        .then(|| {
+            emulator::simulate::crypto_bound(std::time::Duration::from_secs_f64(
+                args.crypto_bound_secs,
+            ))
+        })
+        .transpose()?;
+    let mut report = runtime.block_on(simulate(&opts))?;
+    if let Some(b) = bound {
+        report.crypto_bound_per_second = Some(b);
+        report.ratio_to_crypto_bound = Some(report.rotations_per_second / b);
+    }
+    print!("{}", report.render());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if !report.ok() {
+        anyhow::bail!(
+            "invariants broken: bricked {}, orphaned {}, converged {}",
+            report.bricked,
+            report.orphaned_certificates,
+            report.converged
+        );
+    }
+    Ok(())
+}
+
+/// The device agents of `simulate` in their own process.
+pub fn simulate_agents(args: &[String]) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?
+        .block_on(emulator::simulate::agents_child_main(args))
+}
