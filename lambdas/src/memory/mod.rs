@@ -226,6 +226,8 @@ impl Publisher for MemoryPublisher {
 pub struct MemoryRotationStore {
     instruments: Arc<Instruments>,
     inner: Arc<Mutex<StoreState>>,
+    /// Per thing: how many more commits (ISSUED → COMMITTED writes) fail.
+    commit_faults: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 #[derive(Debug, Default)]
@@ -259,7 +261,18 @@ impl MemoryRotationStore {
         Self {
             instruments,
             inner: Arc::default(),
+            commit_faults: Arc::default(),
         }
+    }
+
+    /// Makes the next `count` writes that commit a rotation of `thing`
+    /// (ISSUED or EXPIRED → COMMITTED) fail as throttled, without effect:
+    /// with `count` above the Lambda retries, "the commit of an
+    /// acknowledged rotation never lands" for that ack.
+    pub fn fail_commits(&self, thing: &str, count: usize) {
+        *lock(&self.commit_faults)
+            .entry(thing.to_owned())
+            .or_insert(0) += count;
     }
 
     /// Every row, by rotation id.
@@ -357,6 +370,20 @@ impl RotationStore for MemoryRotationStore {
             return Err(PortError::Invalid {
                 operation: Operation::UpdateRotation,
                 message: "an update may not change the rotation id or the thing".to_owned(),
+            });
+        }
+        if matches!(next.state, rules::rotation::RotationState::Committed { .. })
+            && !matches!(
+                expected.state,
+                rules::rotation::RotationState::Committed { .. }
+            )
+            && let Some(left) = lock(&self.commit_faults).get_mut(&next.thing_name)
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(PortError::Throttled {
+                operation: Operation::UpdateRotation,
+                message: "injected fault: the commit never lands".to_owned(),
             });
         }
         let mut inner = lock(&self.inner);
