@@ -274,7 +274,9 @@ impl Agent {
 
     /// Simulates crashes: `hook` is asked at every slot step and at the
     /// agent's points (`agent: csr key stored`, `agent: next stored`,
-    /// `agent: ack sent`, `agent: crt_err sent`).
+    /// `agent: ack sent`, `agent: crt_err sent`). It is also asked at
+    /// `agent: crt_ack puback lost`, where `true` is not a crash: the
+    /// PUBACK of the `crt_ack` the broker did receive is lost.
     pub fn with_fault_hook(mut self, hook: FaultHook) -> Agent {
         self.slots = self.slots.clone().with_fault_hook(hook.clone());
         self.fault = Some(hook);
@@ -290,6 +292,12 @@ impl Agent {
         if let Some(sink) = &self.events {
             sink(event);
         }
+    }
+
+    /// A simulated transient failure at `name` (not a crash): the fault
+    /// hook says whether it happens.
+    fn fails(&self, name: &str) -> bool {
+        self.fault.as_ref().is_some_and(|hook| hook(name))
     }
 
     fn point(&self, name: &str) -> Result<(), AgentError> {
@@ -632,6 +640,9 @@ impl Agent {
         });
         let topic = management_topic(self.config.thing.as_str(), MessageKind::CrtAck);
         conn.publish(&topic, &ack, self.config.ack_timeout).await?;
+        if self.fails("agent: crt_ack puback lost") {
+            return Err("no puback for crt_ack (simulated: the broker has it)".to_owned());
+        }
         Ok(conn)
     }
 
