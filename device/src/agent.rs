@@ -337,7 +337,9 @@ impl Agent {
         loop {
             // While the previous key is kept, look for the commit's proof
             // now and then (a reconnect probes it and acks again).
-            let unconfirmed = self.slots.load()?.old.is_some();
+            let state = self.slots.load()?;
+            let pending = state.next.filter(|n| n.cert_pem.is_some());
+            let unconfirmed = state.old.is_some() || pending.is_some();
             if !unconfirmed {
                 confirm_every = self.config.confirm_every;
             }
@@ -353,9 +355,16 @@ impl Agent {
                     return Ok(());
                 }
                 Some(None) => {
-                    conn.disconnect().await;
                     confirm_every = (confirm_every * 2).min(self.config.confirm_every * 16);
-                    conn = self.connect_current().await?;
+                    conn = match pending {
+                        // A new certificate kept after a failure that was
+                        // not a refusal: try it again.
+                        Some(next) => self.finish_rotation(Some(conn), next).await?,
+                        None => {
+                            conn.disconnect().await;
+                            self.connect_current().await?
+                        }
+                    };
                 }
                 Some(Some(Ok(publish))) => conn = self.handle(conn, publish).await?,
                 Some(Some(Err(reason))) => {
@@ -587,9 +596,22 @@ impl Agent {
                     None => self.connect_current().await,
                 }
             }
-            Err(reason) => {
+            Err(failure) if !failure.refused => {
+                // Not refused: the certificate may work, and the ack may
+                // have reached the broker (a lost PUBACK) and committed the
+                // rotation. Dropping the new key now could leave only a
+                // retired certificate: keep it, go back on the current
+                // one, try again later (`confirm_every`), never `crt_err`.
                 drop(old);
-                tracing::warn!(thing = %self.config.thing, %reason, "new certificate failed, rolling back");
+                let reason = failure.reason;
+                tracing::warn!(thing = %self.config.thing, %reason, "new certificate not reachable, keeping it to try again");
+                self.emit(AgentEvent::Disconnected { reason });
+                self.connect_current().await
+            }
+            Err(failure) => {
+                drop(old);
+                let reason = failure.reason;
+                tracing::warn!(thing = %self.config.thing, %reason, "new certificate refused, rolling back");
                 let mut conn = self.connect_current().await?;
                 if self
                     .slots
@@ -625,11 +647,21 @@ impl Agent {
     }
 
     /// One connection with the new certificate and a confirmed `crt_ack`.
-    async fn ack_with(&self, next: &Slot) -> Result<Conn, String> {
+    /// [`ConnectFailure::refused`] only when the broker refused the
+    /// certificate (or it is unusable here): proof that it is not committed.
+    async fn ack_with(&self, next: &Slot) -> Result<Conn, ConnectFailure> {
         let cert = next.cert_pem.as_deref().unwrap_or_default();
-        let tls = keys::client_config(self.roots.clone(), cert, &next.key_pem)
-            .map_err(|e| e.to_string())?;
-        let mut conn = Conn::connect(&self.config, tls).await?;
+        let tls = keys::client_config(self.roots.clone(), cert, &next.key_pem).map_err(|e| {
+            ConnectFailure {
+                refused: true,
+                reason: e.to_string(),
+            }
+        })?;
+        let lost = |reason: String| ConnectFailure {
+            refused: false,
+            reason,
+        };
+        let mut conn = Conn::connect_checked(&self.config, tls).await?;
         let ack = Message::CrtAck(CrtAck {
             rotation_id: next.meta.rotation_id.clone(),
             certificate_id: next
@@ -639,9 +671,13 @@ impl Agent {
                 .and_then(|id| CertificateId::new(id).ok()),
         });
         let topic = management_topic(self.config.thing.as_str(), MessageKind::CrtAck);
-        conn.publish(&topic, &ack, self.config.ack_timeout).await?;
+        conn.publish(&topic, &ack, self.config.ack_timeout)
+            .await
+            .map_err(lost)?;
         if self.fails("agent: crt_ack puback lost") {
-            return Err("no puback for crt_ack (simulated: the broker has it)".to_owned());
+            return Err(lost(
+                "no puback for crt_ack (simulated: the broker has it)".to_owned(),
+            ));
         }
         Ok(conn)
     }
@@ -866,6 +902,15 @@ impl Agent {
     }
 }
 
+/// Whether a connection error is the server refusing the handshake with a
+/// TLS alert (unknown CA, bad or revoked certificate, access denied): a
+/// refusal of the certificate, as definite as a CONNACK refusal. A reset,
+/// a timeout or an end of stream proves nothing. rumqttc wraps the alert
+/// in an `io::Error` whose `source` skips it, so the text is what tells.
+fn tls_refusal(reason: &str) -> bool {
+    reason.contains("received fatal alert")
+}
+
 fn crt_err(reason: &str, rotation_id: Option<RotationId>) -> Message {
     // `ErrorText` takes any text of at most 1024 characters: cut to fit.
     let text: String = reason.chars().take(contracts::MAX_ERROR_CHARS).collect();
@@ -932,7 +977,13 @@ impl Conn {
                             reason: format!("connection refused: {code:?}"),
                         });
                     }
-                    Err(e) => return Err(lost(e.to_string())),
+                    Err(e) => {
+                        let reason = e.to_string();
+                        return Err(ConnectFailure {
+                            refused: tls_refusal(&reason),
+                            reason,
+                        });
+                    }
                 }
             }
         })
@@ -1046,6 +1097,26 @@ impl Conn {
                 }
             })
             .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_refusal;
+
+    #[test]
+    fn only_a_tls_alert_from_the_server_counts_as_a_refusal() {
+        assert!(tls_refusal(
+            "Mqtt state: Mqtt serialization/deserialization error: IO: received fatal alert: UnknownCA"
+        ));
+        for transient in [
+            "I/O: Connection reset by peer (os error 104)",
+            "no connack within 10s",
+            "no puback for `management/topic/t/crt_ack` within 10s",
+            "I/O: unexpected end of file",
+        ] {
+            assert!(!tls_refusal(transient), "{transient}");
         }
     }
 }

@@ -708,16 +708,23 @@ fn crash_hooks(seed: u64) -> Arc<dyn Fn(usize) -> Option<device::FaultHook> + Se
     ];
     Arc::new(move |i| {
         let mut rng = Rng::new(seed ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
-        // one device in ten crashes once, at one of the agent's points
-        if !rng.chance(0.1) {
+        // one device in ten crashes once, at one of the agent's points;
+        // one in twenty loses the PUBACK of its crt_ack once (the broker
+        // has the ack: the commit may land)
+        let crash = rng.chance(0.1);
+        let point = POINTS[(rng.next_u64() % 3) as usize];
+        let puback = rng.chance(0.05);
+        if !crash && !puback {
             return None;
         }
-        let point = POINTS[(rng.next_u64() % 3) as usize];
         let fired = Arc::new(AtomicBool::new(false));
-        Some(
-            Arc::new(move |step: &str| step == point && !fired.swap(true, Ordering::Relaxed))
-                as device::FaultHook,
-        )
+        let lost = Arc::new(AtomicBool::new(false));
+        Some(Arc::new(move |step: &str| {
+            (crash && step == point && !fired.swap(true, Ordering::Relaxed))
+                || (puback
+                    && step == "agent: crt_ack puback lost"
+                    && !lost.swap(true, Ordering::Relaxed))
+        }) as device::FaultHook)
     })
 }
 
