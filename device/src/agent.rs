@@ -451,6 +451,16 @@ impl Agent {
             );
             return Ok(Ok(()));
         }
+        if state.next.as_ref().is_some_and(|n| n.cert_pem.is_some()) {
+            // A certificate is kept in next/ (its connection failed without
+            // a refusal; its ack may have committed): a new key would
+            // replace it. It is tried again first; the cloud re-sends.
+            self.reject(
+                &management_topic(self.config.thing.as_str(), MessageKind::CsrReq),
+                "a certificate is pending in next/: it is tried before any new key".to_owned(),
+            );
+            return Ok(Ok(()));
+        }
         let reusable = state.next.filter(|n| {
             n.cert_pem.is_none()
                 && rotation_id.is_some()

@@ -207,28 +207,19 @@ async fn a_kept_key_is_deleted_once_the_repeated_ack_has_committed() {
     fleet.stop(Duration::from_secs(10)).await;
 }
 
-/// Found by the model checker (`tests::model`): the agent acks over the new
-/// certificate, the broker has the ack (the commit lands and retires the
-/// old certificate) but the PUBACK is lost; the agent used to roll back
-/// then, sending `crt_err` and deleting the new key: left with the retired
-/// old certificate only.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_puback_of_the_ack_does_not_make_the_agent_drop_its_new_key() {
+/// A cloud whose commit lands on the last Lambda retry (≈ 1 s after the
+/// ack) and whose `crt_err` never lands, and one agent that loses the
+/// PUBACK of its first `crt_ack` (the broker has it).
+async fn lost_puback_setup() -> (Cloud, Fleet, UnboundedReceiver<FleetEvent>, String) {
     let (deployment, _) = emulator::simulate::synthesized_deployment(&[]).expect("template");
     let mut config = CloudConfig::new(deployment);
     config.sweep_every = None;
-    // The commit lands on the last retry, after the agent has reacted to
-    // the lost PUBACK.
     config.retry_delay = Duration::from_millis(300);
     let attempts = config.lambda_retries as usize + 1;
     let cloud = Cloud::start(config).await.expect("cloud starts");
-    cloud.ports().ports.store.fail_commits(THING, attempts - 1);
-    // And the `crt_err` the agent sent then never lands either.
-    cloud
-        .ports()
-        .ports
-        .store
-        .fail_transitions(THING, "FAILED", attempts);
+    let store = &cloud.ports().ports.store;
+    store.fail_commits(THING, attempts - 1);
+    store.fail_transitions(THING, "FAILED", attempts);
     let c = cloud.register_device(THING, 10).await.expect("device");
     let initial = c.certificate_id.clone();
     let mut fleet = Fleet::install(
@@ -262,23 +253,68 @@ async fn a_lost_puback_of_the_ack_does_not_make_the_agent_drop_its_new_key() {
         matches!(e, AgentEvent::Connected { .. })
     })
     .await;
-    assert_eq!(cloud.audit_now(30).await.expect("audit").findings, 1);
-    // The commit lands; the agent ends on the new certificate.
+    (cloud, fleet, rx, initial)
+}
+
+/// The rotation commits and the agent ends on the new certificate.
+async fn ends_committed_on_the_new_certificate(cloud: &Cloud, fleet: &Fleet, initial: &str) {
     let deadline = Instant::now() + BOUND;
     loop {
         let row = cloud.ports().ports.store.row_for_thing(THING);
         let committed = row.is_some_and(|r| r.state.name() == "COMMITTED" && !r.cleanup_pending);
         let current = fleet.current_certificate(0).expect("current");
-        if committed && current != initial && usable(&cloud, &current) {
-            break;
+        if committed && current != initial && usable(cloud, &current) {
+            return;
         }
         assert!(
             Instant::now() < deadline,
             "bricked or stuck: current {current}, usable {}, rows {:?}",
-            usable(&cloud, &current),
+            usable(cloud, &current),
             cloud.ports().ports.store.rows_for_thing(THING)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Found by the model checker (`tests::model`): the agent acks over the new
+/// certificate, the broker has the ack (the commit lands and retires the
+/// old certificate) but the PUBACK is lost; the agent used to roll back
+/// then, sending `crt_err` and deleting the new key: left with the retired
+/// old certificate only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_puback_of_the_ack_does_not_make_the_agent_drop_its_new_key() {
+    let (cloud, mut fleet, _rx, initial) = lost_puback_setup().await;
+    assert_eq!(cloud.audit_now(30).await.expect("audit").findings, 1);
+    ends_committed_on_the_new_certificate(&cloud, &fleet, &initial).await;
+    fleet.stop(Duration::from_secs(10)).await;
+}
+
+/// Found by the model checker next: while the agent keeps the new
+/// certificate after the lost PUBACK, a `csr_req` the sweeper sent earlier
+/// arrives; the agent used to answer it with a new key that replaced the
+/// kept certificate in `next/`, and the commit then left it with nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_csr_req_does_not_replace_a_kept_new_certificate() {
+    let (cloud, mut fleet, mut rx, initial) = lost_puback_setup().await;
+    assert_eq!(cloud.audit_now(30).await.expect("audit").findings, 1);
+    until(
+        &mut rx,
+        "the lost puback",
+        |e| matches!(e, AgentEvent::Disconnected { reason } if reason.contains("puback")),
+    )
+    .await;
+    until(
+        &mut rx,
+        "back on the old certificate",
+        |e| matches!(e, AgentEvent::Connected { certificate_id, .. } if *certificate_id == initial),
+    )
+    .await;
+    let row = cloud.ports().ports.store.row_for_thing(THING).expect("row");
+    let req = serde_json::json!({"rotationId": row.rotation_id}).to_string();
+    let topic = rules::topic::management_topic(THING, rules::topic::MessageKind::CsrReq);
+    lambdas::ports::Publisher::publish(&cloud.ports().ports.publisher, &topic, req.as_bytes(), 1)
+        .await
+        .expect("csr_req");
+    ends_committed_on_the_new_certificate(&cloud, &fleet, &initial).await;
     fleet.stop(Duration::from_secs(10)).await;
 }
