@@ -53,7 +53,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// One rotation of one thing's certificate: the state row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rotation {
     /// Unique id of this rotation, sent to the device in `csr_req`.
@@ -93,7 +93,7 @@ pub struct Rotation {
 pub const RESEND_MARKS: [(i64, i64); 2] = [(1, 2), (3, 4)];
 
 /// The state of a [`Rotation`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(
     tag = "state",
     rename_all = "SCREAMING_SNAKE_CASE",
