@@ -71,7 +71,8 @@ pub struct SimulateArgs {
     /// Further devices that come in by JITR.
     #[arg(long, default_value_t = 0)]
     jitr: usize,
-    /// Inject dropped/duplicated messages, device crashes and registry throttling/errors.
+    /// Inject dropped/duplicated messages, device crashes, registry throttling/errors and
+    /// commits of acknowledged rotations that never land.
     #[arg(long)]
     faults: bool,
     /// Write the report as JSON to this file.

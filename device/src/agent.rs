@@ -50,6 +50,13 @@ pub struct AgentConfig {
     pub backoff: Backoff,
     /// The key generated when `csr_req` names none.
     pub key_algorithm: KeyAlgorithm,
+    /// While the previous certificate is kept (a rotation acked, its commit
+    /// not yet proven), how long until the agent reconnects to look for the
+    /// proof: the old certificate refused. Doubles after each look, up to
+    /// 16 times this. Every reconnect also sends `crt_ack` again over the
+    /// current certificate, so a commit that never landed gets another
+    /// chance.
+    pub confirm_every: Duration,
 }
 
 impl AgentConfig {
@@ -73,6 +80,7 @@ impl AgentConfig {
             ack_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
             key_algorithm: KeyAlgorithm::EcP256,
+            confirm_every: Duration::from_secs(60),
         }
     }
 }
@@ -126,7 +134,9 @@ pub enum AgentEvent {
         /// Its rotation.
         rotation_id: Option<RotationId>,
     },
-    /// `crt_ack` was sent on the new certificate and it is now current.
+    /// `crt_ack` was sent on the new certificate and it is now current; the
+    /// previous one is kept until the commit is proven
+    /// ([`AgentEvent::CommitConfirmed`]).
     Rotated {
         /// The rotation.
         rotation_id: Option<RotationId>,
@@ -149,6 +159,21 @@ pub enum AgentEvent {
         /// The rotation.
         rotation_id: RotationId,
         /// Why.
+        reason: String,
+    },
+    /// The previous certificate was refused while the current one connects:
+    /// the cloud committed the rotation, and the previous key is deleted.
+    CommitConfirmed {
+        /// The current certificate.
+        certificate_id: String,
+    },
+    /// The current certificate was refused and the previous one connects
+    /// (the cloud removed the new certificate): the previous one is current
+    /// again, the refused one kept until it is refused once more.
+    FellBack {
+        /// The certificate connected with now.
+        certificate_id: String,
+        /// Why the other one failed.
         reason: String,
     },
     /// A `crt` for the certificate already current: `crt_ack` re-sent.
@@ -249,7 +274,9 @@ impl Agent {
 
     /// Simulates crashes: `hook` is asked at every slot step and at the
     /// agent's points (`agent: csr key stored`, `agent: next stored`,
-    /// `agent: ack sent`, `agent: crt_err sent`).
+    /// `agent: ack sent`, `agent: crt_err sent`). It is also asked at
+    /// `agent: crt_ack puback lost`, where `true` is not a crash: the
+    /// PUBACK of the `crt_ack` the broker did receive is lost.
     pub fn with_fault_hook(mut self, hook: FaultHook) -> Agent {
         self.slots = self.slots.clone().with_fault_hook(hook.clone());
         self.fault = Some(hook);
@@ -265,6 +292,12 @@ impl Agent {
         if let Some(sink) = &self.events {
             sink(event);
         }
+    }
+
+    /// A simulated transient failure at `name` (not a crash): the fault
+    /// hook says whether it happens.
+    fn fails(&self, name: &str) -> bool {
+        self.fault.as_ref().is_some_and(|hook| hook(name))
     }
 
     fn point(&self, name: &str) -> Result<(), AgentError> {
@@ -300,18 +333,41 @@ impl Agent {
             None => self.connect_current().await?,
         };
         tokio::pin!(shutdown);
+        let mut confirm_every = self.config.confirm_every;
         loop {
+            // While the previous key is kept, look for the commit's proof
+            // now and then (a reconnect probes it and acks again).
+            let state = self.slots.load()?;
+            let pending = state.next.filter(|n| n.cert_pem.is_some());
+            let unconfirmed = state.old.is_some() || pending.is_some();
+            if !unconfirmed {
+                confirm_every = self.config.confirm_every;
+            }
+            let look = tokio::time::sleep(confirm_every);
             let received = tokio::select! {
                 () = &mut shutdown => None,
-                received = conn.next_publish() => Some(received),
+                received = conn.next_publish() => Some(Some(received)),
+                () = look, if unconfirmed => Some(None),
             };
             match received {
                 None => {
                     conn.disconnect().await;
                     return Ok(());
                 }
-                Some(Ok(publish)) => conn = self.handle(conn, publish).await?,
-                Some(Err(reason)) => {
+                Some(None) => {
+                    confirm_every = (confirm_every * 2).min(self.config.confirm_every * 16);
+                    conn = match pending {
+                        // A new certificate kept after a failure that was
+                        // not a refusal: try it again.
+                        Some(next) => self.finish_rotation(Some(conn), next).await?,
+                        None => {
+                            conn.disconnect().await;
+                            self.connect_current().await?
+                        }
+                    };
+                }
+                Some(Some(Ok(publish))) => conn = self.handle(conn, publish).await?,
+                Some(Some(Err(reason))) => {
                     self.emit(AgentEvent::Disconnected { reason });
                     conn = self.connect_current().await?;
                 }
@@ -392,6 +448,16 @@ impl Agent {
             self.reject(
                 &management_topic(self.config.thing.as_str(), MessageKind::CsrReq),
                 format!("rotation {id} already finished here: its certificate is in use"),
+            );
+            return Ok(Ok(()));
+        }
+        if state.next.as_ref().is_some_and(|n| n.cert_pem.is_some()) {
+            // A certificate is kept in next/ (its connection failed without
+            // a refusal; its ack may have committed): a new key would
+            // replace it. It is tried again first; the cloud re-sends.
+            self.reject(
+                &management_topic(self.config.thing.as_str(), MessageKind::CsrReq),
+                "a certificate is pending in next/: it is tried before any new key".to_owned(),
             );
             return Ok(Ok(()));
         }
@@ -525,7 +591,8 @@ impl Agent {
     }
 
     /// Connects with the certificate in `next/`, sends `crt_ack` on that
-    /// connection and promotes; on failure reconnects with the current
+    /// connection and promotes (keeping the previous key: the PUBACK proves
+    /// delivery, not the commit); on failure reconnects with the current
     /// certificate, sends `crt_err` and discards `next/`.
     async fn finish_rotation(&mut self, old: Option<Conn>, next: Slot) -> Result<Conn, AgentError> {
         let rotation_id = next.meta.rotation_id.clone();
@@ -539,9 +606,22 @@ impl Agent {
                     None => self.connect_current().await,
                 }
             }
-            Err(reason) => {
+            Err(failure) if !failure.refused => {
+                // Not refused: the certificate may work, and the ack may
+                // have reached the broker (a lost PUBACK) and committed the
+                // rotation. Dropping the new key now could leave only a
+                // retired certificate: keep it, go back on the current
+                // one, try again later (`confirm_every`), never `crt_err`.
                 drop(old);
-                tracing::warn!(thing = %self.config.thing, %reason, "new certificate failed, rolling back");
+                let reason = failure.reason;
+                tracing::warn!(thing = %self.config.thing, %reason, "new certificate not reachable, keeping it to try again");
+                self.emit(AgentEvent::Disconnected { reason });
+                self.connect_current().await
+            }
+            Err(failure) => {
+                drop(old);
+                let reason = failure.reason;
+                tracing::warn!(thing = %self.config.thing, %reason, "new certificate refused, rolling back");
                 let mut conn = self.connect_current().await?;
                 if self
                     .slots
@@ -577,11 +657,21 @@ impl Agent {
     }
 
     /// One connection with the new certificate and a confirmed `crt_ack`.
-    async fn ack_with(&self, next: &Slot) -> Result<Conn, String> {
+    /// [`ConnectFailure::refused`] only when the broker refused the
+    /// certificate (or it is unusable here): proof that it is not committed.
+    async fn ack_with(&self, next: &Slot) -> Result<Conn, ConnectFailure> {
         let cert = next.cert_pem.as_deref().unwrap_or_default();
-        let tls = keys::client_config(self.roots.clone(), cert, &next.key_pem)
-            .map_err(|e| e.to_string())?;
-        let mut conn = Conn::connect(&self.config, tls).await?;
+        let tls = keys::client_config(self.roots.clone(), cert, &next.key_pem).map_err(|e| {
+            ConnectFailure {
+                refused: true,
+                reason: e.to_string(),
+            }
+        })?;
+        let lost = |reason: String| ConnectFailure {
+            refused: false,
+            reason,
+        };
+        let mut conn = Conn::connect_checked(&self.config, tls).await?;
         let ack = Message::CrtAck(CrtAck {
             rotation_id: next.meta.rotation_id.clone(),
             certificate_id: next
@@ -591,20 +681,86 @@ impl Agent {
                 .and_then(|id| CertificateId::new(id).ok()),
         });
         let topic = management_topic(self.config.thing.as_str(), MessageKind::CrtAck);
-        conn.publish(&topic, &ack, self.config.ack_timeout).await?;
+        conn.publish(&topic, &ack, self.config.ack_timeout)
+            .await
+            .map_err(lost)?;
+        if self.fails("agent: crt_ack puback lost") {
+            return Err(lost(
+                "no puback for crt_ack (simulated: the broker has it)".to_owned(),
+            ));
+        }
         Ok(conn)
     }
 
     /// Connects and subscribes with the current certificate, retrying with
-    /// back-off.
+    /// back-off. While the previous certificate is kept, it is tried first:
+    /// refused means the cloud committed (its key is deleted); when the
+    /// current certificate is refused and the previous one connects, the
+    /// agent falls back to it. Connected over a rotation's certificate whose
+    /// commit is not proven, it sends `crt_ack` again.
     async fn connect_current(&self) -> Result<Conn, AgentError> {
-        let current = self
-            .slots
-            .load()?
-            .current
-            .ok_or_else(|| AgentError::NotProvisioned {
-                dir: self.config.state_dir.clone(),
-            })?;
+        let state = self.slots.load()?;
+        let current = state.current.ok_or_else(|| AgentError::NotProvisioned {
+            dir: self.config.state_dir.clone(),
+        })?;
+        let mut old = state.old;
+        if let Some(previous) = &old
+            && let Some(refused) = self.probe(previous).await?
+        {
+            tracing::info!(thing = %self.config.thing, reason = %refused, "previous certificate refused: the rotation is committed");
+            self.slots.confirm()?;
+            self.emit(AgentEvent::CommitConfirmed {
+                certificate_id: current.meta.certificate_id.clone().unwrap_or_default(),
+            });
+            old = None;
+        }
+        let mut conn = self.connect_with(&current, old.as_ref()).await?;
+        let after = self.slots.load()?;
+        let same_current = after.current.as_ref().map(|c| &c.meta.certificate_id)
+            == Some(&current.meta.certificate_id);
+        if let Some(previous) = &old
+            && after.old.is_some()
+            && same_current
+            && current.meta.rotation_id.is_some()
+            && current.meta.rotation_id != previous.meta.rotation_id
+        {
+            // The commit may never have landed (every invocation failed,
+            // or the sweeper ran first): this connection is its evidence.
+            let ack = Message::CrtAck(CrtAck {
+                rotation_id: current.meta.rotation_id.clone(),
+                certificate_id: current
+                    .meta
+                    .certificate_id
+                    .as_deref()
+                    .and_then(|id| CertificateId::new(id).ok()),
+            });
+            let topic = management_topic(self.config.thing.as_str(), MessageKind::CrtAck);
+            if let Err(reason) = conn.publish(&topic, &ack, self.config.ack_timeout).await {
+                tracing::debug!(thing = %self.config.thing, %reason, "repeated crt_ack not confirmed");
+            }
+        }
+        Ok(conn)
+    }
+
+    /// One connection attempt with `slot`'s certificate, closed at once:
+    /// `Some(reason)` when the broker refused it, `None` when it connected
+    /// or could not be reached (no evidence either way).
+    async fn probe(&self, slot: &Slot) -> Result<Option<String>, AgentError> {
+        let cert = slot.cert_pem.as_deref().unwrap_or_default();
+        let tls = keys::client_config(self.roots.clone(), cert, &slot.key_pem)?;
+        Ok(match Conn::connect_checked(&self.config, tls).await {
+            Ok(conn) => {
+                conn.disconnect().await;
+                None
+            }
+            Err(e) if e.refused => Some(e.reason),
+            Err(_) => None,
+        })
+    }
+
+    /// [`connect_current`](Self::connect_current)'s retry loop over
+    /// `current`, falling back to `old` when `current` is refused.
+    async fn connect_with(&self, current: &Slot, old: Option<&Slot>) -> Result<Conn, AgentError> {
         let cert = current.cert_pem.as_deref().unwrap_or_default();
         let certificate_id = current.meta.certificate_id.clone().unwrap_or_default();
         let tls = keys::client_config(self.roots.clone(), cert, &current.key_pem)?;
@@ -637,6 +793,12 @@ impl Agent {
             if refused && let Some(conn) = self.connect_committed_next().await? {
                 return Ok(conn);
             }
+            if refused
+                && let Some(previous) = old
+                && let Some(conn) = self.fall_back(previous, &reason).await?
+            {
+                return Ok(conn);
+            }
             let delay = backoff.delay(attempt - 1);
             let give_up = attempt >= backoff.max_attempts.max(1)
                 || started.elapsed() + delay >= backoff.max_total;
@@ -659,6 +821,40 @@ impl Agent {
 }
 
 impl Agent {
+    /// The current certificate was refused: if the previous one connects,
+    /// the cloud removed the new certificate (the rotation failed or
+    /// expired): swap them back. `None` when it is refused too.
+    async fn fall_back(&self, previous: &Slot, reason: &str) -> Result<Option<Conn>, AgentError> {
+        let cert = previous.cert_pem.as_deref().unwrap_or_default();
+        let tls = keys::client_config(self.roots.clone(), cert, &previous.key_pem)?;
+        let Ok(mut conn) = Conn::connect(&self.config, tls).await else {
+            return Ok(None);
+        };
+        tracing::warn!(thing = %self.config.thing, %reason, "the current certificate is refused and the previous one works: falling back");
+        self.slots.swap()?;
+        let certificate_id = previous.meta.certificate_id.clone().unwrap_or_default();
+        self.emit(AgentEvent::FellBack {
+            certificate_id: certificate_id.clone(),
+            reason: reason.to_owned(),
+        });
+        match conn
+            .subscribe(&self.config.thing, self.config.ack_timeout)
+            .await
+        {
+            Ok(()) => {
+                self.emit(AgentEvent::Connected {
+                    certificate_id,
+                    attempts: 1,
+                });
+                Ok(Some(conn))
+            }
+            Err(reason) => {
+                self.emit(AgentEvent::Disconnected { reason });
+                Ok(None)
+            }
+        }
+    }
+
     /// The current certificate was refused: if `next/` holds a certificate,
     /// the cloud may have committed it after all (its `crt_ack` arrived but
     /// the answer was lost with the connection, and the old certificate is
@@ -714,6 +910,15 @@ impl Agent {
             }
         }
     }
+}
+
+/// Whether a connection error is the server refusing the handshake with a
+/// TLS alert (unknown CA, bad or revoked certificate, access denied): a
+/// refusal of the certificate, as definite as a CONNACK refusal. A reset,
+/// a timeout or an end of stream proves nothing. rumqttc wraps the alert
+/// in an `io::Error` whose `source` skips it, so the text is what tells.
+fn tls_refusal(reason: &str) -> bool {
+    reason.contains("received fatal alert")
 }
 
 fn crt_err(reason: &str, rotation_id: Option<RotationId>) -> Message {
@@ -782,7 +987,13 @@ impl Conn {
                             reason: format!("connection refused: {code:?}"),
                         });
                     }
-                    Err(e) => return Err(lost(e.to_string())),
+                    Err(e) => {
+                        let reason = e.to_string();
+                        return Err(ConnectFailure {
+                            refused: tls_refusal(&reason),
+                            reason,
+                        });
+                    }
                 }
             }
         })
@@ -896,6 +1107,26 @@ impl Conn {
                 }
             })
             .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_refusal;
+
+    #[test]
+    fn only_a_tls_alert_from_the_server_counts_as_a_refusal() {
+        assert!(tls_refusal(
+            "Mqtt state: Mqtt serialization/deserialization error: IO: received fatal alert: UnknownCA"
+        ));
+        for transient in [
+            "I/O: Connection reset by peer (os error 104)",
+            "no connack within 10s",
+            "no puback for `management/topic/t/crt_ack` within 10s",
+            "I/O: unexpected end of file",
+        ] {
+            assert!(!tls_refusal(transient), "{transient}");
         }
     }
 }

@@ -3,10 +3,14 @@
 //!
 //! Every change is crash safe: a slot is written whole into `<name>.tmp/`
 //! (each file fsynced, then the directory), renamed into place, and the
-//! state directory fsynced. Promotion renames `current/` to `old/`, `next/`
-//! to `current/`, then removes `old/`; [`Slots::load`] finishes or undoes
-//! whatever a crash interrupted, so that it always finds a usable
-//! certificate and key once one was installed.
+//! state directory fsynced. Promotion renames `current/` to `old/` and
+//! `next/` to `current/`, and **keeps** `old/`: a PUBACK of `crt_ack` proves
+//! delivery, not that the cloud committed, so the previous key stays until
+//! the agent has proof of the commit (the old certificate is refused:
+//! [`Slots::confirm`]) or falls back to it because the new one is refused
+//! ([`Slots::swap`]). [`Slots::load`] finishes or undoes whatever a crash
+//! interrupted, so that it always finds a usable certificate and key once
+//! one was installed.
 
 use std::fs;
 use std::io::Write;
@@ -21,6 +25,7 @@ use crate::keys;
 const CURRENT: &str = "current";
 const NEXT: &str = "next";
 const OLD: &str = "old";
+const SWAP: &str = "swap";
 const CERT: &str = "cert.pem";
 const KEY: &str = "key.pem";
 const META: &str = "meta.json";
@@ -97,6 +102,10 @@ pub struct SlotState {
     /// A rotation in progress: a key awaiting its certificate, or a
     /// certificate not yet confirmed with `crt_ack`.
     pub next: Option<Slot>,
+    /// The certificate `current` replaced (or, after a fall-back, the one
+    /// that replaced it), kept until the cloud is known to have committed
+    /// the rotation: its certificate refused while `current` connects.
+    pub old: Option<Slot>,
 }
 
 /// The slot directory of one device.
@@ -172,7 +181,19 @@ impl Slots {
         } else {
             None
         };
-        Ok(SlotState { current, next })
+        let old = if current.is_some() && self.path(OLD).exists() {
+            match read_slot(&self.path(OLD), true) {
+                Ok(slot) => Some(slot),
+                Err(e) => {
+                    tracing::warn!(error = %e, "discarding unusable old slot");
+                    self.discard(OLD)?;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Ok(SlotState { current, next, old })
     }
 
     fn recover(&self) -> Result<(), SlotError> {
@@ -184,11 +205,25 @@ impl Slots {
                 remove_dir(&entry.path())?;
             }
         }
+        let swap = self.path(SWAP);
+        if swap.exists() {
+            match (self.path(CURRENT).exists(), self.path(OLD).exists()) {
+                // Crashed after the swap's second rename: finish it.
+                (false, true) => rename(&swap, &self.path(CURRENT))?,
+                // After its first rename: undo it.
+                (true, false) => rename(&swap, &self.path(OLD))?,
+                // Cannot happen (the renames never overwrite): keep both
+                // slots that are in place.
+                _ => remove_dir(&swap)?,
+            }
+            sync_dir(&self.dir)?;
+        }
         let old = self.path(OLD);
         if old.exists() {
             if self.path(CURRENT).exists() {
-                // Crashed after the promotion's second rename.
-                remove_dir(&old)?;
+                // The previous certificate, kept until the commit is
+                // confirmed (or a crash after the promotion's second rename:
+                // the same state).
             } else if self.path(NEXT).exists() && read_slot(&self.path(NEXT), true).is_ok() {
                 // Crashed between the renames: the ack was sent, roll forward.
                 rename(&self.path(NEXT), &self.path(CURRENT))?;
@@ -241,13 +276,20 @@ impl Slots {
         sync_dir(&self.dir)
     }
 
-    /// Makes `next/` (which must hold a certificate) the new `current/`.
+    /// Makes `next/` (which must hold a certificate) the new `current/`;
+    /// the previous `current/` becomes `old/` and stays until
+    /// [`confirm`](Self::confirm) (an older `old/` is removed first: the
+    /// rotation that replaced it ended before this one could start).
     ///
     /// # Errors
     /// [`SlotError::Corrupt`] when `next/` has no usable certificate,
     /// [`SlotError`] on file system errors or a simulated crash.
     pub fn promote(&self) -> Result<(), SlotError> {
         read_slot(&self.path(NEXT), true)?;
+        if self.path(CURRENT).exists() && self.path(OLD).exists() {
+            self.step("remove previous old")?;
+            self.discard(OLD)?;
+        }
         if self.path(CURRENT).exists() {
             self.step("rename current to old")?;
             rename(&self.path(CURRENT), &self.path(OLD))?;
@@ -257,12 +299,41 @@ impl Slots {
         self.step("rename next to current")?;
         rename(&self.path(NEXT), &self.path(CURRENT))?;
         self.step("fsync state directory (current)")?;
-        sync_dir(&self.dir)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Removes `old/`: the cloud has committed the rotation (the old
+    /// certificate was refused while `current/` connects).
+    ///
+    /// # Errors
+    /// [`SlotError`] on file system errors or a simulated crash.
+    pub fn confirm(&self) -> Result<(), SlotError> {
         if self.path(OLD).exists() {
             self.step("remove old")?;
-            remove_dir(&self.path(OLD))?;
+            self.discard(OLD)?;
         }
         Ok(())
+    }
+
+    /// Exchanges `current/` and `old/`: the current certificate is refused
+    /// and the old one connects (the cloud removed the new certificate).
+    /// The refused one is kept as `old/` until it is refused again while
+    /// the other connects ([`confirm`](Self::confirm)).
+    ///
+    /// # Errors
+    /// [`SlotError::Corrupt`] when there is no `old/` or `current/`,
+    /// [`SlotError`] on file system errors or a simulated crash.
+    pub fn swap(&self) -> Result<(), SlotError> {
+        read_slot(&self.path(OLD), true)?;
+        read_slot(&self.path(CURRENT), true)?;
+        self.step("rename old to swap")?;
+        rename(&self.path(OLD), &self.path(SWAP))?;
+        self.step("rename current to old")?;
+        rename(&self.path(CURRENT), &self.path(OLD))?;
+        self.step("rename swap to current")?;
+        rename(&self.path(SWAP), &self.path(CURRENT))?;
+        self.step("fsync state directory (swap)")?;
+        sync_dir(&self.dir)
     }
 
     /// Installs a certificate and key as `current/` (first provisioning or
@@ -287,7 +358,9 @@ impl Slots {
             key_pem: key_pem.to_owned(),
             meta,
         })?;
-        self.promote()
+        self.promote()?;
+        // An installation replaces, it does not rotate: nothing to confirm.
+        self.confirm()
     }
 
     /// Removes `next/` (renamed to `next.discard/` first, so a crash never
@@ -296,11 +369,15 @@ impl Slots {
     /// # Errors
     /// [`SlotError`] on file system errors.
     pub fn discard_next(&self) -> Result<(), SlotError> {
-        let next = self.path(NEXT);
+        self.discard(NEXT)
+    }
+
+    fn discard(&self, name: &str) -> Result<(), SlotError> {
+        let next = self.path(name);
         if !next.exists() {
             return Ok(());
         }
-        let trash = self.path("next.discard");
+        let trash = self.path(&format!("{name}.discard"));
         if trash.exists() {
             remove_dir(&trash)?;
         }

@@ -211,3 +211,73 @@ fn private_keys_are_readable_by_the_owner_only() {
         rules::csr::certificate_id(&old.cert).expect("id").as_str()
     );
 }
+
+/// Issue 15: a PUBACK of `crt_ack` is no proof of the commit, so the
+/// promotion keeps the old pair; a crash at any step of a fall-back (swap)
+/// or of the confirmation loses neither pair before it is meant to go.
+#[test]
+fn the_old_pair_is_kept_until_confirmed_and_a_crash_while_swapping_loses_neither() {
+    let ca = Ca::new("slots ca");
+    let old = pair(&ca, KeyAlgorithm::EcP256);
+    let new = pair(&ca, KeyAlgorithm::EcP256);
+    let promoted = |dir: &std::path::Path| {
+        Slots::open(dir)
+            .expect("open")
+            .install(&old.cert, &old.key, None)
+            .expect("install");
+        let (_, result) = rotate(dir, &next_slot(&new), None);
+        result.unwrap_or_else(|e| panic!("{e}"));
+    };
+    let held = |dir: &std::path::Path| {
+        let state = Slots::open(dir).expect("open").load().expect("load");
+        let cert = |s: Option<Slot>| s.and_then(|s| s.cert_pem);
+        (cert(state.current), cert(state.old))
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    promoted(dir.path());
+    assert_eq!(
+        held(dir.path()),
+        (Some(new.cert.clone()), Some(old.cert.clone())),
+        "the old pair survives the promotion"
+    );
+
+    for (name, op, after) in [
+        (
+            "swap",
+            (|s: &Slots| s.swap()) as fn(&Slots) -> Result<(), SlotError>,
+            (Some(old.cert.clone()), Some(new.cert.clone())),
+        ),
+        (
+            "confirm",
+            |s: &Slots| s.confirm(),
+            (Some(new.cert.clone()), None),
+        ),
+    ] {
+        for crash_at in 0.. {
+            let dir = tempfile::tempdir().expect("tempdir");
+            promoted(dir.path());
+            let count = Arc::new(AtomicUsize::new(0));
+            let counter = count.clone();
+            let slots = Slots::open(dir.path())
+                .expect("open")
+                .with_fault_hook(Arc::new(move |_| {
+                    counter.fetch_add(1, Ordering::SeqCst) == crash_at
+                }));
+            match op(&slots) {
+                Ok(()) => {
+                    assert_eq!(held(dir.path()), after, "{name} finished");
+                    break;
+                }
+                Err(SlotError::Crashed { .. }) => {}
+                Err(e) => panic!("{name} step {crash_at}: {e}"),
+            }
+            let now = held(dir.path());
+            let before = (Some(new.cert.clone()), Some(old.cert.clone()));
+            assert!(
+                now == before || now == after,
+                "{name}, crash at step {crash_at}: {now:?}"
+            );
+            assert!(crash_at < 10, "{name} never finished");
+        }
+    }
+}

@@ -36,7 +36,8 @@ pub struct Options {
     /// Further devices that come in by JITR (certificates of a customer CA).
     pub jitr: usize,
     /// Inject faults: dropped and duplicated messages, device crashes,
-    /// registry throttling and errors.
+    /// registry throttling and errors, and commits of acknowledged
+    /// rotations that never land (every attempt of the commit fails).
     pub faults: bool,
     /// Seed of the fault choices.
     pub seed: u64,
@@ -129,6 +130,9 @@ pub struct Report {
     pub messages_dropped: u64,
     /// Cloud messages duplicated by fault injection.
     pub messages_duplicated: u64,
+    /// Rotations whose commit was made to fail on the invocation and every
+    /// retry by fault injection (the ack delivered, the commit never landed).
+    pub commits_lost: u64,
     /// Support notifications sent.
     pub notifications: usize,
     /// Seconds from the first audit to the last rotation.
@@ -184,6 +188,7 @@ impl Report {
             "messages dropped/duplicated",
             format!("{}/{}", self.messages_dropped, self.messages_duplicated),
         );
+        line("commits never landed", self.commits_lost.to_string());
         line("support notifications", self.notifications.to_string());
         line("setup", format!("{:.1} s", self.setup_seconds));
         line(
@@ -341,6 +346,9 @@ pub struct AgentSettings {
     pub crash: Option<Arc<dyn Fn(usize) -> Option<device::FaultHook> + Send + Sync>>,
     /// Restarts allowed per device.
     pub max_restarts: u32,
+    /// [`AgentConfig::confirm_every`](device::AgentConfig): how soon an
+    /// agent keeping its previous key looks for the commit's proof.
+    pub confirm_every: Duration,
 }
 
 impl std::fmt::Debug for AgentSettings {
@@ -362,6 +370,7 @@ impl Default for AgentSettings {
             },
             crash: None,
             max_restarts: 20,
+            confirm_every: Duration::from_secs(1),
         }
     }
 }
@@ -448,6 +457,7 @@ impl Fleet {
             config.backoff = settings.backoff;
             config.connect_timeout = Duration::from_secs(30);
             config.ack_timeout = Duration::from_secs(30);
+            config.confirm_every = settings.confirm_every;
             let tx = tx.clone();
             let events: device::EventSink = Arc::new(move |event| {
                 let _ = tx.send(FleetEvent { device: i, event });
@@ -512,6 +522,19 @@ impl Fleet {
             .current?
             .meta
             .certificate_id
+    }
+
+    /// The certificate ids whose keys a device holds: `current/` and, while
+    /// a commit is not yet confirmed, `old/`.
+    pub fn held_certificates(&self, i: usize) -> Vec<String> {
+        let Ok(state) = Slots::open(&self.devices[i].dir).and_then(|s| s.load()) else {
+            return Vec::new();
+        };
+        [state.current, state.old]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.meta.certificate_id)
+            .collect()
     }
 
     /// Stops every agent (disconnecting) and waits up to `within`.
@@ -592,11 +615,37 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 struct FaultCounters {
     dropped: AtomicU64,
     duplicated: AtomicU64,
+    commits_lost: AtomicU64,
 }
 
-fn publish_faults(seed: u64, counters: Arc<FaultCounters>) -> PublishHook {
+/// Drops and duplicates `csr_req` and `crt`; and, for one thing in eight
+/// (its first `crt`), makes the commit of the ack that follows fail on the
+/// invocation and every Lambda retry: "the commit of an acknowledged
+/// rotation never lands" (the device's ack is PUBACKed all the same).
+fn publish_faults(
+    seed: u64,
+    counters: Arc<FaultCounters>,
+    store: lambdas::memory::MemoryRotationStore,
+    commit_attempts: usize,
+) -> PublishHook {
     let rng = std::sync::Mutex::new(Rng::new(seed ^ 0x5eed));
+    let lost = std::sync::Mutex::new(HashSet::new());
     Arc::new(move |m: Published| {
+        if let Some(thing) = m
+            .topic
+            .strip_suffix("/crt")
+            .and_then(|t| t.rsplit('/').next())
+        {
+            let first = lost
+                .lock()
+                .map(|mut l| l.insert(thing.to_owned()))
+                .unwrap_or(false);
+            let chosen = Rng::new(seed ^ fnv(thing)).next_u64().is_multiple_of(8);
+            if first && chosen {
+                counters.commits_lost.fetch_add(1, Ordering::Relaxed);
+                store.fail_commits(thing, commit_attempts);
+            }
+        }
         let roll = rng.lock().map(|mut r| r.next_u64() % 100).unwrap_or(99);
         // only the device-facing protocol messages
         if !(m.topic.ends_with("/csr_req") || m.topic.ends_with("/crt")) {
@@ -613,6 +662,13 @@ fn publish_faults(seed: u64, counters: Arc<FaultCounters>) -> PublishHook {
             }
             _ => vec![m],
         }
+    })
+}
+
+/// FNV-1a of a name, to pick things by name whatever the order of events.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
@@ -652,16 +708,23 @@ fn crash_hooks(seed: u64) -> Arc<dyn Fn(usize) -> Option<device::FaultHook> + Se
     ];
     Arc::new(move |i| {
         let mut rng = Rng::new(seed ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
-        // one device in ten crashes once, at one of the agent's points
-        if !rng.chance(0.1) {
+        // one device in ten crashes once, at one of the agent's points;
+        // one in twenty loses the PUBACK of its crt_ack once (the broker
+        // has the ack: the commit may land)
+        let crash = rng.chance(0.1);
+        let point = POINTS[(rng.next_u64() % 3) as usize];
+        let puback = rng.chance(0.05);
+        if !crash && !puback {
             return None;
         }
-        let point = POINTS[(rng.next_u64() % 3) as usize];
         let fired = Arc::new(AtomicBool::new(false));
-        Some(
-            Arc::new(move |step: &str| step == point && !fired.swap(true, Ordering::Relaxed))
-                as device::FaultHook,
-        )
+        let lost = Arc::new(AtomicBool::new(false));
+        Some(Arc::new(move |step: &str| {
+            (crash && step == point && !fired.swap(true, Ordering::Relaxed))
+                || (puback
+                    && step == "agent: crt_ack puback lost"
+                    && !lost.swap(true, Ordering::Relaxed))
+        }) as device::FaultHook)
     })
 }
 
@@ -705,6 +768,9 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
             .unwrap_or(i64::MAX)
             .max(60_000);
     }
+    // The invocation and each Lambda retry of a commit: all fail for the
+    // rotations whose commit is made never to land.
+    let commit_attempts = config.lambda_retries as usize + 1;
     let cloud = Cloud::start(config).await?;
     if let Some(ca) = &ca {
         cloud.register_ca(&ca.pem)?;
@@ -798,7 +864,12 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
     let setup_seconds = started.elapsed().as_secs_f64();
     if opts.faults {
         inject_registry_faults(&cloud, total, opts.seed);
-        cloud.set_publish_hook(Some(publish_faults(opts.seed, fault_counters.clone())));
+        cloud.set_publish_hook(Some(publish_faults(
+            opts.seed,
+            fault_counters.clone(),
+            cloud.ports().ports.store.clone(),
+            commit_attempts,
+        )));
     }
 
     progress.set_message("rotating");
@@ -881,6 +952,8 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
             bricked += 1;
             tracing::warn!(thing = %d.thing, ?current, "device without a working certificate");
         }
+        // A key kept until its rotation's commit is confirmed is held too.
+        held.extend(fleet.held_certificates(i));
         if let Some(id) = &current {
             held.insert(id.clone());
             if !d.jitr && i < expiring && *id != d.initial_certificate_id {
@@ -955,6 +1028,7 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
                 .map_or(0, |c| c.restarts.load(Ordering::Relaxed)),
         messages_dropped: fault_counters.dropped.load(Ordering::Relaxed),
         messages_duplicated: fault_counters.duplicated.load(Ordering::Relaxed),
+        commits_lost: fault_counters.commits_lost.load(Ordering::Relaxed),
         notifications: cloud.notifications().len(),
         rotation_seconds,
         rotations_per_second: if rotation_seconds > 0.0 {

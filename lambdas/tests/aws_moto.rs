@@ -546,6 +546,7 @@ fn rotation_store_conditions_and_pages() {
         let owed = Rotation {
             state: RotationState::Expired {
                 new_certificate_id: Some("c".repeat(64)),
+                new_certificate_kept: false,
             },
             cleanup_pending: true,
             ..p1.clone()
@@ -587,6 +588,7 @@ fn rotation_store_conditions_and_pages() {
         let finished = Rotation {
             state: RotationState::Expired {
                 new_certificate_id: None,
+                new_certificate_kept: false,
             },
             ..p2.clone()
         };

@@ -272,8 +272,9 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
         assert_eq!(w.ports.ports.notifier.sent().len(), 1);
     }
 
-    // A rotation stuck after issue expires: the sweeper removes the new
-    // certificate and tells support.
+    // A rotation stuck after issue expires: the sweeper keeps the new
+    // certificate it sent (the device may hold only its key) and tells
+    // support.
     let w = World::new();
     let dev = w.provision("thing-6");
     let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
@@ -298,6 +299,68 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(!out.is_rejected(), "{out:?}");
     cov.record(&w, Function::Sweeper);
+
+    // One whose new certificate was never made ACTIVE (the issuer's
+    // activation failed), so never sent: the sweeper removes it.
+    let w = World::new();
+    let dev = w.provision("thing-7");
+    let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
+    w.ports
+        .instruments
+        .fail_next(Operation::UpdateCertificate, 1, Fault::Transient);
+    let csr = csr_pem(&p256_key(), "thing-7");
+    let out = run(csr_issuer::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&csr_res("thing-7", &csr, Some(&id))),
+        w.now,
+    ));
+    assert!(out.is_err(), "{out:?}");
+    cov.record(&w, Function::CsrIssuer);
+    let out = run(sweeper::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&scheduled_event()),
+        w.now + 30 * 86_400_000,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    cov.record(&w, Function::Sweeper);
+    assert!(
+        w.registry().certificates().len() == 1,
+        "new certificate removed"
+    );
+
+    // A retirement whose commit invocation failed midway: the sweeper
+    // finishes it past the deadline (deactivating the old certificate).
+    let w = World::new();
+    let dev = w.provision("thing-8");
+    let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
+    let new_id = issue(&w, &mut cov, "thing-8", Some(&id));
+    w.ports
+        .instruments
+        .fail_next(Operation::UpdateCertificate, 1, Fault::Transient);
+    let out = run(commit::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&crt_ack("thing-8", &new_id, Some(&id))),
+        w.now,
+    ));
+    assert!(out.is_err(), "{out:?}");
+    cov.record(&w, Function::Commit);
+    let out = run(sweeper::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&scheduled_event()),
+        w.now + 30 * 86_400_000,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    cov.record(&w, Function::Sweeper);
+    assert!(
+        w.registry().certificate(&dev.cert_id).is_none(),
+        "old retired"
+    );
 
     // JITR: a new device (its thing created), then one from an inactive CA
     // (revoked and reported).

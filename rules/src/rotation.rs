@@ -34,11 +34,14 @@
 //! | REQUESTED / ISSUING | ack | [`Rejection::AckBeforeIssued`] |
 //! | ISSUED / COMMITTED | ack on the old certificate | [`Rejection::AckOnOldPrincipal`]: the old certificate is retired only on an ack over the new one |
 //! | ISSUED | ack on the new certificate | COMMITTED, [`Action::RetireOldCertificate`] (even past the deadline: the device is already using the new certificate) |
+//! | EXPIRED, new certificate kept | ack on the new certificate | COMMITTED, [`Action::RetireOldCertificate`]: the evidence the sweeper lacked |
 //! | COMMITTED | ack on the new certificate again | no-op: no change, no actions |
 //! | REQUESTED / ISSUING | `crt_err` | FAILED, notify support (a certificate created later is deleted by the row above) |
 //! | ISSUED | `crt_err` | FAILED, [`Action::DeleteNewCertificate`], notify support |
-//! | COMMITTED / FAILED / EXPIRED | `crt_err`, `csr_res`, late ack | [`Rejection::RotationClosed`] |
-//! | open, past the deadline | sweep | EXPIRED, delete the new certificate if one was issued, notify support |
+//! | COMMITTED / FAILED / EXPIRED | `crt_err`, `csr_res`, late ack (but the EXPIRED-kept row above) | [`Rejection::RotationClosed`] |
+//! | REQUESTED / ISSUING, past the deadline | sweep | EXPIRED, notify support (a certificate created later is deleted by the row above) |
+//! | ISSUED, past the deadline, new certificate read as not ACTIVE | sweep | EXPIRED, delete the new certificate (never sent), notify support |
+//! | ISSUED, past the deadline, otherwise | sweep | EXPIRED with the new certificate **kept**, both certificates active, notify support: the device may have acked and dropped its old key while the commit never landed |
 //! | open, before the deadline | sweep | [`Rejection::NotDue`] |
 //!
 //! The invariants of DESIGN.md are checkable with
@@ -50,7 +53,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// One rotation of one thing's certificate: the state row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rotation {
     /// Unique id of this rotation, sent to the device in `csr_req`.
@@ -90,7 +93,7 @@ pub struct Rotation {
 pub const RESEND_MARKS: [(i64, i64); 2] = [(1, 2), (3, 4)];
 
 /// The state of a [`Rotation`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(
     tag = "state",
     rename_all = "SCREAMING_SNAKE_CASE",
@@ -126,11 +129,21 @@ pub enum RotationState {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         new_certificate_id: Option<String>,
     },
-    /// The deadline passed before a commit; any new certificate is deleted.
+    /// The deadline passed before a commit. A new certificate that was
+    /// never made ACTIVE (so never sent) is deleted; one that may have been
+    /// sent is kept beside the old one and support is told
+    /// (`new_certificate_kept`): the device may already hold only its key.
     Expired {
-        /// The new certificate that was deleted, if one had been issued.
+        /// The new certificate, if one had been issued: deleted, or kept
+        /// when `new_certificate_kept`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         new_certificate_id: Option<String>,
+        /// The new certificate was left ACTIVE, attached, with its policies,
+        /// because the device may have switched to it (its `crt_ack` may have
+        /// been delivered without the commit landing). A later ack over it
+        /// still commits. Absent (false) in rows written before it existed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        new_certificate_kept: bool,
     },
 }
 
@@ -173,7 +186,9 @@ impl RotationState {
             Self::Failed {
                 new_certificate_id, ..
             }
-            | Self::Expired { new_certificate_id } => new_certificate_id.as_deref(),
+            | Self::Expired {
+                new_certificate_id, ..
+            } => new_certificate_id.as_deref(),
         }
     }
 
@@ -244,6 +259,12 @@ pub enum Event {
     Sweep {
         /// When the sweep ran (ms since the Unix epoch).
         now_ms: i64,
+        /// Evidence that the device cannot hold the new certificate: the
+        /// sweeper read it as not ACTIVE (the issuer activates it before any
+        /// `crt` is published, so it was never sent). Only then may an
+        /// ISSUED rotation's expiry delete it; by default (false) it is kept.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        new_certificate_unsent: bool,
     },
 }
 
@@ -530,11 +551,16 @@ impl Rotation {
     /// be ACTIVE and attached to the thing with its policies ("never brick").
     ///
     /// REQUESTED/ISSUING: the old one. ISSUED: both (the device may already
-    /// have switched). COMMITTED: the new one. FAILED/EXPIRED: the old one.
+    /// have switched). COMMITTED: the new one. FAILED/EXPIRED: the old one;
+    /// EXPIRED with the new certificate kept: both.
     pub fn certificates_the_device_may_hold(&self) -> Vec<&str> {
         match &self.state {
             RotationState::Issued {
                 new_certificate_id, ..
+            }
+            | RotationState::Expired {
+                new_certificate_id: Some(new_certificate_id),
+                new_certificate_kept: true,
             } => vec![self.old_certificate_id.as_str(), new_certificate_id],
             RotationState::Committed { new_certificate_id } => vec![new_certificate_id],
             RotationState::Requested
@@ -547,16 +573,21 @@ impl Rotation {
     /// The certificates this rotation has ordered removed (detached,
     /// deactivated, deleted) in reaching its state ("nothing orphaned").
     ///
-    /// COMMITTED: the old one. FAILED/EXPIRED: the new one, if one was issued.
+    /// COMMITTED: the old one. FAILED/EXPIRED: the new one, if one was
+    /// issued (none when EXPIRED kept it).
     pub fn certificates_to_remove(&self) -> Vec<&str> {
         match &self.state {
             RotationState::Committed { .. } => vec![self.old_certificate_id.as_str()],
+            RotationState::Expired {
+                new_certificate_kept: true,
+                ..
+            } => Vec::new(),
             RotationState::Failed {
                 new_certificate_id, ..
             }
-            | RotationState::Expired { new_certificate_id } => {
-                new_certificate_id.as_deref().into_iter().collect()
-            }
+            | RotationState::Expired {
+                new_certificate_id, ..
+            } => new_certificate_id.as_deref().into_iter().collect(),
             RotationState::Requested
             | RotationState::Issuing { .. }
             | RotationState::Issued { .. } => Vec::new(),
@@ -711,7 +742,10 @@ pub fn step(rotation: &Rotation, event: &Event) -> Result<Transition, Rejection>
             ..
         } => on_ack(rotation, principal, certificate_id.as_deref()),
         Event::DeviceError { error, .. } => on_error(rotation, error),
-        Event::Sweep { now_ms } => on_sweep(rotation, *now_ms),
+        Event::Sweep {
+            now_ms,
+            new_certificate_unsent,
+        } => on_sweep(rotation, *now_ms, *new_certificate_unsent),
     }
 }
 
@@ -828,7 +862,8 @@ fn on_created(
             // A retry after a partial failure: resume (attach is idempotent).
             RotationState::Issued { .. } => unchanged(rotation, attach_and_publish()),
             // COMMITTED: the device's only certificate, never delete it.
-            // FAILED/EXPIRED: already deleted by the transition into that state.
+            // FAILED/EXPIRED: already deleted by the transition into that
+            // state, or kept on purpose (EXPIRED with the new one kept).
             _ => unchanged(rotation, Vec::new()),
         });
     }
@@ -872,6 +907,12 @@ fn on_ack(
             new_certificate_id, ..
         } => (new_certificate_id, false),
         RotationState::Committed { new_certificate_id } => (new_certificate_id, true),
+        // Expired with the new certificate kept: an ack over it is the
+        // evidence the sweeper lacked, so it still commits.
+        RotationState::Expired {
+            new_certificate_id: Some(new_certificate_id),
+            new_certificate_kept: true,
+        } if principal != rotation.old_certificate_id => (new_certificate_id, false),
         RotationState::Failed { .. } | RotationState::Expired { .. } => {
             return Err(closed(rotation, "crt_ack"));
         }
@@ -960,7 +1001,7 @@ fn on_error(rotation: &Rotation, error: &str) -> Result<Transition, Rejection> {
     })
 }
 
-fn on_sweep(rotation: &Rotation, now_ms: i64) -> Result<Transition, Rejection> {
+fn on_sweep(rotation: &Rotation, now_ms: i64, unsent: bool) -> Result<Transition, Rejection> {
     if rotation.state.is_terminal() {
         return Err(closed(rotation, "sweep"));
     }
@@ -972,6 +1013,37 @@ fn on_sweep(rotation: &Rotation, now_ms: i64) -> Result<Transition, Rejection> {
         });
     }
     let new_certificate_id = rotation.state.new_certificate_id().map(str::to_owned);
+    // ISSUED: `crt` may have reached the device, which may have connected
+    // with the new certificate, acked (the PUBACK is all it gets) and
+    // dropped its old key while the commit never landed. Deleting the new
+    // certificate then bricks it; without evidence that it was never sent,
+    // keep both and tell support.
+    let keep = new_certificate_id.is_some() && !unsent;
+    if keep {
+        let new_id = new_certificate_id.as_deref().unwrap_or_default();
+        return Ok(Transition {
+            next: with_state(
+                rotation,
+                RotationState::Expired {
+                    new_certificate_id: new_certificate_id.clone(),
+                    new_certificate_kept: true,
+                },
+            ),
+            actions: vec![Action::NotifySupport {
+                subject: format!(
+                    "fleetcert: rotation expired for {}, both certificates kept",
+                    rotation.thing_name
+                ),
+                message: format!(
+                    "thing: {}\nrotation: {}\nold certificate: {} (still active)\nnew certificate: {new_id} (still active: it was sent, the device may hold only its key)\nexpired in state ISSUED at {now_ms}, deadline {}, without a commit\ncleanup: none; a crt_ack over the new certificate still commits, otherwise decide which certificate the device holds before revoking the other",
+                    rotation.thing_name,
+                    rotation.rotation_id,
+                    rotation.old_certificate_id,
+                    rotation.deadline_ms
+                ),
+            }],
+        });
+    }
     let mut actions = cleanup_actions(new_certificate_id.as_deref());
     actions.push(Action::NotifySupport {
         subject: format!("fleetcert: rotation expired for {}", rotation.thing_name),
@@ -986,7 +1058,13 @@ fn on_sweep(rotation: &Rotation, now_ms: i64) -> Result<Transition, Rejection> {
         ),
     });
     Ok(Transition {
-        next: with_state(rotation, RotationState::Expired { new_certificate_id }),
+        next: with_state(
+            rotation,
+            RotationState::Expired {
+                new_certificate_id,
+                new_certificate_kept: false,
+            },
+        ),
         actions,
     })
 }

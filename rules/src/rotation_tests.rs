@@ -56,6 +56,14 @@ fn failed() -> Rotation {
 fn expired() -> Rotation {
     in_state(RotationState::Expired {
         new_certificate_id: None,
+        new_certificate_kept: false,
+    })
+}
+
+fn expired_kept() -> Rotation {
+    in_state(RotationState::Expired {
+        new_certificate_id: Some(NEW.into()),
+        new_certificate_kept: true,
     })
 }
 
@@ -92,7 +100,18 @@ fn device_error() -> Event {
 }
 
 fn sweep(now_ms: i64) -> Event {
-    Event::Sweep { now_ms }
+    Event::Sweep {
+        now_ms,
+        new_certificate_unsent: false,
+    }
+}
+
+/// A sweep that read the new certificate as not ACTIVE (never sent).
+fn sweep_unsent(now_ms: i64) -> Event {
+    Event::Sweep {
+        now_ms,
+        new_certificate_unsent: true,
+    }
 }
 
 fn delete(id: &str) -> Action {
@@ -308,17 +327,76 @@ fn error_while_issued_deletes_the_new_certificate_and_notifies() {
     ");
 }
 
+/// Before issue 15 every ISSUED rotation past its deadline deleted the new
+/// certificate. That bricked a device whose `crt_ack` was delivered (PUBACK)
+/// but whose commit never landed and which had dropped its old key: only a
+/// certificate read as never ACTIVE (so never sent) may be deleted now.
 #[test]
-fn sweep_past_the_deadline_while_issued_expires_and_cleans_up() {
-    let t = step(&issued(), &sweep(AFTER)).unwrap();
+fn sweep_past_the_deadline_while_issued_and_never_sent_expires_and_cleans_up() {
+    let t = step(&issued(), &sweep_unsent(AFTER)).unwrap();
     assert_eq!(
         t.next.state,
         RotationState::Expired {
-            new_certificate_id: Some(NEW.into())
+            new_certificate_id: Some(NEW.into()),
+            new_certificate_kept: false,
         }
     );
     assert_eq!(kinds(&t.actions), ["delete", "notify"]);
     assert_eq!(t.actions[0], delete(NEW));
+}
+
+#[test]
+fn sweep_past_the_deadline_while_issued_keeps_a_sent_certificate_and_tells_support() {
+    let t = step(&issued(), &sweep(AFTER)).unwrap();
+    assert_eq!(t.next.state, expired_kept().state);
+    assert_eq!(kinds(&t.actions), ["notify"], "nothing deleted");
+    assert_eq!(t.next.cleanup_actions(), []);
+    assert_eq!(t.next.certificates_the_device_may_hold(), [OLD, NEW]);
+    let Action::NotifySupport { subject, message } = &t.actions[0] else {
+        panic!("expected a notification, got {:?}", t.actions);
+    };
+    assert_eq!(
+        subject,
+        "fleetcert: rotation expired for sensor-42, both certificates kept"
+    );
+    assert!(
+        message.contains("new certificate: new-cert (still active"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_ack_over_the_kept_certificate_still_commits_after_expiry() {
+    let t = step(&expired_kept(), &ack(NEW)).unwrap();
+    assert_eq!(t.next.state, committed().state);
+    assert_eq!(
+        t.actions,
+        [Action::RetireOldCertificate {
+            old_certificate_id: OLD.into()
+        }]
+    );
+    // Over the old certificate it is still no evidence.
+    let err = step(&expired_kept(), &ack(OLD)).unwrap_err();
+    assert_eq!(err.kind(), "rotation_closed");
+}
+
+#[test]
+fn rows_and_sweeps_written_before_the_kept_flag_existed_still_read() {
+    let row: Rotation = serde_json::from_str(
+        r#"{"rotationId":"r","thingName":"t","oldCertificateId":"o","state":"EXPIRED","newCertificateId":"n","createdAtMs":1,"deadlineMs":2,"attempts":1}"#,
+    )
+    .expect("row");
+    assert_eq!(
+        row.state,
+        RotationState::Expired {
+            new_certificate_id: Some("n".into()),
+            new_certificate_kept: false
+        }
+    );
+    let json = serde_json::to_string(&row).expect("json");
+    assert!(!json.contains("newCertificateKept"), "{json}");
+    let sweep: Event = serde_json::from_str(r#"{"event":"sweep","nowMs":5}"#).expect("event");
+    assert_eq!(sweep, self::sweep(5), "absent means: may have been sent");
 }
 
 #[test]
@@ -327,7 +405,8 @@ fn sweep_past_the_deadline_while_requested_expires_without_cleanup() {
     assert_eq!(
         t.next.state,
         RotationState::Expired {
-            new_certificate_id: None
+            new_certificate_id: None,
+            new_certificate_kept: false,
         }
     );
     assert_eq!(kinds(&t.actions), ["notify"]);
@@ -341,6 +420,7 @@ fn sweep_past_the_deadline_while_requested_expires_without_cleanup() {
 #[case::ack_on_old_after_commit(committed(), ack(OLD), "ack_on_old_principal")]
 #[case::ack_on_unknown_principal(issued(), ack("stranger"), "ack_on_unknown_principal")]
 #[case::ack_after_failed(failed(), ack(NEW), "rotation_closed")]
+#[case::ack_after_expired_and_deleted(expired(), ack(NEW), "rotation_closed")]
 #[case::error_after_committed(committed(), device_error(), "rotation_closed")]
 #[case::error_after_failed(failed(), device_error(), "rotation_closed")]
 #[case::csr_after_committed(committed(), csr(FP), "rotation_closed")]
@@ -481,6 +561,7 @@ fn check_invariants_finds_a_bricked_device_and_an_orphan() {
 #[case(committed(), vec![Action::RetireOldCertificate { old_certificate_id: OLD.into() }])]
 #[case(failed(), vec![delete(NEW)])]
 #[case(expired(), vec![])]
+#[case(expired_kept(), vec![])]
 fn cleanup_actions_resume_what_the_state_implies(
     #[case] rotation: Rotation,
     #[case] actions: Vec<Action>,
@@ -580,6 +661,7 @@ fn alphabet() -> Vec<Event> {
         device_error(),
         sweep(BEFORE),
         sweep(AFTER),
+        sweep_unsent(AFTER),
     ]
 }
 
@@ -626,9 +708,17 @@ fn walk(rotation: &Rotation, model: &Model, depth: usize, alphabet: &[Event], pa
             RotationState::Failed { .. } | RotationState::Expired { .. }
         ) {
             let left: BTreeSet<_> = model.registry.iter().map(|c| c.0.as_str()).collect();
+            // EXPIRED keeps a certificate that may have been sent (and says
+            // so to support); every other end leaves the old one only.
+            let expected = match &next.state {
+                RotationState::Expired {
+                    new_certificate_id: Some(new),
+                    new_certificate_kept: true,
+                } => BTreeSet::from([OLD, new.as_str()]),
+                _ => BTreeSet::from([OLD]),
+            };
             assert_eq!(
-                left,
-                BTreeSet::from([OLD]),
+                left, expected,
                 "new certificate left after {:?}",
                 model.events
             );
@@ -637,7 +727,7 @@ fn walk(rotation: &Rotation, model: &Model, depth: usize, alphabet: &[Event], pa
     }
 }
 
-/// Number of prefixes below one node: 13 + 13^2 + ... (for the path count).
+/// Number of prefixes below one node: 14 + 14^2 + ... (for the path count).
 fn pruned_subtree(depth: usize, width: u64) -> u64 {
     (1..=depth as u32).map(|d| width.pow(d)).sum()
 }
@@ -651,8 +741,8 @@ fn every_sequence_of_four_events_keeps_the_invariants() {
     let alphabet = alphabet();
     let mut paths = 0;
     walk(&requested(), &model, 4, &alphabet, &mut paths);
-    // 1 + 13 + 13^2 + 13^3 + 13^4 prefixes, all visited or (if unreal) counted.
-    assert_eq!(paths, 1 + 13 + 169 + 2_197 + 28_561);
+    // 1 + 14 + 14^2 + 14^3 + 14^4 prefixes, all visited or (if unreal) counted.
+    assert_eq!(paths, 1 + 14 + 196 + 2_744 + 38_416);
 }
 
 /// CREATED 1,000, DEADLINE 10,000: marks at 5,500 (half) and 7,750 (three

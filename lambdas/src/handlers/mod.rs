@@ -321,7 +321,9 @@ pub(crate) async fn advance<P: Ports>(
             return Ok(Ok((transition.next, transition.actions)));
         }
         let mut next = transition.next;
-        if row.state.is_open() && next.state.is_terminal() {
+        if next.state.is_terminal() && next.state != row.state {
+            // Closing an open row, or an EXPIRED row whose kept new
+            // certificate is committed after all.
             // Owed until the actions that remove certificates succeed.
             next.cleanup_pending = !next.cleanup_actions().is_empty();
         }

@@ -1,5 +1,8 @@
-//! `sweeper` (scheduled): open rotations past their deadline → the new
-//! certificate removed (if issued) → EXPIRED → a support notification;
+//! `sweeper` (scheduled): open rotations past their deadline → EXPIRED → a
+//! support notification, the new certificate removed only when it was never
+//! made ACTIVE (never sent: the device cannot hold it), else kept beside the
+//! old one (the device may have acked and switched while the commit never
+//! landed; see `rules::rotation`);
 //! closed rotations past their deadline whose cleanup is still pending →
 //! the cleanup finished; open rotations past half their time → the message
 //! the device is waiting for (`csr_req` or `crt`) sent again, since a
@@ -76,7 +79,20 @@ pub async fn handle<P: Ports>(
                 }
                 continue;
             }
-            let result = match advance(ports, FUNCTION, row, &Event::Sweep { now_ms }).await {
+            let new_certificate_unsent = match never_sent(ports, &row).await {
+                Ok(unsent) => unsent,
+                Err(e) => {
+                    tracing::warn!(function = FUNCTION, %rotation_id, error = %e, "sweep failed");
+                    failed += 1;
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            let sweep = Event::Sweep {
+                now_ms,
+                new_certificate_unsent,
+            };
+            let result = match advance(ports, FUNCTION, row, &sweep).await {
                 Ok(Ok((next, actions))) => run_actions(ports, FUNCTION, &next, &actions, None)
                     .await
                     .map(|()| true),
@@ -154,4 +170,26 @@ async fn resend<P: Ports>(ports: &P, row: &Rotation, now_ms: i64) -> Result<bool
     }
     tracing::info!(function = FUNCTION, rotation_id = %row.rotation_id, state = %row.state, "message sent again");
     Ok(true)
+}
+
+/// Whether an ISSUED row's new certificate is read as not ACTIVE (or gone):
+/// the issuer activates it before any `crt` is published, so the device
+/// cannot hold it and the expiry may delete it. False for every other
+/// state, and whenever in doubt.
+async fn never_sent<P: Ports>(ports: &P, row: &Rotation) -> Result<bool, HandlerError> {
+    let RotationState::Issued {
+        new_certificate_id, ..
+    } = &row.state
+    else {
+        return Ok(false);
+    };
+    match ports
+        .registry()
+        .describe_certificate(new_certificate_id)
+        .await
+    {
+        Ok(new) => Ok(new.status != CertificateStatus::Active),
+        Err(e) if e.is_not_found() => Ok(true),
+        Err(e) => Err(port(FUNCTION)(e)),
+    }
 }

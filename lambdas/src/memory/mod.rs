@@ -226,6 +226,9 @@ impl Publisher for MemoryPublisher {
 pub struct MemoryRotationStore {
     instruments: Arc<Instruments>,
     inner: Arc<Mutex<StoreState>>,
+    /// Per thing and target state name: how many more writes that move a
+    /// row of the thing into that state fail.
+    transition_faults: Arc<Mutex<HashMap<(String, &'static str), usize>>>,
 }
 
 #[derive(Debug, Default)]
@@ -259,7 +262,25 @@ impl MemoryRotationStore {
         Self {
             instruments,
             inner: Arc::default(),
+            transition_faults: Arc::default(),
         }
+    }
+
+    /// Makes the next `count` writes that commit a rotation of `thing`
+    /// (ISSUED or EXPIRED → COMMITTED) fail as throttled, without effect:
+    /// with `count` above the Lambda retries, "the commit of an
+    /// acknowledged rotation never lands" for that ack.
+    pub fn fail_commits(&self, thing: &str, count: usize) {
+        self.fail_transitions(thing, "COMMITTED", count);
+    }
+
+    /// Makes the next `count` writes that move a row of `thing` into the
+    /// state named `state` (`COMMITTED`, `FAILED`, ...) from another state
+    /// fail as throttled, without effect.
+    pub fn fail_transitions(&self, thing: &str, state: &'static str, count: usize) {
+        *lock(&self.transition_faults)
+            .entry((thing.to_owned(), state))
+            .or_insert(0) += count;
     }
 
     /// Every row, by rotation id.
@@ -357,6 +378,17 @@ impl RotationStore for MemoryRotationStore {
             return Err(PortError::Invalid {
                 operation: Operation::UpdateRotation,
                 message: "an update may not change the rotation id or the thing".to_owned(),
+            });
+        }
+        if next.state.name() != expected.state.name()
+            && let Some(left) =
+                lock(&self.transition_faults).get_mut(&(next.thing_name.clone(), next.state.name()))
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(PortError::Throttled {
+                operation: Operation::UpdateRotation,
+                message: format!("injected fault: the move to {} never lands", next.state),
             });
         }
         let mut inner = lock(&self.inner);
