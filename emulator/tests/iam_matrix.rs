@@ -5,7 +5,8 @@
 //! adapters, through the emulated Lambda service (IAM on every call, invoke
 //! permissions, event-source mappings, dead letters, rule error actions)
 //! and the emulated Device Defender audit: a rotation to the end, a device
-//! error, a stalled rotation swept to expiry, a JITR registration, every
+//! error, a stalled rotation swept to expiry and an owed cleanup the
+//! sweeper finishes, a JITR registration, every
 //! asynchronous function failing into its dead-letter queue, a rule action
 //! failing into the rule's error queue, and every function's logs.
 //!
@@ -355,6 +356,22 @@ async fn stalled(w: &World) -> Outcome {
             .len()
     };
     let sent = crts();
+    // a second rotation ends FAILED with its cleanup owed (the error
+    // handler's detach failed on every attempt): the sweeper finishes it
+    let (owed_old, _) = w.device("matrix-owed", 5).await;
+    w.start_rotation("matrix-owed").await?;
+    let owed_new = w.issue("matrix-owed", &owed_old).await?;
+    let instruments = w.ports().instruments.clone();
+    instruments.fail_next(Operation::DetachPolicy, 20, Fault::Transient);
+    let _ = w
+        .publish(
+            "management/topic/matrix-owed/crt_err",
+            &json!({"error": "flash full"}),
+            "matrix-owed",
+            &owed_old,
+        )
+        .await;
+    instruments.clear_faults();
     let deadline = w.lambda.config().rotation_deadline_ms;
     w.lambda.advance_clock(Duration::from_millis(
         u64::try_from(deadline / 2 + 1000).unwrap_or(0),
@@ -374,6 +391,10 @@ async fn stalled(w: &World) -> Outcome {
         || format!("the stalled rotation did not end cleanly: {rows:?}"),
     )?;
     let _ = new;
+    check(
+        w.ports().ports.registry.certificate(&owed_new).is_none(),
+        || "the sweeper did not finish the owed cleanup".into(),
+    )?;
     check(w.ports().ports.notifier.sent().len() > before, || {
         "support was not told".into()
     })
