@@ -202,6 +202,42 @@ fn commit_retry_finishes_an_interrupted_retirement() {
     w.assert_no_orphans(&[&dev]);
 }
 
+/// The cleanup succeeded but the notification after it failed: the
+/// retry has nothing left to remove and must still tell support (it
+/// used to send nothing, the failure was lost).
+#[test]
+fn a_notification_that_failed_after_the_cleanup_is_sent_by_the_retry() {
+    let w = World::new();
+    let mut dev = w.provision("thing-1");
+    let (id, new_id) = issued(&w, &mut dev);
+    w.ports
+        .instruments
+        .fail_next(Operation::NotifySupport, 1, Fault::Transient);
+    let err = bytes(&crt_err("thing-1", &dev.cert_id, "flash full", Some(&id)));
+    let first = run(error_handler::handle(&w.ports, &w.cfg, &err, w.now));
+    assert!(matches!(&first, Err(e) if e.is_retryable()), "{first:?}");
+    assert!(
+        w.registry().certificate(&new_id).is_none(),
+        "cleanup ran first"
+    );
+    assert!(w.ports.ports.notifier.sent().is_empty());
+    let second =
+        run(error_handler::handle(&w.ports, &w.cfg, &err, w.now)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(second.rejection_kind(), Some("rotation_closed"));
+    let sent = w.ports.ports.notifier.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let body: Value = serde_json::from_str(&sent[0].message).expect("json");
+    assert_eq!(body["deviceError"], "flash full");
+    // and a third delivery of the same event tells no one again
+    let third =
+        run(error_handler::handle(&w.ports, &w.cfg, &err, w.now)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(third.rejection_kind(), Some("rotation_closed"));
+    assert_eq!(w.ports.ports.notifier.sent().len(), 1);
+    dev.held.remove(&new_id);
+    w.assert_invariants(&dev);
+    w.assert_no_orphans(&[&dev]);
+}
+
 #[test]
 fn error_handler_retry_finishes_an_interrupted_cleanup() {
     let w = World::new();

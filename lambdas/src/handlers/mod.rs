@@ -277,11 +277,17 @@ pub(crate) async fn advance<P: Ports>(
             Err(rejection) => {
                 if matches!(rejection, Rejection::RotationClosed { .. }) {
                     // A retry of an invocation that wrote the terminal row
-                    // but failed during its cleanup: finish it (idempotent).
+                    // but failed during its cleanup or the notification
+                    // after it: finish it (idempotent). The row owes both
+                    // until it is settled, and it is settled only after the
+                    // notification went out, so a notification that failed
+                    // after a complete cleanup is sent now, not lost (at
+                    // least once: a settle that fails after a sent
+                    // notification sends it again).
+                    let owed = row.cleanup_pending;
                     let actions = row.cleanup_actions();
                     let removed = run_cleanup(ports, function, &row, &actions).await?;
-                    settle(ports, function, &row).await;
-                    if !removed.is_empty()
+                    if (owed || !removed.is_empty())
                         && row.state.new_certificate_id().is_some()
                         && !matches!(row.state, rules::rotation::RotationState::Committed { .. })
                     {
@@ -313,6 +319,7 @@ pub(crate) async fn advance<P: Ports>(
                         );
                         notify(ports, function, &subject, &notice).await?;
                     }
+                    settle(ports, function, &row).await;
                 }
                 return Ok(Err(rejection));
             }
