@@ -4,8 +4,8 @@
 //! The scenarios below run the whole cloud half in process on the memory
 //! adapters, through the emulated Lambda service (IAM on every call, invoke
 //! permissions, event-source mappings, dead letters, rule error actions)
-//! and the emulated Device Defender audit: a rotation to the end, a device
-//! error, a stalled rotation swept to expiry and an owed cleanup the
+//! and the emulated Device Defender audit: a rotation to the end, a refused
+//! CSR, a device error, a stalled rotation swept to expiry and an owed cleanup the
 //! sweeper finishes, a JITR registration, every
 //! asynchronous function failing into its dead-letter queue, a rule action
 //! failing into the rule's error queue, and every function's logs.
@@ -319,6 +319,32 @@ async fn rotation(w: &World) -> Outcome {
         }),
         || "the rotation is not COMMITTED".into(),
     )
+}
+
+/// A CSR the policy refuses fails the rotation at once and tells support.
+async fn refused_csr(w: &World) -> Outcome {
+    let (old, _) = w.device("matrix-refused", 5).await;
+    w.start_rotation("matrix-refused").await?;
+    let before = w.ports().ports.notifier.sent().len();
+    let unreadable =
+        "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n";
+    w.publish_as(
+        "management/topic/matrix-refused/csr_res",
+        &json!({"CSR": unreadable}),
+        "matrix-refused",
+        &old,
+        true,
+    )
+    .await?;
+    let rows = w.ports().ports.store.rows();
+    check(
+        rows.iter()
+            .any(|r| r.thing_name == "matrix-refused" && r.state.is_terminal()),
+        || "the refused csr did not end the rotation".into(),
+    )?;
+    check(w.ports().ports.notifier.sent().len() > before, || {
+        "support was not told of the refused csr".into()
+    })
 }
 
 /// `crt_err`: the new certificate deleted, support told.
@@ -669,9 +695,10 @@ async fn scenarios(template: &Value, ca: &Ca) -> BTreeMap<&'static str, String> 
             return failures;
         }
     };
-    let runs: [(&'static str, Outcome); 10] = [
+    let runs: [(&'static str, Outcome); 11] = [
         ("rotation", rotation(&w).await),
         ("device_error", device_error(&w).await),
+        ("refused_csr", refused_csr(&w).await),
         ("stalled", stalled(&w).await),
         ("failed_check", failed_check(&w).await),
         ("expired", expired(&w).await),

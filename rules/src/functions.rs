@@ -310,14 +310,15 @@ pub fn publishes(function: Function) -> bool {
 }
 
 /// Whether `function` may close an open rotation (COMMITTED, FAILED,
-/// EXPIRED): its [`Operation::UpdateRotation`] then also closes the
+/// EXPIRED; csr-issuer fails a rotation whose CSR it refused): its
+/// [`Operation::UpdateRotation`] then also closes the
 /// thing's pointer in the same transaction (`dynamodb:UpdateItem`). The
 /// others only ever move a rotation between open states or finish the
 /// cleanup of one already closed.
 pub fn closes_rotations(function: Function) -> bool {
     matches!(
         function,
-        Function::Commit | Function::ErrorHandler | Function::Sweeper
+        Function::Commit | Function::ErrorHandler | Function::Sweeper | Function::CsrIssuer
     )
 }
 

@@ -255,6 +255,17 @@ pub enum Event {
         /// When the message was handled (ms since the Unix epoch).
         now_ms: i64,
     },
+    /// A `csr_res` whose CSR the CSR Lambda refused (unreadable, a bad
+    /// signature, a key or subject the CSR policy does not accept). While
+    /// the rotation waits for a CSR, it fails at once: firmware that sends
+    /// such a CSR will send it again, and the rotation would otherwise wait
+    /// for its deadline before anyone hears.
+    CsrRefused {
+        /// Why, with what the CSR holds (key, subject) when readable.
+        reason: String,
+        /// `rotationId` from the payload, if present.
+        rotation_id: Option<String>,
+    },
     /// The scheduled sweeper looked at the rotation.
     Sweep {
         /// When the sweep ran (ms since the Unix epoch).
@@ -451,6 +462,17 @@ pub enum Rejection {
         /// When the sweep ran (ms).
         now_ms: i64,
     },
+    /// A refused CSR for a rotation whose certificate is issued or being
+    /// issued from an accepted one: left alone.
+    #[error(
+        "rotation {rotation_id} already issues from an accepted csr; this one was refused: {reason}"
+    )]
+    CsrRefused {
+        /// The rotation.
+        rotation_id: String,
+        /// Why the CSR was refused.
+        reason: String,
+    },
 }
 
 impl Rejection {
@@ -468,6 +490,7 @@ impl Rejection {
             Self::AckCertificateMismatch { .. } => "ack_certificate_mismatch",
             Self::NotANewCertificate { .. } => "not_a_new_certificate",
             Self::NotDue { .. } => "not_due",
+            Self::CsrRefused { .. } => "csr_refused",
         }
     }
 }
@@ -480,6 +503,7 @@ impl Event {
             Self::CertificateCreated { .. } => "certificate_created",
             Self::Ack { .. } => "crt_ack",
             Self::DeviceError { .. } => "crt_err",
+            Self::CsrRefused { .. } => "csr_res_refused",
             Self::Sweep { .. } => "sweep",
         }
     }
@@ -488,7 +512,8 @@ impl Event {
         match self {
             Self::CsrReceived { rotation_id, .. }
             | Self::Ack { rotation_id, .. }
-            | Self::DeviceError { rotation_id, .. } => rotation_id.as_deref(),
+            | Self::DeviceError { rotation_id, .. }
+            | Self::CsrRefused { rotation_id, .. } => rotation_id.as_deref(),
             Self::CertificateCreated { .. } | Self::Sweep { .. } => None,
         }
     }
@@ -742,6 +767,7 @@ pub fn step(rotation: &Rotation, event: &Event) -> Result<Transition, Rejection>
             ..
         } => on_ack(rotation, principal, certificate_id.as_deref()),
         Event::DeviceError { error, .. } => on_error(rotation, error),
+        Event::CsrRefused { reason, .. } => on_csr_refused(rotation, reason),
         Event::Sweep {
             now_ms,
             new_certificate_unsent,
@@ -999,6 +1025,41 @@ fn on_error(rotation: &Rotation, error: &str) -> Result<Transition, Rejection> {
         ),
         actions,
     })
+}
+
+fn on_csr_refused(rotation: &Rotation, reason: &str) -> Result<Transition, Rejection> {
+    match &rotation.state {
+        RotationState::Requested => Ok(Transition {
+            next: with_state(
+                rotation,
+                RotationState::Failed {
+                    reason: format!("csr refused: {reason}"),
+                    new_certificate_id: None,
+                },
+            ),
+            actions: vec![Action::NotifySupport {
+                subject: format!("fleetcert: csr refused for {}", rotation.thing_name),
+                message: support_message(
+                    rotation,
+                    &format!(
+                        "the device's csr was refused ({reason}); the rotation failed at once and the device keeps its current certificate"
+                    ),
+                    None,
+                ),
+            }],
+        }),
+        // A certificate is being or was issued for an accepted CSR: a
+        // refused one now is a stray duplicate, not the device's answer.
+        RotationState::Issuing { .. } | RotationState::Issued { .. } => {
+            Err(Rejection::CsrRefused {
+                rotation_id: rotation.rotation_id.clone(),
+                reason: reason.to_owned(),
+            })
+        }
+        RotationState::Committed { .. }
+        | RotationState::Failed { .. }
+        | RotationState::Expired { .. } => Err(closed(rotation, "csr_res")),
+    }
 }
 
 fn on_sweep(rotation: &Rotation, now_ms: i64, unsent: bool) -> Result<Transition, Rejection> {

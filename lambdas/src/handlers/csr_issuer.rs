@@ -17,6 +17,36 @@ use crate::ports::{IotRegistry, Ports, RotationStore};
 
 const FUNCTION: &str = "csr-issuer";
 
+/// A CSR the policy refuses (unreadable, a bad signature, a key or subject
+/// it does not accept) ends a rotation that waits for one at once: FAILED
+/// with the reason, support told with the thing, the reason and what the
+/// CSR holds; the device keeps its current certificate. Firmware that sent
+/// such a CSR would send it again, and the rotation would otherwise wait
+/// for its deadline before anyone heard. A rotation already issuing from an
+/// accepted CSR is left alone. The message is rejected either way (not
+/// retried).
+async fn refuse<P: Ports>(
+    ports: &P,
+    row: Rotation,
+    rotation_id: Option<&str>,
+    kind: &'static str,
+    reason: String,
+) -> Result<Outcome, HandlerError> {
+    let refused = Event::CsrRefused {
+        reason: reason.clone(),
+        rotation_id: rotation_id.map(str::to_owned),
+    };
+    if let Ok((failed, actions)) = advance(ports, FUNCTION, row, &refused).await? {
+        run_actions(ports, FUNCTION, &failed, &actions, None).await?;
+        return Ok(reject(
+            FUNCTION,
+            kind,
+            format!("{reason}; rotation {} failed", failed.rotation_id),
+        ));
+    }
+    Ok(reject(FUNCTION, kind, reason))
+}
+
 /// Handles one `csr_res` rule event (raw JSON).
 ///
 /// # Errors
@@ -51,7 +81,7 @@ pub async fn handle<P: Ports>(
     let csr_pem = event.csr.as_str();
     let info = match inspect_csr(csr_pem) {
         Ok(i) => i,
-        Err(e) => return Ok(reject(FUNCTION, "bad_csr", e.to_string())),
+        Err(e) => return refuse(ports, row, rotation_id, "bad_csr", e.to_string()).await,
     };
     let old_fingerprint = match ports
         .registry()
@@ -74,7 +104,12 @@ pub async fn handle<P: Ports>(
         old_public_key_fingerprint: old_fingerprint.as_deref(),
     };
     if let Err(e) = cfg.csr_policy.check(&info, &check) {
-        return Ok(reject(FUNCTION, "csr_policy", e.to_string()));
+        let reason = format!(
+            "{e} (the csr holds a {} key, subject CN {})",
+            info.key,
+            info.subject_cn.as_deref().unwrap_or("absent")
+        );
+        return refuse(ports, row, rotation_id, "csr_policy", reason).await;
     }
     let fingerprint = info.public_key_fingerprint;
     let received = Event::CsrReceived {
