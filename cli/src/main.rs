@@ -13,6 +13,7 @@ use infra::config::{Architecture, Config};
 
 #[cfg(feature = "ca")]
 mod ca;
+mod check_policy;
 #[cfg(feature = "local")]
 mod local;
 
@@ -53,6 +54,9 @@ enum Command {
     /// `--features full`).
     #[cfg(not(feature = "local"))]
     Emulate(NotBuilt),
+    /// Say which steps of a rotation a customer's IoT policy would block
+    /// (exit 1 when one is blocked).
+    CheckPolicy(check_policy::CheckPolicyArgs),
     /// (internal) the device agents of `simulate` in their own process.
     #[command(hide = true)]
     SimulateAgents {
@@ -180,6 +184,13 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Synth(args)) => synth(args),
+        Some(Command::CheckPolicy(args)) => {
+            if check_policy::run(args)? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
         #[cfg(feature = "ca")]
         Some(Command::Ca(args)) => ca::run(args),
         #[cfg(not(feature = "ca"))]

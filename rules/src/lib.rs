@@ -11,6 +11,7 @@ pub mod iam;
 pub mod jitr;
 pub mod js;
 pub mod policy;
+pub mod policy_check;
 pub mod rotation;
 pub mod routes;
 pub mod sql;
