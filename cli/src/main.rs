@@ -12,6 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use infra::config::{Architecture, Config};
 
 #[cfg(feature = "ca")]
+mod adopt;
+#[cfg(feature = "ca")]
 mod ca;
 mod check_policy;
 #[cfg(feature = "local")]
@@ -54,6 +56,14 @@ enum Command {
     /// `--features full`).
     #[cfg(not(feature = "local"))]
     Emulate(NotBuilt),
+    /// List the account's active device certificates as fleetcert would
+    /// rotate them: things, policies, CA, and what blocks each (read-only).
+    #[cfg(feature = "ca")]
+    Adopt(adopt::AdoptArgs),
+    /// List the certificates fleetcert would rotate (needs a build with
+    /// `--features full`).
+    #[cfg(not(feature = "ca"))]
+    Adopt(NotBuilt),
     /// Say which steps of a rotation a customer's IoT policy would block
     /// (exit 1 when one is blocked).
     CheckPolicy(check_policy::CheckPolicyArgs),
@@ -195,6 +205,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Ca(args)) => ca::run(args),
         #[cfg(not(feature = "ca"))]
         Some(Command::Ca(_)) => not_built("ca", "ca"),
+        #[cfg(feature = "ca")]
+        Some(Command::Adopt(args)) => adopt::run(args),
+        #[cfg(not(feature = "ca"))]
+        Some(Command::Adopt(_)) => not_built("adopt", "ca"),
         #[cfg(feature = "local")]
         Some(Command::Simulate(args)) => local::simulate(args),
         #[cfg(feature = "local")]

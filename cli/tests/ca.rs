@@ -1217,3 +1217,109 @@ fn an_expired_ca_registers_nothing_and_signs_nothing() {
     assert!(!out_dir.exists());
     assert!(fake.requests().is_empty());
 }
+
+// ------------------------------------------------- fleetcert adopt ----
+
+/// `fleetcert adopt` on an account fleetcert did not provision: a
+/// certificate ready to rotate, one whose policy denies `crt_ack`, one with
+/// no thing, one on two things; read-only (nothing in the account changes).
+#[tokio::test(flavor = "multi_thread")]
+async fn adopt_says_which_certificates_would_rotate_and_what_blocks_the_others() {
+    let moto = Moto::start();
+    let iot = sdk(&moto.url);
+    let allow_all = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}"#;
+    let no_ack = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"},{"Effect":"Deny","Action":"iot:Publish","Resource":"arn:aws:iot:us-east-1:123456789012:topic/management/topic/*/crt_ack"}]}"#;
+    for (name, doc) in [("Fleet", allow_all), ("FleetNoAck", no_ack)] {
+        iot.create_policy()
+            .policy_name(name)
+            .policy_document(doc)
+            .send()
+            .await
+            .expect("policy");
+    }
+    let mut ids = std::collections::BTreeMap::new();
+    for (label, policy, things) in [
+        ("ready", "Fleet", vec!["pump-1"]),
+        ("no-ack", "FleetNoAck", vec!["pump-2"]),
+        ("no-thing", "Fleet", vec![]),
+        ("two-things", "Fleet", vec!["pump-3", "pump-4"]),
+    ] {
+        let cert = iot
+            .create_keys_and_certificate()
+            .set_as_active(true)
+            .send()
+            .await
+            .expect("certificate");
+        let arn = cert.certificate_arn().expect("arn").to_owned();
+        iot.attach_policy()
+            .policy_name(policy)
+            .target(&arn)
+            .send()
+            .await
+            .expect("attach policy");
+        for thing in things {
+            iot.create_thing()
+                .thing_name(thing)
+                .send()
+                .await
+                .expect("thing");
+            iot.attach_thing_principal()
+                .thing_name(thing)
+                .principal(&arn)
+                .send()
+                .await
+                .expect("attach thing");
+        }
+        ids.insert(label, cert.certificate_id().expect("id").to_owned());
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetcert"))
+        .args([
+            "adopt",
+            "--json",
+            "--endpoint-url",
+            &moto.url,
+            "--region",
+            REGION,
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/fleetcert-test")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/fleetcert-test")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run fleetcert adopt");
+    let report: Vec<serde_json::Value> = serde_json::from_str(&ok(&out)).expect("json");
+    assert_eq!(report.len(), 4, "{report:#?}");
+    let blockers = |label: &str| -> Vec<String> {
+        let entry = report
+            .iter()
+            .find(|c| c["certificateId"] == ids[label].as_str())
+            .unwrap_or_else(|| panic!("{label} missing"));
+        entry["blockers"]
+            .as_array()
+            .expect("blockers")
+            .iter()
+            .map(|b| b.as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert!(blockers("ready").is_empty(), "{:?}", blockers("ready"));
+    assert_eq!(blockers("no-ack"), ["its policies block: publish crt_ack"]);
+    assert!(blockers("no-thing")[0].starts_with("no thing is attached"));
+    assert!(blockers("two-things")[0].starts_with("attached to 2 things"));
+    // read-only: every certificate is still ACTIVE with its attachments
+    for id in ids.values() {
+        let d = iot
+            .describe_certificate()
+            .certificate_id(id)
+            .send()
+            .await
+            .expect("describe");
+        assert_eq!(
+            d.certificate_description().and_then(|c| c.status()),
+            Some(&CertificateStatus::Active)
+        );
+    }
+}

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 /// Upper bound on the pages one listing follows (a server that keeps
 /// returning markers must not keep us looping).
-const MAX_PAGES: usize = 100_000;
+pub(crate) const MAX_PAGES: usize = 100_000;
 
 /// An AWS IoT call that failed, with what AWS (or the network) said.
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +237,12 @@ impl Iot {
 
     pub fn from_client(client: Client, endpoint: String) -> Self {
         Self { client, endpoint }
+    }
+
+    /// The SDK client, for commands that page listings of their own
+    /// (`fleetcert adopt`).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     pub async fn registration_code(&self) -> Result<String, CaError> {

@@ -1,0 +1,327 @@
+//! `fleetcert adopt` (feature `ca`): the account's ACTIVE device
+//! certificates as fleetcert would find them, read-only. For each: its
+//! things, its policies (and whether together they allow every MQTT
+//! operation of a rotation, `rules::policy_check`), its CA, and what would
+//! block its rotation: no thing, several things, no policy, a policy that
+//! blocks a protocol step, an inactive CA.
+//!
+//! Every listing is followed to its last page; calls are paced to the
+//! lowest published IoT quota of the operations used (10 per second) and
+//! retried by the SDK on throttling.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+
+use anyhow::Context;
+use aws_sdk_iot::types::CertificateStatus;
+use clap::Args;
+use governor::{Quota, RateLimiter};
+use rules::policy::{ArnScope, PolicyDocument};
+use rules::policy_check::{Subscription, check_protocol};
+use serde::Serialize;
+
+use crate::ca::aws::{Connection, Iot};
+
+/// Arguments of `adopt`.
+#[derive(Debug, Args, Clone)]
+pub struct AdoptArgs {
+    /// AWS IoT endpoint to call instead of AWS's (e.g. a local moto server).
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// AWS region. Default: AWS_REGION, else the profile's region.
+    #[arg(long)]
+    region: Option<String>,
+    /// AWS profile to take credentials and region from.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Attempts per AWS call (standard retry with back-off).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    max_attempts: u32,
+    /// Calls per second at most (the lowest published quota of the calls
+    /// made: DescribeCertificate and ListPrincipalThings, 10/s).
+    #[arg(long, default_value_t = 10)]
+    rate: u32,
+    /// The devices subscribe to `management/topic/<thing>/#`.
+    #[arg(long)]
+    wildcard_subscription: bool,
+    /// Print JSON on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What fleetcert would find for one certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Candidate {
+    /// The certificate.
+    pub certificate_id: String,
+    /// When it expires (RFC 3339), if AWS said.
+    pub not_after: Option<String>,
+    /// The things it is attached to.
+    pub things: Vec<String>,
+    /// The policies attached to it (copied to the new certificate).
+    pub policies: Vec<String>,
+    /// The CA that signed it, when registered with one.
+    pub ca_certificate_id: Option<String>,
+    /// What blocks its rotation; empty: fleetcert would rotate it.
+    pub blockers: Vec<String>,
+}
+
+/// Runs `adopt`.
+///
+/// # Errors
+/// When AWS cannot be reached or answers with an error.
+pub fn run(args: AdoptArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let candidates = runtime.block_on(survey(&args))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&candidates)?);
+        return Ok(());
+    }
+    println!(
+        "{:<66} {:<22} {:<24} {}",
+        "certificate", "expires", "things", "rotation"
+    );
+    for c in &candidates {
+        println!(
+            "{:<66} {:<22} {:<24} {}",
+            c.certificate_id,
+            c.not_after.as_deref().unwrap_or("-"),
+            if c.things.is_empty() {
+                "-".to_owned()
+            } else {
+                c.things.join(",")
+            },
+            if c.blockers.is_empty() {
+                "ready".to_owned()
+            } else {
+                format!("blocked: {}", c.blockers.join("; "))
+            }
+        );
+    }
+    let ready = candidates.iter().filter(|c| c.blockers.is_empty()).count();
+    println!(
+        "{ready} of {} active certificates are ready to rotate",
+        candidates.len()
+    );
+    Ok(())
+}
+
+type Limiter = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    governor::clock::DefaultClock,
+>;
+
+/// Every page of a marker-paged listing, paced.
+async fn pages<T, F, Fut>(limiter: &Limiter, mut fetch: F) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, Option<String>)>>,
+{
+    let mut all = Vec::new();
+    let mut marker: Option<String> = None;
+    for _ in 0..crate::ca::aws::MAX_PAGES {
+        limiter.until_ready().await;
+        let (items, next) = fetch(marker.clone()).await?;
+        all.extend(items);
+        match next.filter(|m| !m.is_empty()) {
+            Some(m) if marker.as_deref() == Some(m.as_str()) => {
+                anyhow::bail!("the listing returned the marker {m} twice")
+            }
+            Some(m) => marker = Some(m),
+            None => return Ok(all),
+        }
+    }
+    anyhow::bail!(
+        "the listing did not end after {} pages",
+        crate::ca::aws::MAX_PAGES
+    )
+}
+
+async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
+    let iot = Iot::connect(&Connection {
+        endpoint_url: args.endpoint_url.clone(),
+        region: args.region.clone(),
+        profile: args.profile.clone(),
+        max_attempts: args.max_attempts,
+    })
+    .await?;
+    let client = iot.client();
+    let rate = NonZeroU32::new(args.rate).context("--rate must be at least 1")?;
+    let limiter = RateLimiter::direct(Quota::per_second(rate));
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.set_draw_target(if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    });
+    progress.set_message("listing certificates");
+    let certificates = pages(&limiter, |marker| async move {
+        let out = client
+            .list_certificates()
+            .set_marker(marker)
+            .page_size(250)
+            .send()
+            .await
+            .context("ListCertificates")?;
+        let ids = out
+            .certificates()
+            .iter()
+            .filter(|c| c.status() == Some(&CertificateStatus::Active))
+            .filter_map(|c| c.certificate_id().map(str::to_owned))
+            .collect();
+        Ok((ids, out.next_marker().map(str::to_owned)))
+    })
+    .await?;
+    let mut documents: BTreeMap<String, Option<PolicyDocument>> = BTreeMap::new();
+    let mut ca_status: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut out = Vec::with_capacity(certificates.len());
+    for (i, id) in certificates.iter().enumerate() {
+        progress.set_message(format!("certificate {} of {}", i + 1, certificates.len()));
+        limiter.until_ready().await;
+        let described = client
+            .describe_certificate()
+            .certificate_id(id)
+            .send()
+            .await
+            .with_context(|| format!("DescribeCertificate {id}"))?;
+        let description = described.certificate_description();
+        let arn = description
+            .and_then(|d| d.certificate_arn())
+            .map(str::to_owned)
+            .with_context(|| format!("DescribeCertificate {id} returned no ARN"))?;
+        let not_after = description
+            .and_then(|d| d.validity())
+            .and_then(|v| v.not_after())
+            .and_then(|t| {
+                t.fmt(aws_sdk_iot::primitives::DateTimeFormat::DateTime)
+                    .ok()
+            });
+        let ca_id = description
+            .and_then(|d| d.ca_certificate_id())
+            .map(str::to_owned);
+        let arn_ref = arn.as_str();
+        let things = pages(&limiter, |token| async move {
+            let out = client
+                .list_principal_things()
+                .principal(arn_ref)
+                .set_next_token(token)
+                .send()
+                .await
+                .context("ListPrincipalThings")?;
+            Ok((out.things().to_vec(), out.next_token().map(str::to_owned)))
+        })
+        .await?;
+        let policies = pages(&limiter, |marker| async move {
+            let out = client
+                .list_attached_policies()
+                .target(arn_ref)
+                .set_marker(marker)
+                .send()
+                .await
+                .context("ListAttachedPolicies")?;
+            let names = out
+                .policies()
+                .iter()
+                .filter_map(|p| p.policy_name().map(str::to_owned))
+                .collect();
+            Ok((names, out.next_marker().map(str::to_owned)))
+        })
+        .await?;
+        let mut blockers = Vec::new();
+        match things.len() {
+            0 => blockers.push(
+                "no thing is attached (the rotation finds its device by its thing)".to_owned(),
+            ),
+            1 => {}
+            n => blockers.push(format!(
+                "attached to {n} things (fleetcert rotates a certificate of one thing)"
+            )),
+        }
+        if policies.is_empty() {
+            blockers.push("no policy is attached: the device cannot take part".to_owned());
+        }
+        let mut docs = Vec::new();
+        for name in &policies {
+            if !documents.contains_key(name) {
+                limiter.until_ready().await;
+                let got = client
+                    .get_policy()
+                    .policy_name(name)
+                    .send()
+                    .await
+                    .with_context(|| format!("GetPolicy {name}"))?;
+                let doc = got
+                    .policy_document()
+                    .and_then(|text| PolicyDocument::parse(text).ok());
+                documents.insert(name.clone(), doc);
+            }
+            match documents.get(name).cloned().flatten() {
+                Some(doc) => docs.push(doc),
+                None => blockers.push(format!("policy {name} is not a policy fleetcert can read")),
+            }
+        }
+        if let (Some(thing), false) = (things.first(), docs.is_empty()) {
+            let scope = arn_scope(&arn);
+            let subscription = if args.wildcard_subscription {
+                Subscription::Wildcard
+            } else {
+                Subscription::Exact
+            };
+            let blocked: Vec<String> = check_protocol(&docs, &scope, thing, None, subscription)
+                .into_iter()
+                .filter(|v| !v.allowed)
+                .map(|v| v.step)
+                .collect();
+            if !blocked.is_empty() {
+                blockers.push(format!("its policies block: {}", blocked.join(", ")));
+            }
+        }
+        if let Some(ca) = &ca_id {
+            if !ca_status.contains_key(ca) {
+                limiter.until_ready().await;
+                let status = client
+                    .describe_ca_certificate()
+                    .certificate_id(ca)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|o| {
+                        o.certificate_description()
+                            .and_then(|d| d.status())
+                            .map(|s| s.as_str().to_owned())
+                    });
+                ca_status.insert(ca.clone(), status);
+            }
+            if let Some(Some(status)) = ca_status.get(ca)
+                && status != "ACTIVE"
+            {
+                blockers.push(format!("its CA {ca} is {status}"));
+            }
+        }
+        out.push(Candidate {
+            certificate_id: id.clone(),
+            not_after,
+            things,
+            policies,
+            ca_certificate_id: ca_id,
+            blockers,
+        });
+    }
+    progress.finish_and_clear();
+    Ok(out)
+}
+
+/// The partition, region and account of a certificate ARN.
+fn arn_scope(arn: &str) -> ArnScope {
+    let parts: Vec<&str> = arn.split(':').collect();
+    ArnScope {
+        partition: parts.get(1).copied().unwrap_or("aws").to_owned(),
+        region: parts.get(3).copied().unwrap_or("us-east-1").to_owned(),
+        account: parts.get(4).copied().unwrap_or("123456789012").to_owned(),
+    }
+}
