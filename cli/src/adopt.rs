@@ -82,8 +82,8 @@ pub fn run(args: AdoptArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<66} {:<22} {:<24} {}",
-        "certificate", "expires", "things", "rotation"
+        "{:<66} {:<22} {:<24} rotation",
+        "certificate", "expires", "things"
     );
     for c in &candidates {
         println!(
