@@ -267,6 +267,24 @@ impl<P: Ports> Authorized<P> {
         (Resource::Thing, self.arns.iot(&format!("thing/{name}")))
     }
 
+    /// The resources of an attach/detach of `policy` on the certificate
+    /// `target_arn`.
+    fn policy_on(&self, policy: &str, target_arn: &str) -> Vec<(Resource, String)> {
+        vec![
+            (Resource::Certificate, target_arn.to_owned()),
+            (Resource::Policy, self.arns.iot(&format!("policy/{policy}"))),
+        ]
+    }
+
+    /// The resources of an attach/detach of the certificate
+    /// `principal_arn` to `thing`.
+    fn thing_principal(&self, thing: &str, principal_arn: &str) -> Vec<(Resource, String)> {
+        vec![
+            (Resource::Certificate, principal_arn.to_owned()),
+            self.thing(thing),
+        ]
+    }
+
     fn table(&self) -> (Resource, String) {
         (Resource::RotationTable, self.arns.table.clone())
     }
@@ -343,13 +361,7 @@ impl<P: Ports> IotRegistry for Authorized<P> {
     async fn attach_policy(&self, policy_name: &str, target_arn: &str) -> PortResult<()> {
         self.op(
             Operation::AttachPolicy,
-            vec![
-                (Resource::Certificate, target_arn.to_owned()),
-                (
-                    Resource::Policy,
-                    self.arns.iot(&format!("policy/{policy_name}")),
-                ),
-            ],
+            self.policy_on(policy_name, target_arn),
         )?;
         self.inner
             .registry()
@@ -360,13 +372,7 @@ impl<P: Ports> IotRegistry for Authorized<P> {
     async fn detach_policy(&self, policy_name: &str, target_arn: &str) -> PortResult<()> {
         self.op(
             Operation::DetachPolicy,
-            vec![
-                (Resource::Certificate, target_arn.to_owned()),
-                (
-                    Resource::Policy,
-                    self.arns.iot(&format!("policy/{policy_name}")),
-                ),
-            ],
+            self.policy_on(policy_name, target_arn),
         )?;
         self.inner
             .registry()
@@ -396,10 +402,7 @@ impl<P: Ports> IotRegistry for Authorized<P> {
     ) -> PortResult<()> {
         self.op(
             Operation::AttachThingPrincipal,
-            vec![
-                (Resource::Certificate, principal_arn.to_owned()),
-                self.thing(thing_name),
-            ],
+            self.thing_principal(thing_name, principal_arn),
         )?;
         self.inner
             .registry()
@@ -414,10 +417,7 @@ impl<P: Ports> IotRegistry for Authorized<P> {
     ) -> PortResult<()> {
         self.op(
             Operation::DetachThingPrincipal,
-            vec![
-                (Resource::Certificate, principal_arn.to_owned()),
-                self.thing(thing_name),
-            ],
+            self.thing_principal(thing_name, principal_arn),
         )?;
         self.inner
             .registry()
