@@ -317,4 +317,3 @@ fn each_function_alarms_on_its_own_errors_or_throttles() {
         ));
     }
 }
-
