@@ -61,7 +61,20 @@ fi
 export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 CDK_DISABLE_VERSION_CHECK=1
 ACCOUNT=123456789012
-cdk bootstrap "aws://$ACCOUNT/us-east-1" --no-notices >"$WORK/bootstrap.log" 2>&1 || { cat "$WORK/bootstrap.log"; exit 1; }
+# The toolkit stack from the CLI's own bootstrap template, created with
+# CreateStack instead of `cdk bootstrap`: moto renders a stack's Outputs on
+# CreateStack but not through a change set (what `cdk bootstrap` uses), and
+# the CLI reads the toolkit's BucketName output to upload a template over
+# 50 KiB, which fleetcert's is since its alarms and dashboard. Against AWS,
+# `cdk bootstrap` makes the same stack.
+"$T/venv-cfnlint/bin/python" - "$T/node/node_modules/aws-cdk/lib/api/bootstrap/bootstrap-template.yaml" >"$WORK/bootstrap.log" 2>&1 <<'PY' || { cat "$WORK/bootstrap.log"; exit 1; }
+import sys, boto3
+cfn = boto3.client("cloudformation")
+cfn.create_stack(StackName="CDKToolkit", TemplateBody=open(sys.argv[1]).read(),
+                 Capabilities=["CAPABILITY_NAMED_IAM"])
+outputs = {o["OutputKey"] for o in cfn.describe_stacks(StackName="CDKToolkit")["Stacks"][0].get("Outputs", [])}
+assert {"BucketName", "BootstrapVersion"} <= outputs, outputs
+PY
 cdk deploy "$STACK" --require-approval never --no-notices \
   --app "cargo run --quiet --bin fleetcert -- synth --lambda-dir $LAMBDA_DIR" >"$WORK/deploy.log" 2>&1 \
   || { cat "$WORK/deploy.log"; exit 1; }
@@ -88,6 +101,14 @@ for rid, r in template["Resources"].items():
         assert head["ContentLength"] > 0, (rid, key)
         names.append(rid)
 assert len(names) == 7, names
-print(f"moto deploy: {stack} {status}, {len(names)} functions with code published")
+# the dashboard (moto creates no AWS::CloudWatch::Alarm from a template, and
+# evaluates no alarm: infra/tests/watch.rs evaluates the alarm definitions)
+cw = boto3.client("cloudwatch")
+alarms = sum(1 for v in template["Resources"].values() if v["Type"] == "AWS::CloudWatch::Alarm")
+dashboards = cw.list_dashboards()["DashboardEntries"]
+assert len(dashboards) == 1, dashboards
+body = json.loads(cw.get_dashboard(DashboardName=dashboards[0]["DashboardName"])["DashboardBody"])
+assert any(m[0] == "fleetcert" for w in body["widgets"] for m in w["properties"].get("metrics", []) if isinstance(m[0], str)), body
+print(f"moto deploy: {stack} {status}, {len(names)} functions with code published, the dashboard ({alarms} alarms in the template)")
 PY
 echo "infra checks: 5 passed, 0 failed"

@@ -13,6 +13,8 @@ schemas = os.path.join(os.path.dirname(cfnlint.__file__), "data", "schemas")
 base = os.path.join(schemas, "providers")
 providers = json.load(open(os.path.join(base, "us-east-1.json")))
 types = [
+    "AWS::CloudWatch::Alarm",
+    "AWS::CloudWatch::Dashboard",
     "AWS::DynamoDB::Table",
     "AWS::Events::Rule",
     "AWS::IAM::Role",

@@ -2,7 +2,8 @@
 //! assembly the stock CDK CLI deploys, and is all a default build compiles:
 //! no AWS SDK, no C library. `ca` (feature `ca`: the AWS SDK) and
 //! `emulate`/`simulate` (feature `local`: the emulated cloud and the device
-//! agents) come with `--features full`; a build without them says so when
+//! agents) and `status` (feature `status`: the rotation table through the
+//! AWS SDK) come with `--features full`; a build without them says so when
 //! they are asked for.
 
 use std::path::PathBuf;
@@ -18,6 +19,8 @@ mod ca;
 mod check_policy;
 #[cfg(feature = "local")]
 mod local;
+#[cfg(feature = "status")]
+mod status;
 
 /// Keep a fleet of AWS IoT devices on valid X.509 certificates.
 #[derive(Debug, Parser)]
@@ -67,6 +70,14 @@ enum Command {
     /// Say which steps of a rotation a customer's IoT policy would block
     /// (exit 1 when one is blocked).
     CheckPolicy(check_policy::CheckPolicyArgs),
+    /// The fleet's rotations from the rotation table: counts by state, open
+    /// rotations by age, the oldest; `--thing NAME` for one device.
+    #[cfg(feature = "status")]
+    Status(status::StatusArgs),
+    /// The fleet's rotations from the rotation table (needs a build with
+    /// `--features full`).
+    #[cfg(not(feature = "status"))]
+    Status(NotBuilt),
     /// (internal) the device agents of `simulate` in their own process.
     #[command(hide = true)]
     SimulateAgents {
@@ -221,6 +232,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Emulate(_)) => not_built("emulate", "local"),
         #[cfg(not(feature = "local"))]
         Some(Command::SimulateAgents { .. }) => not_built("simulate-agents", "local"),
+        #[cfg(feature = "status")]
+        Some(Command::Status(args)) => status::run(args),
+        #[cfg(not(feature = "status"))]
+        Some(Command::Status(_)) => not_built("status", "status"),
         None => synth(cli.synth),
     }
 }

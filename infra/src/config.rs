@@ -174,6 +174,32 @@ impl Default for Rotation {
     }
 }
 
+/// Default of [`Alarms::failed_rotations_per_hour`].
+pub const DEFAULT_FAILED_ROTATIONS_PER_HOUR: u32 = 10;
+
+/// The range of [`Alarms::failed_rotations_per_hour`]: fleetcert's own
+/// bounds (at least one, so that the alarm can fire; at most a rate no
+/// fleet reaches under the API quotas, whose `CreateCertificateFromCsr`
+/// 15/s is 54,000 rotations an hour).
+pub const FAILED_ROTATIONS_PER_HOUR: std::ops::RangeInclusive<u32> = 1..=54_000;
+
+/// The CloudWatch alarms of the stack.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alarms {
+    /// Rotations that end FAILED or EXPIRED within one hour, at or above
+    /// which the "rotations failing" alarm fires (default 10).
+    pub failed_rotations_per_hour: u32,
+}
+
+impl Default for Alarms {
+    fn default() -> Self {
+        Alarms {
+            failed_rotations_per_hour: DEFAULT_FAILED_ROTATIONS_PER_HOUR,
+        }
+    }
+}
+
 /// The CSR acceptance policy of csr-issuer (`rules::csr::CsrPolicy`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -226,6 +252,8 @@ pub struct Config {
     pub csr: Csr,
     /// Days a finished rotation row is kept (DynamoDB TTL).
     pub rotation_ttl_days: u32,
+    /// CloudWatch alarms.
+    pub alarms: Alarms,
 }
 
 impl Default for Config {
@@ -239,6 +267,7 @@ impl Default for Config {
             rotation: Rotation::default(),
             csr: Csr::default(),
             rotation_ttl_days: rules::functions::DEFAULT_ROTATION_TTL_DAYS,
+            alarms: Alarms::default(),
         }
     }
 }
@@ -489,6 +518,17 @@ impl Config {
                 ),
             ));
         }
+        if !FAILED_ROTATIONS_PER_HOUR.contains(&self.alarms.failed_rotations_per_hour) {
+            return Err(invalid(
+                "alarms.failed_rotations_per_hour",
+                format!(
+                    "{} is outside {} to {}",
+                    self.alarms.failed_rotations_per_hour,
+                    FAILED_ROTATIONS_PER_HOUR.start(),
+                    FAILED_ROTATIONS_PER_HOUR.end()
+                ),
+            ));
+        }
         // fleetcert's own: a rotation must end before the certificate the
         // audit reported expires
         let r = &self.rotation;
@@ -624,6 +664,14 @@ mod tests {
     #[case::memory("[lambda]\nmemory_mb = 64", "lambda.memory_mb")]
     #[case::timeout("[lambda]\ntimeout_seconds = 901", "lambda.timeout_seconds")]
     #[case::retention("[lambda]\nlog_retention_days = 31", "lambda.log_retention_days")]
+    #[case::no_failed_rotations_alarm(
+        "[alarms]\nfailed_rotations_per_hour = 0",
+        "alarms.failed_rotations_per_hour"
+    )]
+    #[case::failed_rotations_above_quota(
+        "[alarms]\nfailed_rotations_per_hour = 54001",
+        "alarms.failed_rotations_per_hour"
+    )]
     #[case::stack_name("stack_name = \"1bad_name\"", "stack_name")]
     #[case::ca_id("[jitr]\nca_certificate_ids = [\"abc\"]", "jitr.ca_certificate_ids")]
     #[case::deadline_zero("[rotation]\ndeadline_hours = 0", "rotation.deadline_hours")]

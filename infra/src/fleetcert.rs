@@ -851,6 +851,19 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
             ),
         );
     }
+
+    // --- alarms and the dashboard -------------------------------------------
+    crate::watch::add(
+        &mut s,
+        c,
+        &crate::watch::Watched {
+            functions: &functions,
+            dead_letters: &dlq,
+            rule_errors: &rule_errors,
+            support: &support,
+            logical_ids: Fn_::ALL.into_iter().map(|f| (f, pascal(f))).collect(),
+        },
+    );
     s
 }
 

@@ -13,3 +13,4 @@ pub mod generated;
 pub mod intrinsics;
 pub mod resource;
 pub mod stack;
+pub mod watch;

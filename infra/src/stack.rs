@@ -409,16 +409,16 @@ mod tests {
             "Topic",
             Topic {
                 display_name: Some(q.arn()),
-                topic_name: Some(sub("${Queue.QueueName}-${AWS::Region}-${!Literal}")),
+                topic_name: Some(sub("${Queue.QueueArn}-${AWS::Region}-${!Literal}")),
                 ..Topic::default()
             },
         );
         let t = s.template();
-        assert!(t.is_err(), "QueueName is not an attribute of a queue");
+        assert!(t.is_err(), "QueueArn is not an attribute of a queue");
         assert_eq!(
             t.err().map(|e| e.to_string()),
             Some(
-                "Topic reads attribute QueueName of Queue (AWS::SQS::Queue), which has only: Arn, QueueUrl"
+                "Topic reads attribute QueueArn of Queue (AWS::SQS::Queue), which has only: Arn, QueueName, QueueUrl"
                     .to_owned()
             )
         );

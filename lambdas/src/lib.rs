@@ -13,6 +13,7 @@ pub mod handlers;
 #[cfg(feature = "limits")]
 pub mod limits;
 pub mod memory;
+pub mod metrics;
 pub mod ports;
 #[cfg(feature = "aws")]
 pub mod runtime;

@@ -13,6 +13,11 @@
 //!
 //! [`dispatch`] is that mapping as a pure function of the event (tested on
 //! the memory adapters); [`serve`] runs it under `lambda_runtime`.
+//!
+//! Metrics: [`dispatch_recorded_at`] records each event's outcome (and a
+//! rejection's kind) into a [`Metrics`] buffer; [`main`] wraps the ports
+//! in [`Metered`] (around [`Limited`]) on the same buffer, and [`serve`]
+//! writes it to stdout as EMF documents after every invocation.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,6 +29,7 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::handlers::{self, HandlerError, Outcome};
 use crate::limits::{Limited, LimitsConfig};
+use crate::metrics::{Metered, Metrics};
 use crate::ports::Ports;
 
 /// Why an invocation failed. Lambda retries it (asynchronous invocations:
@@ -96,6 +102,24 @@ pub async fn dispatch_at<P: Ports>(
     event: Value,
     now_ms: i64,
 ) -> Result<Value, HandlerFailure> {
+    let discarded = Metrics::new(function);
+    dispatch_recorded_at(function, ports, config, event, now_ms, &discarded).await
+}
+
+/// [`dispatch_at`], recording into `metrics` how each event ended
+/// (`Outcomes` by outcome, `Rejections` by kind; for rotation-starter each
+/// message of the batch).
+///
+/// # Errors
+/// A [`HandlerFailure`] when the handler failed (Lambda retries the event).
+pub async fn dispatch_recorded_at<P: Ports>(
+    function: Function,
+    ports: &P,
+    config: &Config,
+    event: Value,
+    now_ms: i64,
+    metrics: &Metrics,
+) -> Result<Value, HandlerFailure> {
     // The handlers validate raw JSON themselves (size limits, contracts)
     // and reject what does not parse.
     let payload = event.to_string().into_bytes();
@@ -103,6 +127,9 @@ pub async fn dispatch_at<P: Ports>(
         Function::RotationStarter => {
             let batch = handlers::rotation_starter::handle(ports, config, &payload, now_ms).await;
             let failed = batch.response.batch_item_failures.len();
+            for (_, outcome) in &batch.outcomes {
+                metrics.outcome(outcome);
+            }
             tracing::info!(
                 function = function.name(),
                 messages = batch.outcomes.len(),
@@ -125,6 +152,7 @@ pub async fn dispatch_at<P: Ports>(
             handlers::jitr_activator::handle(ports, config, &payload, now_ms).await
         }
     };
+    metrics.outcome(&result);
     match result {
         Ok(Outcome::Done { summary }) => Ok(json!({ "outcome": "done", "summary": summary })),
         // The handler logged the rejection with its reason; answering Ok
@@ -170,7 +198,9 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Serves `function` under the Lambda runtime API until the process ends.
+/// Serves `function` under the Lambda runtime API until the process ends;
+/// after each invocation the `metrics` recorded (by the invocation and by
+/// ports wrapped in [`Metered`] on the same buffer) go to stdout as EMF.
 ///
 /// # Errors
 /// What `lambda_runtime::run` returns (the runtime API is unreachable).
@@ -178,20 +208,34 @@ pub async fn serve<P: Ports + 'static>(
     function: Function,
     ports: Arc<P>,
     config: Config,
+    metrics: Metrics,
 ) -> Result<(), lambda_runtime::Error> {
     let config = Arc::new(config);
     tracing::info!(function = function.name(), "ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let ports = Arc::clone(&ports);
         let config = Arc::clone(&config);
-        async move { dispatch(function, &*ports, &config, event.payload).await }
+        let metrics = metrics.clone();
+        async move {
+            let result = dispatch_recorded_at(
+                function,
+                &*ports,
+                &config,
+                event.payload,
+                now_ms(),
+                &metrics,
+            )
+            .await;
+            metrics.flush_to_stdout();
+            result
+        }
     }))
     .await
 }
 
 /// A binary's `main`: JSON logging, [`Config::from_env`],
 /// [`LimitsConfig::from_env`], the adapters from `load`, wrapped in
-/// [`Limited`], then [`serve`]. A configuration or start-up error is
+/// [`Limited`] and that in [`Metered`], then [`serve`]. A configuration or start-up error is
 /// logged and returned (the runtime reports it as an init error).
 ///
 /// # Errors
@@ -217,6 +261,7 @@ where
             return Err(e);
         }
     };
-    let ports = Arc::new(Limited::new(ports, &limits));
-    serve(function, ports, config).await
+    let metrics = Metrics::new(function);
+    let ports = Arc::new(Metered::new(Limited::new(ports, &limits), metrics.clone()));
+    serve(function, ports, config, metrics).await
 }

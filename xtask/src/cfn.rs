@@ -271,6 +271,7 @@ pub mod model {
         let mut items = vec![root];
         items.append(&mut ctx.items);
         let mut attributes = read_only;
+        attributes.extend(extra_attributes(&type_name).iter().map(|a| (*a).to_owned()));
         attributes.sort();
         attributes.dedup();
         Ok(Resource {
@@ -281,6 +282,22 @@ pub mod model {
             items,
             attributes,
         })
+    }
+
+    /// Correction to the provider schemas: `Fn::GetAtt` attributes
+    /// CloudFormation documents for a type whose schema's
+    /// `readOnlyProperties` leaves them out (they are writable properties
+    /// that the resource also returns).
+    /// - `AWS::SQS::Queue` `QueueName`: "Returns the queue name" (the
+    ///   resource's "Return values" in the CloudFormation User Guide); the
+    ///   CloudWatch `QueueName` dimension of a queue whose name
+    ///   CloudFormation generated. cfn-lint 1.58 accepts it too (it lists
+    ///   the type among those whose every property is a `GetAtt`).
+    fn extra_attributes(type_name: &str) -> &'static [&'static str] {
+        match type_name {
+            "AWS::SQS::Queue" => &["QueueName"],
+            _ => &[],
+        }
     }
 
     impl Ctx<'_> {

@@ -2,6 +2,12 @@
 //!
 //! Typed CloudFormation resources, one module per vendored provider schema
 //! in `infra/cfn-schemas/`.
+/// `AWS::CloudWatch::Alarm`.
+#[rustfmt::skip]
+pub mod cloudwatch_alarm;
+/// `AWS::CloudWatch::Dashboard`.
+#[rustfmt::skip]
+pub mod cloudwatch_dashboard;
 /// `AWS::DynamoDB::Table`.
 #[rustfmt::skip]
 pub mod dynamodb_table;

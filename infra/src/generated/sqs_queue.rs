@@ -101,12 +101,16 @@ impl Tag {
 }
 impl crate::resource::Resource for Queue {
     const TYPE_NAME: &'static str = "AWS::SQS::Queue";
-    const ATTRIBUTES: &'static [&'static str] = &["Arn", "QueueUrl"];
+    const ATTRIBUTES: &'static [&'static str] = &["Arn", "QueueName", "QueueUrl"];
 }
 impl crate::stack::Handle<Queue> {
     /// `Fn::GetAtt` `Arn`.
     pub fn arn(&self) -> crate::intrinsics::Value<::std::string::String> {
         self.get_att("Arn")
+    }
+    /// `Fn::GetAtt` `QueueName`.
+    pub fn queue_name(&self) -> crate::intrinsics::Value<::std::string::String> {
+        self.get_att("QueueName")
     }
     /// `Fn::GetAtt` `QueueUrl`.
     pub fn queue_url(&self) -> crate::intrinsics::Value<::std::string::String> {

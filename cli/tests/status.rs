@@ -1,0 +1,388 @@
+//! `fleetcert status` end to end: a rotation table created as the stack
+//! creates it, in moto (a local AWS API on 127.0.0.1), filled by the real
+//! handlers on the DynamoDB adapter (`lambdas::aws::DynamoStore`; the
+//! registry and the publisher are the in-memory adapters, with real X.509
+//! issuance), then the real binary's counts, by state and by age, from the
+//! due index (paged), from a Scan, and for one thing.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use lambdas::aws::DynamoStore;
+use lambdas::config::{Config, DEADLINE_ATTRIBUTE, DUE_INDEX, DUE_KEY_ATTRIBUTE};
+use lambdas::handlers::{Outcome, commit, csr_issuer, error_handler, rotation_starter};
+use lambdas::memory::{MemoryPorts, MemoryPublisher, MemoryQueue, MemoryRegistry};
+use lambdas::ports::{IotRegistry, PortSet};
+use rcgen::{CertificateParams, DnType, KeyPair};
+use serde_json::{Value, json};
+
+const REGION: &str = "us-east-1";
+const TABLE: &str = "rotations";
+const POLICY: &str = "fleetcert-device";
+const HOUR: i64 = 3_600_000;
+
+/// A moto server on 127.0.0.1, killed on drop.
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Moto {
+    fn start() -> Self {
+        let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(".tools/venv-cfnlint/bin/moto_server");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `bash scripts/install-infra-tools.sh` in the workspace root",
+            bin.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    async fn sdk(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+            .endpoint_url(&self.url)
+            .load()
+            .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn now_ms() -> i64 {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+    i64::try_from(ms).expect("ms")
+}
+
+/// The rotation table as infra declares it: hash key `rotationId`, the
+/// sparse `due` index (`dueKey`, `deadlineMs`, projecting `row`).
+async fn create_rotation_table(sdk: &SdkConfig) {
+    let attribute = |name: &str, kind: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(kind)
+            .build()
+            .expect("attribute")
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key")
+    };
+    aws_sdk_dynamodb::Client::new(sdk)
+        .create_table()
+        .table_name(TABLE)
+        .attribute_definitions(attribute("rotationId", ScalarAttributeType::S))
+        .attribute_definitions(attribute(DUE_KEY_ATTRIBUTE, ScalarAttributeType::S))
+        .attribute_definitions(attribute(DEADLINE_ATTRIBUTE, ScalarAttributeType::N))
+        .key_schema(key("rotationId", KeyType::Hash))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(DUE_INDEX)
+                .key_schema(key(DUE_KEY_ATTRIBUTE, KeyType::Hash))
+                .key_schema(key(DEADLINE_ATTRIBUTE, KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .non_key_attributes("row")
+                        .build(),
+                )
+                .build()
+                .expect("due index"),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table");
+}
+
+type Ports = PortSet<
+    MemoryRegistry,
+    MemoryPublisher,
+    DynamoStore,
+    lambdas::memory::MemoryNotifier,
+    MemoryQueue,
+>;
+
+fn csr(thing: &str) -> String {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(DnType::CommonName, thing);
+    params
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem")
+}
+
+fn payload(v: &Value) -> Vec<u8> {
+    v.to_string().into_bytes()
+}
+
+/// A thing with an ACTIVE certificate and the device policy; its id.
+async fn provision(p: &Ports, thing: &str) -> String {
+    p.registry.add_thing(thing);
+    let cert = p
+        .registry
+        .create_certificate_from_csr(&csr(thing), true)
+        .await
+        .expect("certificate");
+    p.registry
+        .attach_policy(POLICY, &cert.certificate_arn)
+        .await
+        .expect("policy");
+    p.registry
+        .attach_thing_principal(thing, &cert.certificate_arn)
+        .await
+        .expect("thing");
+    cert.certificate_id
+}
+
+/// Starts the thing's rotation at `at`; its rotation id.
+async fn start(p: &Ports, cfg: &Config, thing: &str, cert: &str, at: i64) -> String {
+    let body = json!({
+        "certificateId": cert, "taskId": "task-1",
+        "checkName": "DEVICE_CERTIFICATE_EXPIRING_CHECK",
+        "expirationTimeMs": at + 20 * 24 * HOUR, "pastExpiration": false
+    });
+    let event = json!({ "Records": [{
+        "messageId": "m-1", "receiptHandle": "rh", "body": body.to_string(),
+        "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+        "md5OfBody": "x", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:rotations", "awsRegion": REGION
+    }]});
+    let batch = rotation_starter::handle(p, cfg, &payload(&event), at).await;
+    assert!(
+        batch.response.batch_item_failures.is_empty(),
+        "{:?}",
+        batch.outcomes
+    );
+    let topic = format!("management/topic/{thing}/csr_req");
+    let sent = p.publisher.published_to(&topic).pop().expect("csr_req");
+    let req: Value = serde_json::from_slice(&sent.payload).expect("json");
+    req["rotationId"].as_str().expect("id").to_owned()
+}
+
+/// Sends the CSR; the new certificate's id.
+async fn issue(p: &Ports, cfg: &Config, thing: &str, id: &str, at: i64) -> String {
+    let res =
+        json!({"clientid": thing, "topicClientId": thing, "CSR": csr(thing), "rotationId": id});
+    let out = csr_issuer::handle(p, cfg, &payload(&res), at)
+        .await
+        .expect("csr_res");
+    assert!(matches!(out, Outcome::Done { .. }), "{out:?}");
+    let topic = format!("management/topic/{thing}/crt");
+    let sent = p.publisher.published_to(&topic).pop().expect("crt");
+    let crt: Value = serde_json::from_slice(&sent.payload).expect("json");
+    crt["certificateId"].as_str().expect("id").to_owned()
+}
+
+fn fleetcert(moto: &Moto, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetcert"))
+        .arg("status")
+        .args(args)
+        .args([
+            "--table",
+            TABLE,
+            "--endpoint-url",
+            &moto.url,
+            "--region",
+            REGION,
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/fleetcert-test")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/fleetcert-test")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("FLEETCERT_TABLE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run fleetcert");
+    eprintln!(
+        "$ fleetcert status {}\n-> {:?}\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
+    out
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+}
+
+#[test]
+fn status_counts_what_the_handlers_wrote() {
+    let moto = Moto::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let now = now_ms();
+    runtime.block_on(async {
+        let sdk = moto.sdk().await;
+        create_rotation_table(&sdk).await;
+        let memory = MemoryPorts::new();
+        let p: Ports = PortSet {
+            registry: memory.ports.registry.clone(),
+            publisher: memory.ports.publisher.clone(),
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), TABLE),
+            notifier: memory.ports.notifier.clone(),
+            queue: memory.ports.queue.clone(),
+        };
+        p.registry.create_policy(POLICY);
+        p.registry.set_now_ms(now - 300 * 24 * HOUR);
+        let mut cfg = Config::local(POLICY);
+        cfg.rotation_table = TABLE.to_owned();
+
+        // requested just now
+        let c = provision(&p, "thing-requested").await;
+        start(&p, &cfg, "thing-requested", &c, now).await;
+        // requested 50 h ago
+        let c = provision(&p, "thing-waiting").await;
+        start(&p, &cfg, "thing-waiting", &c, now - 50 * HOUR).await;
+        // requested 200 h ago: past the 168 h deadline, not yet swept
+        let c = provision(&p, "thing-stuck").await;
+        start(&p, &cfg, "thing-stuck", &c, now - 200 * HOUR).await;
+        // issued 2 h ago
+        let c = provision(&p, "thing-issued").await;
+        let id = start(&p, &cfg, "thing-issued", &c, now - 2 * HOUR).await;
+        issue(&p, &cfg, "thing-issued", &id, now - 2 * HOUR).await;
+        // committed
+        let c = provision(&p, "thing-done").await;
+        let id = start(&p, &cfg, "thing-done", &c, now - 3 * HOUR).await;
+        let new = issue(&p, &cfg, "thing-done", &id, now - 3 * HOUR).await;
+        let ack = json!({"clientid": "thing-done", "topicClientId": "thing-done",
+                         "principal": new, "rotationId": id});
+        let out = commit::handle(&p, &cfg, &payload(&ack), now - HOUR)
+            .await
+            .expect("ack");
+        assert!(matches!(out, Outcome::Done { .. }), "{out:?}");
+        // failed by the device before a certificate was issued
+        let c = provision(&p, "thing-failed").await;
+        let id = start(&p, &cfg, "thing-failed", &c, now - 4 * HOUR).await;
+        let err = json!({"clientid": "thing-failed", "topicClientId": "thing-failed",
+                         "principal": c, "error": "no space", "rotationId": id});
+        let out = error_handler::handle(&p, &cfg, &payload(&err), now - 4 * HOUR)
+            .await
+            .expect("crt_err");
+        assert!(matches!(out, Outcome::Done { .. }), "{out:?}");
+    });
+
+    // the due index, two rows a page: open rows only
+    let due = json_of(&fleetcert(&moto, &["--json", "--page-size", "2"]));
+    assert_eq!(due["source"], "due-index");
+    assert_eq!(due["rows"], 4);
+    assert_eq!(due["byState"], json!({ "ISSUED": 1, "REQUESTED": 3 }));
+    assert_eq!(due["open"], 4);
+    assert_eq!(due["cleanupOwed"], 0);
+    assert_eq!(due["pastDeadline"], 1);
+    assert_eq!(
+        due["openByAge"],
+        json!([
+            ["under 1 h", 1],
+            ["1 h to 1 day", 1],
+            ["1 to 3 days", 1],
+            ["3 to 7 days", 0],
+            ["7 days or more", 1]
+        ])
+    );
+    let oldest: Vec<(&str, &str)> = due["oldest"]
+        .as_array()
+        .expect("oldest")
+        .iter()
+        .map(|l| {
+            (
+                l["thingName"].as_str().unwrap(),
+                l["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        oldest,
+        vec![
+            ("thing-stuck", "REQUESTED"),
+            ("thing-waiting", "REQUESTED"),
+            ("thing-issued", "ISSUED"),
+            ("thing-requested", "REQUESTED"),
+        ]
+    );
+
+    // the text report says the same
+    let text = String::from_utf8(fleetcert(&moto, &["--oldest", "1"]).stdout).expect("utf-8");
+    assert!(text.contains("open rotations: 4"), "{text}");
+    assert!(text.contains("thing-stuck"), "{text}");
+    assert!(!text.contains("thing-waiting"), "one listed: {text}");
+
+    // a Scan, asked for, counts the finished rows too
+    let all = json_of(&fleetcert(&moto, &["--json", "--scan", "--page-size", "3"]));
+    assert_eq!(all["source"], "scan");
+    assert_eq!(all["rows"], 6);
+    assert_eq!(
+        all["byState"],
+        json!({ "COMMITTED": 1, "FAILED": 1, "ISSUED": 1, "REQUESTED": 3 })
+    );
+
+    // one thing: its pointer and the row it names
+    let done = json_of(&fleetcert(&moto, &["--json", "--thing", "thing-done"]));
+    assert_eq!(done["open"], false);
+    assert_eq!(done["rotation"]["state"], "COMMITTED");
+    assert_eq!(done["rotation"]["thingName"], "thing-done");
+    let unknown = json_of(&fleetcert(&moto, &["--json", "--thing", "thing-never"]));
+    assert_eq!(unknown["latest"], Value::Null);
+    let text =
+        String::from_utf8(fleetcert(&moto, &["--thing", "thing-failed"]).stdout).expect("utf-8");
+    assert!(
+        text.contains("FAILED") && text.contains("no space"),
+        "{text}"
+    );
+}
