@@ -327,7 +327,7 @@ pub(crate) fn add(s: &mut Stack, c: &Config, w: &Watched<'_>) -> Vec<String> {
     let ids: Vec<String> = alarms.iter().map(|a| a.logical_id().to_owned()).collect();
     s.add(
         "Dashboard",
-        Dashboard::new(sub(dashboard_body(w, &ids).to_string())),
+        Dashboard::new(sub(canonical_json(&dashboard_body(w, &ids)))),
     );
     ids
 }
@@ -435,4 +435,28 @@ fn dashboard_body(w: &Watched<'_>, alarm_ids: &[String]) -> Json {
             widget(12, 22, 12, "Lambda throttles", json!({ "metrics": lambda("Throttles") }))
         ]
     })
+}
+
+/// `value` as JSON text with every object's keys sorted, whatever order
+/// the map keeps them in: serde_json keeps insertion order when another
+/// crate of the build turns on its `preserve_order` feature (the AWS SDK
+/// does), and the synthesized template must not depend on which crates
+/// were built with it.
+fn canonical_json(value: &Json) -> String {
+    fn sorted(value: &Json) -> Json {
+        match value {
+            Json::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                Json::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&map[k])))
+                        .collect(),
+                )
+            }
+            Json::Array(items) => Json::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
 }
