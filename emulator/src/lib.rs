@@ -21,12 +21,10 @@
 
 mod broker;
 pub mod cloud;
-pub mod emulate;
 pub mod iam;
 pub mod lambda;
 pub mod limits;
 pub mod registry;
-pub mod simulate;
 pub mod sink;
 pub mod template;
 pub mod tls;

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cloud::PublishHook;
-use crate::{Cloud, CloudConfig, Deployment};
 use anyhow::{Context, bail};
 use device::{Agent, AgentConfig, AgentError, AgentEvent, Backoff, Slots};
+use emulator::cloud::PublishHook;
+use emulator::{Cloud, CloudConfig, Deployment};
 use indicatif::{ProgressBar, ProgressStyle};
 use lambdas::memory::{Fault, Published};
 use lambdas::ports::{CertificateStatus, Operation};
@@ -946,7 +946,7 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
             .is_some_and(|c| {
                 c.status == CertificateStatus::Active
                     && c.things.contains(&d.thing)
-                    && c.policies.contains(crate::cloud::DEVICE_POLICY)
+                    && c.policies.contains(emulator::cloud::DEVICE_POLICY)
             });
         if !ok {
             bricked += 1;
@@ -1262,7 +1262,7 @@ pub async fn agents_child_main(args: &[String]) -> anyhow::Result<()> {
 /// ACTIVE certificates attached to a thing that expire within the
 /// threshold (what the next audit would find).
 fn expiring_left(cloud: &Cloud, threshold_days: u32) -> usize {
-    let horizon = crate::cloud::now_ms() + i64::from(threshold_days) * 24 * 60 * 60 * 1000;
+    let horizon = emulator::cloud::now_ms() + i64::from(threshold_days) * 24 * 60 * 60 * 1000;
     cloud
         .registry()
         .certificates()
@@ -1336,7 +1336,7 @@ impl Tracker {
 /// When a key, certificate or TLS configuration cannot be made.
 pub fn crypto_bound(budget: Duration) -> anyhow::Result<f64> {
     use rcgen::CertificateSigningRequestParams;
-    let server = crate::tls::ServerIdentity::generate()?;
+    let server = emulator::tls::ServerIdentity::generate()?;
     let server_config = server.server_config()?;
     let roots = device::keys::root_store(server.root_ca_pem())?;
     let ca = TestCa::new("bound CA")?;

@@ -3,12 +3,12 @@
 //! build that compiles in a minute.
 //!
 //! ```sh
-//! cargo run -p emulator --release --example simulate -- 2000 [child]
+//! cargo run -p harness --release --example simulate -- 2000 [child]
 //! ```
 
 use std::time::Duration;
 
-use emulator::simulate::{AgentHost, Options, agents_child_main, simulate};
+use harness::simulate::{AgentHost, Options, agents_child_main, simulate};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
             .ok()
             .and_then(|w| w.parse().ok())
             .map_or(
-                Some(emulator::simulate::DEFAULT_MAX_OPEN_ROTATIONS),
+                Some(harness::simulate::DEFAULT_MAX_OPEN_ROTATIONS),
                 |w: usize| (w > 0).then_some(w),
             ),
         ..Options::default()
