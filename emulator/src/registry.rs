@@ -13,43 +13,7 @@ use std::sync::Mutex;
 
 use tokio::sync::broadcast;
 
-/// A certificate's status, as AWS IoT names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CertificateStatus {
-    /// May connect.
-    Active,
-    /// Deactivated: may not connect.
-    Inactive,
-    /// Revoked: may not connect.
-    Revoked,
-    /// Registered by JITR (or by hand) and not yet activated.
-    PendingActivation,
-    /// Being transferred to another account.
-    PendingTransfer,
-    /// Registered inactive (RegisterCertificate without activation).
-    RegisterInactive,
-}
-
-impl CertificateStatus {
-    /// The status as AWS spells it, e.g. `PENDING_ACTIVATION`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            CertificateStatus::Active => "ACTIVE",
-            CertificateStatus::Inactive => "INACTIVE",
-            CertificateStatus::Revoked => "REVOKED",
-            CertificateStatus::PendingActivation => "PENDING_ACTIVATION",
-            CertificateStatus::PendingTransfer => "PENDING_TRANSFER",
-            CertificateStatus::RegisterInactive => "REGISTER_INACTIVE",
-        }
-    }
-}
-
-impl fmt::Display for CertificateStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use rules::status::CertificateStatus;
 
 /// What the broker needs to know about one registered certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,7 +251,7 @@ impl MemRegistry {
                     id: certificate_id.to_owned(),
                 }
             })?;
-            c.status = status;
+            c.status = status.clone();
         }
         // no receiver is fine: nobody is connected
         let _ = self.changes.send(StatusChange {

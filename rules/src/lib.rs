@@ -14,6 +14,7 @@ pub mod policy;
 pub mod rotation;
 pub mod routes;
 pub mod sql;
+pub mod status;
 pub mod topic;
 
 #[cfg(target_arch = "wasm32")]

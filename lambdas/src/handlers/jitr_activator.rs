@@ -77,7 +77,7 @@ pub async fn handle<P: Ports>(
         ca_certificate_id: ca_id,
         certificate: CertificateDescription {
             certificate_id: &cert.certificate_id,
-            status: cert.status.as_str(),
+            status: &cert.status,
             ca_certificate_id: cert.ca_certificate_id.as_deref(),
             not_before_ms: cert.not_before_ms,
             not_after_ms: cert.not_after_ms,
