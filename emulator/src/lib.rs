@@ -44,7 +44,9 @@ use tokio_rustls::TlsAcceptor;
 
 pub use cloud::{Cloud, CloudConfig, CloudError, DeviceCredentials};
 pub use limits::{Limit, MqttLimits};
-pub use registry::{CertificateStatus, CertificateView, MemRegistry, Registry, StatusChange};
+pub use registry::{
+    CertificateStatus, CertificateView, Registry, StandaloneRegistry, StatusChange,
+};
 pub use sink::{ChannelSink, Invocation, RecordingSink, RuleSink};
 pub use template::{Deployment, TemplateError};
 

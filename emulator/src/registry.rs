@@ -141,24 +141,28 @@ struct State {
     cas: BTreeMap<String, CaView>,
 }
 
-/// A simple in-memory [`Registry`] with the setters tests need.
+/// The broker's registry when it runs alone (broker tests, the `load`
+/// example): the view the [`Registry`] port needs and the setters tests
+/// use, no AWS IoT API. The whole cloud uses
+/// [`crate::cloud::SharedRegistry`] over `lambdas::memory::MemoryRegistry`,
+/// the one registry the Lambda handlers and the broker share.
 #[derive(Debug)]
-pub struct MemRegistry {
+pub struct StandaloneRegistry {
     state: Mutex<State>,
     changes: broadcast::Sender<StatusChange>,
 }
 
-impl Default for MemRegistry {
+impl Default for StandaloneRegistry {
     fn default() -> Self {
-        MemRegistry::new()
+        StandaloneRegistry::new()
     }
 }
 
-impl MemRegistry {
+impl StandaloneRegistry {
     /// An empty registry.
-    pub fn new() -> MemRegistry {
+    pub fn new() -> StandaloneRegistry {
         let (changes, _) = broadcast::channel(1024);
-        MemRegistry {
+        StandaloneRegistry {
             state: Mutex::new(State::default()),
             changes,
         }
@@ -283,7 +287,7 @@ impl MemRegistry {
     }
 }
 
-impl Registry for MemRegistry {
+impl Registry for StandaloneRegistry {
     fn certificate(&self, id: &str) -> Option<CertificateView> {
         self.state().certificates.get(id).cloned()
     }

@@ -361,7 +361,7 @@ async fn the_root_ca_file_is_written_for_clients() {
             ..Default::default()
         },
         common::synthesized(&[]),
-        std::sync::Arc::new(emulator::MemRegistry::new()),
+        std::sync::Arc::new(emulator::StandaloneRegistry::new()),
         std::sync::Arc::new(sink),
     )
     .await

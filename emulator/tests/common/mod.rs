@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emulator::{
-    ChannelSink, Deployment, Emulator, EmulatorConfig, Invocation, MemRegistry, MqttLimits,
-    RuleSink,
+    ChannelSink, Deployment, Emulator, EmulatorConfig, Invocation, MqttLimits, RuleSink,
+    StandaloneRegistry,
 };
 use futures_util::{SinkExt, StreamExt};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -91,7 +91,7 @@ impl Device {
 /// An emulator with a registry and a channel sink.
 pub struct Harness {
     pub emulator: Emulator,
-    pub registry: Arc<MemRegistry>,
+    pub registry: Arc<StandaloneRegistry>,
     pub invocations: UnboundedReceiver<Invocation>,
     pub ca: TestCa,
 }
@@ -102,7 +102,7 @@ impl Harness {
     }
 
     pub async fn start_with_jitr(jitr_ca_ids: &[String]) -> Harness {
-        let registry = Arc::new(MemRegistry::new());
+        let registry = Arc::new(StandaloneRegistry::new());
         let (sink, invocations) = ChannelSink::new();
         let emulator = Emulator::start(
             EmulatorConfig::default(),
@@ -133,7 +133,7 @@ impl Harness {
         sink: Arc<dyn RuleSink>,
         invocations: UnboundedReceiver<Invocation>,
     ) -> Harness {
-        let registry = Arc::new(MemRegistry::new());
+        let registry = Arc::new(StandaloneRegistry::new());
         let emulator = Emulator::start(
             EmulatorConfig {
                 limits,
