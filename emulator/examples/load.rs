@@ -55,7 +55,7 @@ async fn main() {
         emulator,
         registry,
         invocations: tokio::sync::mpsc::unbounded_channel().1,
-        ca: common::TestCa::new("load CA"),
+        ca: common::TestCa::new("load CA").expect("ca"),
     };
     let devices: Vec<_> = (0..clients)
         .map(|i| h.provision(&format!("load-{i}")))

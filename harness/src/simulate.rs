@@ -16,7 +16,7 @@ use emulator::{Cloud, CloudConfig, Deployment};
 use indicatif::{ProgressBar, ProgressStyle};
 use lambdas::memory::{Fault, Published};
 use lambdas::ports::{CertificateStatus, Operation};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::{CertificateParams, DnType, KeyPair};
 use rules::contracts::ClientId;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -234,74 +234,13 @@ pub fn synthesized_deployment(jitr_ca_ids: &[String]) -> anyhow::Result<(Deploym
     config.jitr.ca_certificate_ids = jitr_ca_ids.to_vec();
     let threshold = config.audit.expiring_threshold_days;
     let validated = config.validate()?;
-    let dir = tempfile::tempdir().context("temporary directory")?;
-    let assets: Vec<_> = infra::assembly::lambda_assets(dir.path())
-        .into_iter()
-        .map(|(a, _)| a)
-        .collect();
-    let template = infra::assembly::template(&validated, &assets)?;
+    let template = infra::assembly::template(&validated, &infra::assembly::unbuilt_assets())?;
     let deployment = Deployment::from_template(&template, &Deployment::default_scope())?;
     Ok((deployment, threshold))
 }
 
-/// A customer CA for JITR devices.
-pub struct TestCa {
-    /// The CA certificate, PEM.
-    pub pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl std::fmt::Debug for TestCa {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestCa").finish_non_exhaustive()
-    }
-}
-
-impl TestCa {
-    /// A fresh P-256 CA.
-    ///
-    /// # Errors
-    /// When rcgen fails.
-    pub fn new(name: &str) -> anyhow::Result<TestCa> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let cert = params.self_signed(&key)?;
-        Ok(TestCa {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        })
-    }
-
-    /// A device certificate (CN = `thing`) and its key, PEM.
-    ///
-    /// # Errors
-    /// When rcgen fails.
-    pub fn device(&self, thing: &str) -> anyhow::Result<(String, String)> {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, thing);
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok((cert.pem(), key.serialize_pem()))
-    }
-
-    /// Signs `params` for `public_key` (e.g. a forged copy of another
-    /// certificate); PEM.
-    ///
-    /// # Panics
-    /// Never for parameters read from a certificate rcgen made.
-    pub fn sign(
-        &self,
-        params: &CertificateParams,
-        public_key: &impl rcgen::PublicKeyData,
-    ) -> String {
-        params
-            .signed_by(public_key, &self.issuer)
-            .map(|c| c.pem())
-            .unwrap_or_else(|e| panic!("signing: {e}"))
-    }
-}
+/// A customer CA for JITR devices (the workspace's one test CA).
+pub use test_support::TestCa;
 
 /// One device of a [`Fleet`].
 #[derive(Debug, Clone)]
@@ -801,7 +740,11 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
     if let Some(ca) = &ca {
         for i in 0..opts.jitr {
             let thing = format!("jitr-{i:06}");
-            let (cert, key) = ca.device(&thing)?;
+            let test_support::DeviceCert {
+                cert_pem: cert,
+                key_pem: key,
+                ..
+            } = ca.device(&thing)?;
             let id = rules::csr::certificate_id(&cert)?;
             installs.push((
                 FleetDevice {
@@ -1350,7 +1293,7 @@ pub fn crypto_bound(budget: Duration) -> anyhow::Result<f64> {
             .push(DnType::CommonName, format!("bound-{n}"));
         let csr = params.serialize_request(&key)?.pem()?;
         rules::csr::inspect_csr(&csr)?;
-        let cert = CertificateSigningRequestParams::from_pem(&csr)?.signed_by(&ca.issuer)?;
+        let cert = CertificateSigningRequestParams::from_pem(&csr)?.signed_by(ca.issuer())?;
         let client = device::keys::client_config(roots.clone(), &cert.pem(), &key.serialize_pem())?;
         handshake(client, server_config.clone())?;
         n += 1;

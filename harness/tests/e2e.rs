@@ -162,7 +162,8 @@ async fn twenty_devices_come_in_by_jitr() {
     let mut installs = Vec::new();
     for i in 0..n {
         let thing = format!("jitr-{i:03}");
-        let (cert, key) = ca.device(&thing).expect("device cert");
+        let device = ca.device(&thing).expect("device cert");
+        let (cert, key) = (device.cert_pem, device.key_pem);
         installs.push((
             FleetDevice {
                 thing,

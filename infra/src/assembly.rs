@@ -64,17 +64,26 @@ pub fn lambda_assets(asset_dir: &Path) -> Vec<(LambdaAsset, PathBuf)> {
                     },
                     path,
                 ),
-                Err(_) => (
-                    LambdaAsset {
-                        function: f,
-                        hash: hex::encode(Sha256::digest(format!("missing:{}", f.name()))),
-                        present: false,
-                    },
-                    path,
-                ),
+                Err(_) => (unbuilt_asset(f), path),
             }
         })
         .collect()
+}
+
+/// Every function's asset as [`lambda_assets`] gives it when no zip is
+/// built (`cargo xtask lambdas` has not run), without reading a directory:
+/// what the in-memory synthesis of the emulator, the harness and the tests
+/// uses.
+pub fn unbuilt_assets() -> Vec<LambdaAsset> {
+    Fn_::ALL.iter().map(|&f| unbuilt_asset(f)).collect()
+}
+
+fn unbuilt_asset(function: Fn_) -> LambdaAsset {
+    LambdaAsset {
+        function,
+        hash: hex::encode(Sha256::digest(format!("missing:{}", function.name()))),
+        present: false,
+    }
 }
 
 /// The template of the configured stack.

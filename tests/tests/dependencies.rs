@@ -23,6 +23,7 @@ const ALLOWED: &[(&str, &str, bool)] = &[
     ("harness", "emulator", false),
     ("harness", "device", false),
     ("harness", "infra", false),
+    ("harness", "test-support", false),
     ("cli", "infra", false),
     ("cli", "harness", true),
     ("tests", "rules", false),
