@@ -6,6 +6,7 @@
 
 pub mod contracts;
 pub mod csr;
+pub mod device_policy;
 pub mod functions;
 pub mod iam;
 pub mod jitr;
