@@ -28,13 +28,7 @@ pub struct EmulateArgs {
 
 pub fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
     use harness::emulate::{EmulateOptions, instructions, serve, start};
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    harness::log_to_stderr("info");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,13 +97,7 @@ pub struct SimulateArgs {
 
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     use harness::simulate::{Options, simulate};
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    harness::log_to_stderr("error");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

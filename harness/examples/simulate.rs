@@ -18,13 +18,7 @@ fn main() -> anyhow::Result<()> {
     if args.first().map(String::as_str) == Some("simulate-agents") {
         return runtime.block_on(agents_child_main(&args[1..]));
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    harness::log_to_stderr("error");
     let devices = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let agent_host = if args.get(1).map(String::as_str) == Some("child") {
         AgentHost::Child {

@@ -12,3 +12,15 @@
 
 pub mod emulate;
 pub mod simulate;
+
+/// Logs to stderr with `RUST_LOG`'s filter, else `default` (e.g. `info`);
+/// a subscriber already installed is kept.
+pub fn log_to_stderr(default: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}

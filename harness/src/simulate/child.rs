@@ -99,14 +99,7 @@ impl AgentChild {
     }
 
     pub(super) fn peak_memory_bytes(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
-            .map_or(0, |kb| kb * 1024)
+        super::system::peak_memory_of(&self.child.id().to_string())
     }
 
     /// Closes the child's stdin (it disconnects its agents and exits);

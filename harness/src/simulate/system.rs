@@ -2,7 +2,13 @@
 
 /// Peak resident memory of this process (VmHWM), bytes.
 pub fn peak_memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_memory_of("self")
+}
+
+/// Peak resident memory (VmHWM) of `/proc/<process>`, bytes; 0 when it
+/// cannot be read.
+pub(super) fn peak_memory_of(process: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
