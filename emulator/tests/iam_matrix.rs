@@ -63,11 +63,7 @@ fn customer_ca() -> Ca {
 
 /// The template `cargo run -- synth` writes for a fleet with this JITR CA.
 fn template(ca_id: &str) -> Value {
-    let mut config = infra::config::Config::default();
-    config.jitr.ca_certificate_ids = vec![ca_id.to_owned()];
-    let validated = config.validate().unwrap_or_else(|e| panic!("{e}"));
-    infra::assembly::template(&validated, &infra::assembly::unbuilt_assets())
-        .unwrap_or_else(|e| panic!("{e}"))
+    infra::assembly::default_template(&[ca_id.to_owned()]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// One run of the cloud on one (possibly mutated) template.

@@ -25,11 +25,7 @@ pub const DEVICE_POLICY: &str = "DevicePolicy";
 
 /// The template `cargo run -- synth` writes, built in process by `infra`.
 pub fn synthesized(jitr_ca_ids: &[String]) -> Deployment {
-    let mut config = infra::config::Config::default();
-    config.jitr.ca_certificate_ids = jitr_ca_ids.to_vec();
-    let validated = config.validate().unwrap_or_else(|e| panic!("{e}"));
-    let template = infra::assembly::template(&validated, &infra::assembly::unbuilt_assets())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let template = infra::assembly::default_template(jitr_ca_ids).unwrap_or_else(|e| panic!("{e}"));
     Deployment::from_template(&template, &Deployment::default_scope())
         .unwrap_or_else(|e| panic!("{e}"))
 }

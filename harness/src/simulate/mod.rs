@@ -37,11 +37,10 @@ use emulator::Deployment;
 /// # Errors
 /// When the default configuration does not validate or synthesize.
 pub fn synthesized_deployment(jitr_ca_ids: &[String]) -> anyhow::Result<(Deployment, u32)> {
-    let mut config = infra::config::Config::default();
-    config.jitr.ca_certificate_ids = jitr_ca_ids.to_vec();
-    let threshold = config.audit.expiring_threshold_days;
-    let validated = config.validate()?;
-    let template = infra::assembly::template(&validated, &infra::assembly::unbuilt_assets())?;
+    let threshold = infra::config::Config::default()
+        .audit
+        .expiring_threshold_days;
+    let template = infra::assembly::default_template(jitr_ca_ids)?;
     let deployment = Deployment::from_template(&template, &Deployment::default_scope())?;
     Ok((deployment, threshold))
 }
