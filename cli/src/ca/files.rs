@@ -76,3 +76,30 @@ pub(super) fn write_temps(files: &[OutFile], temps: &mut Vec<PathBuf>) -> anyhow
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_files_writes_keys_0600_and_never_overwrites_without_force() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("sub/a.key.pem");
+        let files = [OutFile {
+            path: key.clone(),
+            contents: "k".into(),
+            secret: true,
+        }];
+        write_files(&files, false).unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let err = write_files(&files, false).unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err:#}");
+        write_files(&files, true).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
+            1
+        );
+    }
+}

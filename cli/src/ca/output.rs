@@ -80,3 +80,20 @@ pub(super) fn ask(question: &str, default: bool) -> anyhow::Result<Option<bool>>
         _ => false,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_pads_columns() {
+        let t = table(
+            &["ID", "STATUS"],
+            &[
+                vec!["abc".into(), "ACTIVE".into()],
+                vec!["a".into(), "-".into()],
+            ],
+        );
+        assert_eq!(t, "ID   STATUS\nabc  ACTIVE\na    -\n");
+    }
+}
