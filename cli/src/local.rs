@@ -27,14 +27,8 @@ pub struct EmulateArgs {
 }
 
 pub fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
-    use emulator::emulate::{EmulateOptions, instructions, serve, start};
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    use harness::emulate::{EmulateOptions, instructions, serve, start};
+    harness::log_to_stderr("info");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,19 +91,13 @@ pub struct SimulateArgs {
     agents_process: String,
     /// Rotations open at once at most; the rest wait in the work queue, as
     /// the rotation starter's concurrency paces a deployment (0: no bound).
-    #[arg(long, default_value_t = emulator::simulate::DEFAULT_MAX_OPEN_ROTATIONS)]
+    #[arg(long, default_value_t = harness::simulate::DEFAULT_MAX_OPEN_ROTATIONS)]
     max_open_rotations: usize,
 }
 
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    use emulator::simulate::{Options, simulate};
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    use harness::simulate::{Options, simulate};
+    harness::log_to_stderr("error");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,15 +106,15 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let child = match args.agents_process.as_str() {
         "child" => true,
         "in" => false,
-        _ => emulator::simulate::open_files_limit().is_some_and(|l| 2 * total + 128 > l),
+        _ => harness::simulate::open_files_limit().is_some_and(|l| 2 * total + 128 > l),
     };
     let agent_host = if child {
-        emulator::simulate::AgentHost::Child {
+        harness::simulate::AgentHost::Child {
             program: std::env::current_exe().context("cannot find the fleetcert binary")?,
             args: vec!["simulate-agents".to_owned()],
         }
     } else {
-        emulator::simulate::AgentHost::InProcess
+        harness::simulate::AgentHost::InProcess
     };
     let opts = Options {
         agent_host,
@@ -142,7 +130,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     };
     let bound = (args.crypto_bound_secs > 0.0)
         .then(|| {
-            emulator::simulate::crypto_bound(std::time::Duration::from_secs_f64(
+            harness::simulate::crypto_bound(std::time::Duration::from_secs_f64(
                 args.crypto_bound_secs,
             ))
         })
@@ -174,5 +162,5 @@ pub fn simulate_agents(args: &[String]) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?
-        .block_on(emulator::simulate::agents_child_main(args))
+        .block_on(harness::simulate::agents_child_main(args))
 }

@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,61 +32,7 @@ const REGION: &str = "us-east-1";
 
 // ---------------------------------------------------------------- helpers --
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A moto server on 127.0.0.1, killed on drop.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Moto {
-    fn start() -> Self {
-        let bin = workspace_root().join(".tools/venv-cfnlint/bin/moto_server");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `bash scripts/install-infra-tools.sh` in the workspace root",
-            bin.display()
-        );
-        let port = free_port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let moto = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen in 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use test_support::{Moto, free_port};
 
 /// Runs the real `fleetcert` with dummy credentials, isolated from the
 /// user's AWS configuration, against `endpoint`.
@@ -187,7 +133,7 @@ fn create_ca(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
 #[tokio::test(flavor = "multi_thread")]
 async fn full_jitr_ca_lifecycle_against_moto() {
     let moto = Moto::start();
-    let url = moto.url.as_str();
+    let url = moto.endpoint.as_str();
     let iot = sdk(url);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -436,7 +382,7 @@ async fn full_jitr_ca_lifecycle_against_moto() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_ids_against_moto_fail_clearly_and_the_others_are_still_revoked() {
     let moto = Moto::start();
-    let url = moto.url.as_str();
+    let url = moto.endpoint.as_str();
     let iot = sdk(url);
     let dir = tempfile::tempdir().unwrap();
     let (ca_crt, ca_key) = create_ca(dir.path(), "ca", "Unknown Ids CA");
@@ -1226,7 +1172,7 @@ fn an_expired_ca_registers_nothing_and_signs_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn adopt_says_which_certificates_would_rotate_and_what_blocks_the_others() {
     let moto = Moto::start();
-    let iot = sdk(&moto.url);
+    let iot = sdk(&moto.endpoint);
     let allow_all = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}"#;
     let no_ack = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"},{"Effect":"Deny","Action":"iot:Publish","Resource":"arn:aws:iot:us-east-1:123456789012:topic/management/topic/*/crt_ack"}]}"#;
     for (name, doc) in [("Fleet", allow_all), ("FleetNoAck", no_ack)] {
@@ -1277,7 +1223,7 @@ async fn adopt_says_which_certificates_would_rotate_and_what_blocks_the_others()
             "adopt",
             "--json",
             "--endpoint-url",
-            &moto.url,
+            &moto.endpoint,
             "--region",
             REGION,
         ])

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use emulator::sink::BoxFuture;
-use emulator::{Emulator, EmulatorConfig, MemRegistry, MqttLimits, RuleSink};
+use emulator::{Emulator, EmulatorConfig, MqttLimits, RuleSink, StandaloneRegistry};
 use rules::functions::Function;
 use rumqttc::{Event, Packet, QoS};
 use tokio::sync::Semaphore;
@@ -36,7 +36,7 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let clients: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(500);
     let publishes: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
-    let registry = Arc::new(MemRegistry::new());
+    let registry = Arc::new(StandaloneRegistry::new());
     let sink = Arc::new(CountingSink::default());
     let mut limits = MqttLimits::default();
     limits.publishes_per_second = u32::MAX;
@@ -55,7 +55,7 @@ async fn main() {
         emulator,
         registry,
         invocations: tokio::sync::mpsc::unbounded_channel().1,
-        ca: common::TestCa::new("load CA"),
+        ca: common::TestCa::new("load CA").expect("ca"),
     };
     let devices: Vec<_> = (0..clients)
         .map(|i| h.provision(&format!("load-{i}")))

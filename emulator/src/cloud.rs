@@ -19,7 +19,7 @@ use std::time::Duration;
 use lambdas::config::Config as HandlerConfig;
 use lambdas::handlers::Outcome;
 use lambdas::memory::{MemoryPorts, MemoryRegistry, Notification, Published};
-use lambdas::ports::{CertificateStatus as PortStatus, IotRegistry, PortError, QueueMessage};
+use lambdas::ports::{IotRegistry, PortError, QueueMessage};
 use rules::contracts::AuditFinding;
 use rules::functions::Function;
 use serde_json::{Value, json};
@@ -194,23 +194,12 @@ impl SharedRegistry {
     }
 }
 
-fn status_of(s: &PortStatus) -> CertificateStatus {
-    match s {
-        PortStatus::Active => CertificateStatus::Active,
-        PortStatus::Inactive | PortStatus::Other(_) => CertificateStatus::Inactive,
-        PortStatus::Revoked => CertificateStatus::Revoked,
-        PortStatus::PendingTransfer => CertificateStatus::PendingTransfer,
-        PortStatus::RegisterInactive => CertificateStatus::RegisterInactive,
-        PortStatus::PendingActivation => CertificateStatus::PendingActivation,
-    }
-}
-
 impl Registry for SharedRegistry {
     fn certificate(&self, id: &str) -> Option<CertificateView> {
         let c = self.inner.certificate(id)?;
         Some(CertificateView {
             id: c.certificate_id,
-            status: status_of(&c.status),
+            status: c.status,
             things: c.things.into_iter().collect(),
             policies: c.policies.into_iter().collect(),
             ca_certificate_id: c.ca_certificate_id,
@@ -678,7 +667,7 @@ pub async fn run_audit(
     } else {
         certs
             .iter()
-            .filter(|c| c.status == PortStatus::Active && c.not_after_ms <= horizon)
+            .filter(|c| c.status == CertificateStatus::Active && c.not_after_ms <= horizon)
             .filter_map(|c| {
                 let past = c.not_after_ms <= now;
                 serde_json::from_value(json!({
@@ -816,7 +805,7 @@ async fn watch_status(
     crate::broker::follow_changes(
         rx,
         |change| {
-            if change.status != Some(PortStatus::Active) {
+            if change.status != Some(CertificateStatus::Active) {
                 // read again: the change may be stale by now
                 emulator.disconnect_if_not_active(&change.certificate_id);
             }

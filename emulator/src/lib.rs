@@ -21,12 +21,10 @@
 
 mod broker;
 pub mod cloud;
-pub mod emulate;
 pub mod iam;
 pub mod lambda;
 pub mod limits;
 pub mod registry;
-pub mod simulate;
 pub mod sink;
 pub mod template;
 pub mod tls;
@@ -46,7 +44,9 @@ use tokio_rustls::TlsAcceptor;
 
 pub use cloud::{Cloud, CloudConfig, CloudError, DeviceCredentials};
 pub use limits::{Limit, MqttLimits};
-pub use registry::{CertificateStatus, CertificateView, MemRegistry, Registry, StatusChange};
+pub use registry::{
+    CertificateStatus, CertificateView, Registry, StandaloneRegistry, StatusChange,
+};
 pub use sink::{ChannelSink, Invocation, RecordingSink, RuleSink};
 pub use template::{Deployment, TemplateError};
 

@@ -13,43 +13,7 @@ use std::sync::Mutex;
 
 use tokio::sync::broadcast;
 
-/// A certificate's status, as AWS IoT names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CertificateStatus {
-    /// May connect.
-    Active,
-    /// Deactivated: may not connect.
-    Inactive,
-    /// Revoked: may not connect.
-    Revoked,
-    /// Registered by JITR (or by hand) and not yet activated.
-    PendingActivation,
-    /// Being transferred to another account.
-    PendingTransfer,
-    /// Registered inactive (RegisterCertificate without activation).
-    RegisterInactive,
-}
-
-impl CertificateStatus {
-    /// The status as AWS spells it, e.g. `PENDING_ACTIVATION`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            CertificateStatus::Active => "ACTIVE",
-            CertificateStatus::Inactive => "INACTIVE",
-            CertificateStatus::Revoked => "REVOKED",
-            CertificateStatus::PendingActivation => "PENDING_ACTIVATION",
-            CertificateStatus::PendingTransfer => "PENDING_TRANSFER",
-            CertificateStatus::RegisterInactive => "REGISTER_INACTIVE",
-        }
-    }
-}
-
-impl fmt::Display for CertificateStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use rules::status::CertificateStatus;
 
 /// What the broker needs to know about one registered certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,24 +141,28 @@ struct State {
     cas: BTreeMap<String, CaView>,
 }
 
-/// A simple in-memory [`Registry`] with the setters tests need.
+/// The broker's registry when it runs alone (broker tests, the `load`
+/// example): the view the [`Registry`] port needs and the setters tests
+/// use, no AWS IoT API. The whole cloud uses
+/// [`crate::cloud::SharedRegistry`] over `lambdas::memory::MemoryRegistry`,
+/// the one registry the Lambda handlers and the broker share.
 #[derive(Debug)]
-pub struct MemRegistry {
+pub struct StandaloneRegistry {
     state: Mutex<State>,
     changes: broadcast::Sender<StatusChange>,
 }
 
-impl Default for MemRegistry {
+impl Default for StandaloneRegistry {
     fn default() -> Self {
-        MemRegistry::new()
+        StandaloneRegistry::new()
     }
 }
 
-impl MemRegistry {
+impl StandaloneRegistry {
     /// An empty registry.
-    pub fn new() -> MemRegistry {
+    pub fn new() -> StandaloneRegistry {
         let (changes, _) = broadcast::channel(1024);
-        MemRegistry {
+        StandaloneRegistry {
             state: Mutex::new(State::default()),
             changes,
         }
@@ -287,7 +255,7 @@ impl MemRegistry {
                     id: certificate_id.to_owned(),
                 }
             })?;
-            c.status = status;
+            c.status = status.clone();
         }
         // no receiver is fine: nobody is connected
         let _ = self.changes.send(StatusChange {
@@ -319,7 +287,7 @@ impl MemRegistry {
     }
 }
 
-impl Registry for MemRegistry {
+impl Registry for StandaloneRegistry {
     fn certificate(&self, id: &str) -> Option<CertificateView> {
         self.state().certificates.get(id).cloned()
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Harness, Logs, TestCa, connected, until, until_closed};
+use common::{DeviceId, Harness, Logs, TestCa, connected, until, until_closed};
 use emulator::registry::Registry;
 use emulator::sink::BoxFuture;
 use emulator::{CertificateStatus, Limit, MqttLimits, RuleSink};
@@ -150,7 +150,10 @@ async fn connecting_as_another_thing_is_refused() {
 #[tokio::test]
 async fn unknown_certificate_is_refused() {
     let h = Harness::start().await;
-    let stranger = TestCa::new("someone else").device("thing-1");
+    let stranger = TestCa::new("someone else")
+        .expect("ca")
+        .device("thing-1")
+        .expect("device");
     let (_client, mut ev) = h.client("thing-1", &stranger);
     assert!(matches!(
         until_closed(&mut ev).await,
@@ -197,13 +200,13 @@ async fn revoking_closes_and_reactivating_lets_it_back_in() {
 
 #[tokio::test]
 async fn jitr_registers_pending_emits_the_event_and_closes_each_time() {
-    let jitr_ca = TestCa::new("customer JITR CA");
+    let jitr_ca = TestCa::new("customer JITR CA").expect("ca");
     let ca_id = rules::csr::certificate_id(&jitr_ca.pem).unwrap_or_else(|e| panic!("{e}"));
     let mut h = Harness::start_with_jitr(std::slice::from_ref(&ca_id)).await;
     h.registry
         .register_ca(&jitr_ca.pem, true)
         .unwrap_or_else(|e| panic!("{e}"));
-    let device = jitr_ca.device("jitr-thing-1");
+    let device = jitr_ca.device("jitr-thing-1").expect("device");
 
     let mut registration = None;
     for attempt in 0..2 {
@@ -250,12 +253,12 @@ async fn jitr_registers_pending_emits_the_event_and_closes_each_time() {
 
 #[tokio::test]
 async fn ca_without_auto_registration_does_not_register() {
-    let jitr_ca = TestCa::new("customer CA, no auto-registration");
+    let jitr_ca = TestCa::new("customer CA, no auto-registration").expect("ca");
     let mut h = Harness::start().await;
     h.registry
         .register_ca(&jitr_ca.pem, false)
         .unwrap_or_else(|e| panic!("{e}"));
-    let device = jitr_ca.device("thing-9");
+    let device = jitr_ca.device("thing-9").expect("device");
     let (_c, mut ev) = h.client("thing-9", &device);
     until_closed(&mut ev).await;
     assert!(h.registry.certificate(&device.id()).is_none());
@@ -361,7 +364,7 @@ async fn the_root_ca_file_is_written_for_clients() {
             ..Default::default()
         },
         common::synthesized(&[]),
-        std::sync::Arc::new(emulator::MemRegistry::new()),
+        std::sync::Arc::new(emulator::StandaloneRegistry::new()),
         std::sync::Arc::new(sink),
     )
     .await

@@ -27,11 +27,12 @@ use emulator::lambda::{LambdaService, Trigger};
 use lambdas::config::Config as HandlerConfig;
 use lambdas::memory::{Fault, MemoryPorts};
 use lambdas::ports::{IotRegistry, Operation};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::{CertificateParams, DnType, KeyPair};
 use rules::functions::Function;
 use rules::rotation::RotationState;
 use rules::sql::MessageContext;
 use serde_json::{Value, json};
+use test_support::TestCa;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -50,41 +51,19 @@ fn csr(thing: &str) -> String {
 
 /// The customer CA whose id the template's JITR rule names.
 struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
+    ca: TestCa,
     id: String,
 }
 
 fn customer_ca() -> Ca {
-    let key = p256();
-    let mut params = CertificateParams::default();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "matrix customer ca");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let cert = params.self_signed(&key).expect("ca");
-    let id = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(cert.der()))
-    };
-    Ca {
-        pem: cert.pem(),
-        issuer: Issuer::new(params, key),
-        id,
-    }
+    let ca = TestCa::new("matrix customer ca").expect("ca");
+    let id = rules::csr::certificate_id(&ca.pem).expect("ca id");
+    Ca { ca, id }
 }
 
 /// The template `cargo run -- synth` writes for a fleet with this JITR CA.
 fn template(ca_id: &str) -> Value {
-    let mut config = infra::config::Config::default();
-    config.jitr.ca_certificate_ids = vec![ca_id.to_owned()];
-    let validated = config.validate().unwrap_or_else(|e| panic!("{e}"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let assets: Vec<_> = infra::assembly::lambda_assets(dir.path())
-        .into_iter()
-        .map(|(a, _)| a)
-        .collect();
-    infra::assembly::template(&validated, &assets).unwrap_or_else(|e| panic!("{e}"))
+    infra::assembly::default_template(&[ca_id.to_owned()]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// One run of the cloud on one (possibly mutated) template.
@@ -430,13 +409,16 @@ async fn stalled(w: &World) -> Outcome {
 async fn jitr(w: &World, ca: &Ca) -> Outcome {
     let registry = &w.ports().ports.registry;
     registry
-        .register_ca_certificate(&ca.pem)
+        .register_ca_certificate(&ca.ca.pem)
         .map_err(|e| e.to_string())?;
     let mut params = CertificateParams::default();
     params
         .distinguished_name
         .push(DnType::CommonName, "matrix-jitr");
-    let pem = params.signed_by(&p256(), &ca.issuer).expect("device").pem();
+    let pem = params
+        .signed_by(&p256(), ca.ca.issuer())
+        .expect("device")
+        .pem();
     let id = registry.auto_register(&pem).map_err(|e| e.to_string())?;
     let topic = format!("$aws/events/certificates/registered/{}", ca.id);
     let event = json!({"certificateId": id, "caCertificateId": ca.id, "timestamp": w.lambda.now_ms(),
@@ -567,7 +549,10 @@ async fn jitr_refused(w: &World, ca: &Ca) -> Outcome {
     params
         .distinguished_name
         .push(DnType::CommonName, "not a thing name");
-    let pem = params.signed_by(&p256(), &ca.issuer).expect("device").pem();
+    let pem = params
+        .signed_by(&p256(), ca.ca.issuer())
+        .expect("device")
+        .pem();
     let id = registry.auto_register(&pem).map_err(|e| e.to_string())?;
     let topic = format!("$aws/events/certificates/registered/{}", ca.id);
     let event = json!({"certificateId": id, "caCertificateId": ca.id, "timestamp": w.lambda.now_ms(),

@@ -8,7 +8,7 @@ use rules::functions::Function as Fn_;
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
-use crate::config::Validated;
+use crate::config::{Config, ConfigError, Validated};
 use crate::fleetcert::{self, LambdaAsset, QUALIFIER};
 use crate::stack::SynthError;
 
@@ -20,6 +20,9 @@ pub const SCHEMA_VERSION: &str = "55.0.0";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AssemblyError {
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     /// The stack is inconsistent (dangling reference, …).
     #[error("synthesis failed: {0}")]
     Synth(#[from] SynthError),
@@ -64,17 +67,39 @@ pub fn lambda_assets(asset_dir: &Path) -> Vec<(LambdaAsset, PathBuf)> {
                     },
                     path,
                 ),
-                Err(_) => (
-                    LambdaAsset {
-                        function: f,
-                        hash: hex::encode(Sha256::digest(format!("missing:{}", f.name()))),
-                        present: false,
-                    },
-                    path,
-                ),
+                Err(_) => (unbuilt_asset(f), path),
             }
         })
         .collect()
+}
+
+/// Every function's asset as [`lambda_assets`] gives it when no zip is
+/// built (`cargo xtask lambdas` has not run), without reading a directory:
+/// what the in-memory synthesis of the emulator, the harness and the tests
+/// uses.
+pub fn unbuilt_assets() -> Vec<LambdaAsset> {
+    Fn_::ALL.iter().map(|&f| unbuilt_asset(f)).collect()
+}
+
+/// The template `fleetcert synth` writes for the default configuration
+/// with the JITR rule for `jitr_ca_ids`, synthesized in memory with
+/// [`unbuilt_assets`]: what the emulator's tests and the harness run on.
+///
+/// # Errors
+/// When the configuration does not validate or the stack does not
+/// synthesize.
+pub fn default_template(jitr_ca_ids: &[String]) -> Result<Json, AssemblyError> {
+    let mut config = Config::default();
+    config.jitr.ca_certificate_ids = jitr_ca_ids.to_vec();
+    Ok(template(&config.validate()?, &unbuilt_assets())?)
+}
+
+fn unbuilt_asset(function: Fn_) -> LambdaAsset {
+    LambdaAsset {
+        function,
+        hash: hex::encode(Sha256::digest(format!("missing:{}", function.name()))),
+        present: false,
+    }
 }
 
 /// The template of the configured stack.

@@ -11,7 +11,6 @@
 //! Paginated AWS APIs are exposed one page at a time ([`Page`]) so that no
 //! handler has to hold a fleet in memory.
 
-use std::fmt;
 use std::future::Future;
 
 use rules::contracts::AuditFinding;
@@ -209,59 +208,8 @@ impl<T> Page<T> {
     }
 }
 
-/// A certificate status as AWS IoT names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum CertificateStatus {
-    /// `ACTIVE`: may connect.
-    Active,
-    /// `INACTIVE`.
-    Inactive,
-    /// `REVOKED`.
-    Revoked,
-    /// `PENDING_TRANSFER`.
-    PendingTransfer,
-    /// `REGISTER_INACTIVE`.
-    RegisterInactive,
-    /// `PENDING_ACTIVATION`: JITR auto-registered, not yet activated.
-    PendingActivation,
-    /// A status fleetcert does not know, as AWS sent it.
-    Other(String),
-}
-
-impl CertificateStatus {
-    /// The AWS spelling, e.g. `PENDING_ACTIVATION`.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Active => "ACTIVE",
-            Self::Inactive => "INACTIVE",
-            Self::Revoked => "REVOKED",
-            Self::PendingTransfer => "PENDING_TRANSFER",
-            Self::RegisterInactive => "REGISTER_INACTIVE",
-            Self::PendingActivation => "PENDING_ACTIVATION",
-            Self::Other(s) => s,
-        }
-    }
-}
-
-impl From<&str> for CertificateStatus {
-    fn from(s: &str) -> Self {
-        match s {
-            "ACTIVE" => Self::Active,
-            "INACTIVE" => Self::Inactive,
-            "REVOKED" => Self::Revoked,
-            "PENDING_TRANSFER" => Self::PendingTransfer,
-            "REGISTER_INACTIVE" => Self::RegisterInactive,
-            "PENDING_ACTIVATION" => Self::PendingActivation,
-            other => Self::Other(other.to_owned()),
-        }
-    }
-}
-
-impl fmt::Display for CertificateStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A certificate status as AWS IoT names it (defined once, in `rules`).
+pub use rules::status::CertificateStatus;
 
 /// What `DescribeCertificate` returns that fleetcert uses.
 #[derive(Debug, Clone, PartialEq, Eq)]

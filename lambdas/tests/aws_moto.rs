@@ -9,10 +9,9 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
@@ -33,65 +32,16 @@ use lambdas::ports::{
 use rules::rotation::{Rotation, RotationState};
 use serde_json::Value;
 
-/// A moto server on 127.0.0.1, killed on drop.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
+use test_support::Moto;
 
-impl Moto {
-    fn start() -> Self {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root")
-            .to_path_buf();
-        let bin = root.join(".tools/venv-cfnlint/bin/moto_server");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `bash scripts/install-infra-tools.sh`",
-            bin.display()
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let moto = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on {port} within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    async fn sdk(&self) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-            .endpoint_url(&self.endpoint)
-            .load()
-            .await
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The SDK's configuration for `moto`, with dummy credentials.
+async fn sdk_of(moto: &Moto) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .endpoint_url(&moto.endpoint)
+        .load()
+        .await
 }
 
 fn run<F: std::future::Future>(f: F) -> F::Output {
@@ -267,7 +217,7 @@ where
 fn registry_certificates_policies_and_things() {
     let moto = Moto::start();
     run(async {
-        let sdk = moto.sdk().await;
+        let sdk = sdk_of(&moto).await;
         create_policy(&sdk).await;
         let r = AwsRegistry::new(aws_sdk_iot::Client::new(&sdk)).with_page_size(1);
 
@@ -376,7 +326,7 @@ fn registry_certificates_policies_and_things() {
 fn registry_unknown_ids_are_not_found() {
     let moto = Moto::start();
     run(async {
-        let sdk = moto.sdk().await;
+        let sdk = sdk_of(&moto).await;
         let r = AwsRegistry::new(aws_sdk_iot::Client::new(&sdk));
         let unknown = "0".repeat(64);
         let e = r.describe_certificate(&unknown).await.expect_err("unknown");
@@ -409,7 +359,7 @@ fn registry_unknown_ids_are_not_found() {
 fn rotation_store_conditions_and_pages() {
     let moto = Moto::start();
     run(async {
-        let sdk = moto.sdk().await;
+        let sdk = sdk_of(&moto).await;
         create_rotation_table(&sdk, "rotations").await;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), "rotations");
         let old = "a".repeat(64);
@@ -624,7 +574,7 @@ async fn expires_at(sdk: &SdkConfig, table: &str, key: &str) -> Option<i64> {
 fn sns_notification_reaches_a_subscribed_queue() {
     let moto = Moto::start();
     run(async {
-        let sdk = moto.sdk().await;
+        let sdk = sdk_of(&moto).await;
         let sns = aws_sdk_sns::Client::new(&sdk);
         let topic_arn = sns
             .create_topic()
@@ -683,7 +633,7 @@ fn sns_notification_reaches_a_subscribed_queue() {
 fn sqs_batches_of_ten_arrive_and_eleven_is_invalid() {
     let moto = Moto::start();
     run(async {
-        let sdk = moto.sdk().await;
+        let sdk = sdk_of(&moto).await;
         let queue_url = create_queue(&sdk, "rotations").await;
         let ports = from_sdk_config(&sdk, &config("t", &queue_url, "arn:x"), &moto.endpoint);
         let batch: Vec<QueueMessage> = (0..11)
@@ -728,7 +678,7 @@ fn sqs_batches_of_ten_arrive_and_eleven_is_invalid() {
 fn iot_data_accepts_a_publish() {
     let moto = Moto::start();
     run(async {
-        let sdk = moto.sdk().await;
+        let sdk = sdk_of(&moto).await;
         let endpoint = lambdas::aws::describe_data_endpoint(&aws_sdk_iot::Client::new(&sdk))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -773,7 +723,7 @@ async fn provision(ports: &AwsPorts, thing: &str) -> (String, String) {
 fn one_rotation_through_the_handlers_on_aws_ports() {
     let moto = Moto::start();
     run(async {
-        let sdk = moto.sdk().await;
+        let sdk = sdk_of(&moto).await;
         create_policy(&sdk).await;
         create_rotation_table(&sdk, "fleetcert-rotations").await;
         let queue_url = create_queue(&sdk, "fleetcert-rotations").await;
@@ -977,7 +927,7 @@ fn load_builds_the_ports_from_the_environment() {
         ("AWS_MAX_ATTEMPTS", "1"),
     ]);
     run(async {
-        let sdk = moto.sdk().await;
+        let sdk = sdk_of(&moto).await;
         let thing = aws_sdk_iot::Client::new(&sdk)
             .describe_thing()
             .thing_name("loaded-from-env")

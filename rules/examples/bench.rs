@@ -15,14 +15,12 @@ use std::time::{Duration, Instant};
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
 };
-use rsa::pkcs8::EncodePrivateKey;
 use rules::contracts::{Contract, validate};
 use rules::policy::{self, Action, ArnScope, PolicyContext, Request};
 use rules::routes::{Router, deployed_rules};
 use rules::sql::{self, MessageContext};
 use rules::{csr, js};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 /// How much CPU time each figure is measured for.
 const MEASURE: Duration = Duration::from_millis(500);
@@ -79,37 +77,6 @@ fn ops_per_sec(mut f: impl FnMut()) -> f64 {
     }
 }
 
-/// A deterministic byte stream (SHA-256 in counter mode) for the throw-away
-/// RSA key; nothing here needs real randomness.
-#[derive(Debug)]
-struct BenchRng(u64, Vec<u8>);
-
-impl rsa::rand_core::TryRng for BenchRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        let mut b = [0; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        let mut b = [0; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for byte in dst {
-            if self.1.is_empty() {
-                self.1 = Sha256::digest(self.0.to_le_bytes()).to_vec();
-                self.0 += 1;
-            }
-            *byte = self.1.pop().unwrap_or_default();
-        }
-        Ok(())
-    }
-}
-
-impl rsa::rand_core::TryCryptoRng for BenchRng {}
-
 fn csr_pem(key: &KeyPair, cn: &str) -> Result<String, rcgen::Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
@@ -121,10 +88,7 @@ fn csr_pem(key: &KeyPair, cn: &str) -> Result<String, rcgen::Error> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let as_json = std::env::args().any(|a| a == "--json");
 
-    let rsa_key = rsa::PrivateKey::new(&mut BenchRng(2048, Vec::new()), 2048)?;
-    let pkcs8 = rsa_key.to_pkcs8_der()?;
-    let rsa_pair =
-        KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.as_bytes().into(), &PKCS_RSA_SHA256)?;
+    let rsa_pair = test_support::rsa_keypair(2048, &PKCS_RSA_SHA256);
     let rsa_csr = csr_pem(&rsa_pair, "bench-thing")?;
     let p256_csr = csr_pem(
         &KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?,

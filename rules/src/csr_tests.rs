@@ -8,84 +8,15 @@ use rcgen::{
     CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256,
     PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256, SignatureAlgorithm as RcgenAlg,
 };
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
+use rsa::pkcs8::EncodePublicKey;
 use rstest::rstest;
-use std::sync::OnceLock;
 use x509_cert::request::{CertReqInfo, Version};
 use x509_cert::spki::AlgorithmIdentifierOwned;
 
 // ---------------------------------------------------------------------------
 // fixtures
 
-/// Deterministic SHA-256 counter-mode byte stream: good enough to generate
-/// throw-away RSA test keys without an OS RNG.
-struct TestRng {
-    seed: u64,
-    counter: u64,
-    buf: Vec<u8>,
-}
-
-impl TestRng {
-    fn new(seed: u64) -> Self {
-        Self {
-            seed,
-            counter: 0,
-            buf: Vec::new(),
-        }
-    }
-}
-
-impl rsa::rand_core::TryRng for TestRng {
-    type Error = core::convert::Infallible;
-
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        let mut b = [0; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        let mut b = [0; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for byte in dst {
-            if self.buf.is_empty() {
-                let mut h = Sha256::new();
-                h.update(self.seed.to_le_bytes());
-                h.update(self.counter.to_le_bytes());
-                self.counter += 1;
-                self.buf = h.finalize().to_vec();
-            }
-            *byte = self.buf.pop().expect("refilled above");
-        }
-        Ok(())
-    }
-}
-
-impl rsa::rand_core::TryCryptoRng for TestRng {}
-
-fn rsa_key(bits: usize) -> &'static rsa::PrivateKey {
-    static K1024: OnceLock<rsa::PrivateKey> = OnceLock::new();
-    static K2048: OnceLock<rsa::PrivateKey> = OnceLock::new();
-    let cell = match bits {
-        1024 => &K1024,
-        2048 => &K2048,
-        _ => unreachable!("only 1024 and 2048 bit test keys"),
-    };
-    cell.get_or_init(|| {
-        rsa::PrivateKey::new(&mut TestRng::new(bits as u64), bits).expect("rsa key generation")
-    })
-}
-
-/// An rcgen key pair from an RSA key made by the `rsa` crate (rcgen's ring
-/// backend cannot generate RSA keys).
-fn rcgen_rsa_keypair(bits: usize, alg: &'static RcgenAlg) -> KeyPair {
-    let pkcs8 = rsa_key(bits).to_pkcs8_der().expect("pkcs8");
-    KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.as_bytes().into(), alg).expect("rcgen rsa key")
-}
+use test_support::{TestCa, TestRng, rsa_key, rsa_keypair as rcgen_rsa_keypair};
 
 fn params(cn: &str) -> CertificateParams {
     let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -982,24 +913,13 @@ fn timing_inspect_csr() {
 // ---------------------------------------------------------------------------
 // verify_issued_by (JITR: is this device certificate from that CA?)
 
-struct TestCa {
-    cert_pem: String,
-    issuer: rcgen::Issuer<'static, KeyPair>,
-}
-
 fn test_ca(cn: &str, key: KeyPair) -> TestCa {
-    let mut p = params(cn);
-    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let cert_pem = p.self_signed(&key).expect("ca").pem();
-    TestCa {
-        cert_pem,
-        issuer: rcgen::Issuer::new(p, key),
-    }
+    TestCa::with(params(cn), key).expect("ca")
 }
 
 fn device_cert(ca: &TestCa, cn: &str) -> String {
     let key = ec_keypair(&PKCS_ECDSA_P256_SHA256);
-    params(cn).signed_by(&key, &ca.issuer).expect("cert").pem()
+    params(cn).signed_by(&key, ca.issuer()).expect("cert").pem()
 }
 
 #[rstest]
@@ -1009,9 +929,9 @@ fn device_cert(ca: &TestCa, cn: &str) -> String {
 fn certificate_issued_by_the_ca_verifies(#[case] ca_key: KeyPair) {
     let ca = test_ca("fleet ca", ca_key);
     let cert = device_cert(&ca, "thing-1");
-    assert_eq!(verify_issued_by(&cert, &ca.cert_pem), Ok(()));
+    assert_eq!(verify_issued_by(&cert, &ca.pem), Ok(()));
     // and a CA is (self-)issued by itself
-    assert_eq!(verify_issued_by(&ca.cert_pem, &ca.cert_pem), Ok(()));
+    assert_eq!(verify_issued_by(&ca.pem, &ca.pem), Ok(()));
 }
 
 #[test]
@@ -1020,7 +940,7 @@ fn certificate_from_an_impostor_ca_with_the_same_name_is_a_bad_signature() {
     let impostor = test_ca("fleet ca", ec_keypair(&PKCS_ECDSA_P256_SHA256));
     let cert = device_cert(&impostor, "thing-1");
     assert_eq!(
-        verify_issued_by(&cert, &real.cert_pem),
+        verify_issued_by(&cert, &real.pem),
         Err(IssuerError::BadSignature)
     );
 }
@@ -1030,7 +950,7 @@ fn certificate_from_another_ca_is_a_name_mismatch() {
     let ours = test_ca("fleet ca", ec_keypair(&PKCS_ECDSA_P256_SHA256));
     let other = test_ca("other ca", ec_keypair(&PKCS_ECDSA_P256_SHA256));
     let cert = device_cert(&other, "thing-1");
-    let err = verify_issued_by(&cert, &ours.cert_pem).unwrap_err();
+    let err = verify_issued_by(&cert, &ours.pem).unwrap_err();
     assert!(
         matches!(&err, IssuerError::NameMismatch { issuer, ca_subject }
             if issuer.contains("CN=other ca") && ca_subject.contains("CN=fleet ca")),
@@ -1045,7 +965,7 @@ fn certificate_with_a_flipped_signature_bit_is_a_bad_signature() {
     let last = der.len() - 1;
     der[last] ^= 0x01;
     assert_eq!(
-        verify_issued_by(&to_pem("CERTIFICATE", &der), &ca.cert_pem),
+        verify_issued_by(&to_pem("CERTIFICATE", &der), &ca.pem),
         Err(IssuerError::BadSignature)
     );
 }
@@ -1055,7 +975,7 @@ fn unreadable_inputs_say_which_certificate_is_wrong() {
     let ca = test_ca("fleet ca", ec_keypair(&PKCS_ECDSA_P256_SHA256));
     let cert = device_cert(&ca, "thing-1");
     assert!(matches!(
-        verify_issued_by("nope", &ca.cert_pem),
+        verify_issued_by("nope", &ca.pem),
         Err(IssuerError::Certificate(CertError::NotPem { .. }))
     ));
     assert!(matches!(
@@ -1069,7 +989,7 @@ fn ed25519_ca_is_an_unsupported_signature_algorithm() {
     let ca = test_ca("fleet ca", ec_keypair(&PKCS_ED25519));
     let cert = device_cert(&ca, "thing-1");
     assert_eq!(
-        verify_issued_by(&cert, &ca.cert_pem),
+        verify_issued_by(&cert, &ca.pem),
         Err(IssuerError::UnsupportedSignatureAlgorithm {
             oid: "1.3.101.112".into()
         })

@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::status::CertificateStatus;
+
 /// Longest thing name AWS IoT accepts.
 pub const MAX_THING_NAME_LEN: usize = 128;
 
@@ -32,8 +34,8 @@ pub struct JitrInput<'a> {
 pub struct CertificateDescription<'a> {
     /// The certificate's id.
     pub certificate_id: &'a str,
-    /// Status as AWS returns it: `PENDING_ACTIVATION`, `ACTIVE`, `INACTIVE`, `REVOKED`, ...
-    pub status: &'a str,
+    /// Its status: `PENDING_ACTIVATION`, `ACTIVE`, `INACTIVE`, `REVOKED`, ...
+    pub status: &'a CertificateStatus,
     /// The CA that signed it, if AWS reports one.
     pub ca_certificate_id: Option<&'a str>,
     /// Start of validity (ms since the Unix epoch).
@@ -353,13 +355,13 @@ fn check<'a>(input: &JitrInput<'a>, config: &JitrConfig) -> Result<(&'a str, boo
         return Err(JitrRejection::PolicyNameMissing);
     }
     let active = match cert.status {
-        "PENDING_ACTIVATION" => false,
-        "ACTIVE" => true,
-        "REVOKED" => return Err(JitrRejection::Revoked),
-        "INACTIVE" => return Err(JitrRejection::Inactive),
+        CertificateStatus::PendingActivation => false,
+        CertificateStatus::Active => true,
+        CertificateStatus::Revoked => return Err(JitrRejection::Revoked),
+        CertificateStatus::Inactive => return Err(JitrRejection::Inactive),
         other => {
             return Err(JitrRejection::UnexpectedStatus {
-                status: other.to_owned(),
+                status: other.as_str().to_owned(),
             });
         }
     };
@@ -399,7 +401,7 @@ mod tests {
             ca_certificate_id: "ca-1",
             certificate: CertificateDescription {
                 certificate_id: "cert-1",
-                status: "PENDING_ACTIVATION",
+                status: &CertificateStatus::PendingActivation,
                 ca_certificate_id: Some("ca-1"),
                 not_before_ms: NOW - 1_000,
                 not_after_ms: NOW + 1_000,
@@ -441,7 +443,7 @@ mod tests {
     #[test]
     fn a_repeated_event_for_an_active_certificate_only_ensures_attachments() {
         let mut i = input();
-        i.certificate.status = "ACTIVE";
+        i.certificate.status = &CertificateStatus::Active;
         assert_eq!(
             decide(&i, &JitrConfig::default()),
             JitrDecision::AlreadyActive {
@@ -501,9 +503,9 @@ mod tests {
     #[case::ca_inactive(|i: &mut In, _: &mut JitrConfig| i.ca.status = "INACTIVE", "ca_not_active")]
     #[case::auto_registration_off(|i: &mut In, _: &mut JitrConfig| i.ca.auto_registration_status = "DISABLE", "auto_registration_disabled")]
     #[case::no_policy(|_: &mut In, c: &mut JitrConfig| c.policy_name = String::new(), "policy_name_missing")]
-    #[case::revoked(|i: &mut In, _: &mut JitrConfig| i.certificate.status = "REVOKED", "revoked")]
-    #[case::inactive(|i: &mut In, _: &mut JitrConfig| i.certificate.status = "INACTIVE", "inactive")]
-    #[case::pending_transfer(|i: &mut In, _: &mut JitrConfig| i.certificate.status = "PENDING_TRANSFER", "unexpected_status")]
+    #[case::revoked(|i: &mut In, _: &mut JitrConfig| i.certificate.status = &CertificateStatus::Revoked, "revoked")]
+    #[case::inactive(|i: &mut In, _: &mut JitrConfig| i.certificate.status = &CertificateStatus::Inactive, "inactive")]
+    #[case::pending_transfer(|i: &mut In, _: &mut JitrConfig| i.certificate.status = &CertificateStatus::PendingTransfer, "unexpected_status")]
     #[case::expired(|i: &mut In, _: &mut JitrConfig| i.now_ms = i.certificate.not_after_ms + 1, "expired")]
     #[case::not_yet_valid(|i: &mut In, _: &mut JitrConfig| i.now_ms = i.certificate.not_before_ms - 1, "not_yet_valid")]
     #[case::no_cn(|i: &mut In, _: &mut JitrConfig| i.certificate.subject_cn = None, "missing_subject_cn")]
@@ -521,7 +523,7 @@ mod tests {
     #[test]
     fn an_inactive_ca_is_rejected_even_for_an_active_certificate() {
         let mut i = input();
-        i.certificate.status = "ACTIVE";
+        i.certificate.status = &CertificateStatus::Active;
         i.ca.status = "INACTIVE";
         insta::assert_snapshot!(
             rejection(&i, &JitrConfig::default()).to_string(),

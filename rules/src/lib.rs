@@ -6,6 +6,7 @@
 
 pub mod contracts;
 pub mod csr;
+pub mod device_policy;
 pub mod functions;
 pub mod iam;
 pub mod jitr;
@@ -15,6 +16,7 @@ pub mod policy_check;
 pub mod rotation;
 pub mod routes;
 pub mod sql;
+pub mod status;
 pub mod topic;
 
 #[cfg(target_arch = "wasm32")]

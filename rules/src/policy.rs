@@ -1,5 +1,5 @@
-//! AWS IoT Core policy documents and their evaluation, and fleetcert's
-//! device policy.
+//! AWS IoT Core policy documents and their evaluation (fleetcert's own
+//! device policy is [`crate::device_policy`]).
 //!
 //! The evaluator implements the subset of AWS IoT policy semantics that
 //! fleetcert's device policy and the emulator need:
@@ -32,8 +32,6 @@ use std::fmt;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use crate::topic::{MANAGEMENT_PREFIX, MessageKind};
 
 /// The only policy language version accepted; policy variables need it.
 pub const POLICY_VERSION: &str = "2012-10-17";
@@ -446,11 +444,11 @@ impl Condition {
 /// One statement of a policy document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
-    sid: Option<String>,
-    effect: Effect,
-    actions: Vec<String>,
-    resources: Vec<String>,
-    conditions: Vec<Condition>,
+    pub(crate) sid: Option<String>,
+    pub(crate) effect: Effect,
+    pub(crate) actions: Vec<String>,
+    pub(crate) resources: Vec<String>,
+    pub(crate) conditions: Vec<Condition>,
 }
 
 impl Statement {
@@ -1055,68 +1053,9 @@ impl ArnScope {
     }
 }
 
-/// The messages a device publishes.
-const DEVICE_PUBLISHES: [MessageKind; 3] = [
-    MessageKind::CsrRes,
-    MessageKind::CrtAck,
-    MessageKind::CrtErr,
-];
-
-/// The messages a device subscribes to and receives.
-const DEVICE_RECEIVES: [MessageKind; 2] = [MessageKind::CsrReq, MessageKind::Crt];
-
-/// fleetcert's device policy, the one attached to every device certificate.
-///
-/// Least privilege: a device may connect only with its own thing name as
-/// client id, publish only its own `csr_res`, `crt_ack`, `crt_err`,
-/// subscribe to and receive only its own `csr_req` and `crt`, and nothing at
-/// all unless its certificate is attached to that thing. Infra synthesizes
-/// it with [`ArnScope::cloudformation`]; the only `${` in it are that
-/// scope's and the `${iot:…}` policy variables, which `Fn::Sub` needs
-/// escaped as `${!iot:…}`.
-pub fn device_policy(scope: &ArnScope) -> PolicyDocument {
-    let thing = ContextKey::ThingName.variable();
-    let own = |kind: MessageKind| format!("{MANAGEMENT_PREFIX}{thing}/{}", kind.suffix());
-    let attached = Condition::bool(ContextKey::IsAttached, true);
-    let statement = |sid: &str, action: Action, resources: Vec<String>| Statement {
-        sid: Some(sid.to_owned()),
-        effect: Effect::Allow,
-        actions: vec![action.as_str().to_owned()],
-        resources,
-        conditions: vec![attached.clone()],
-    };
-    PolicyDocument::new(vec![
-        statement(
-            "ConnectAsOwnThing",
-            Action::Connect,
-            vec![scope.client_arn(&thing)],
-        ),
-        statement(
-            "PublishOwnReplies",
-            Action::Publish,
-            DEVICE_PUBLISHES
-                .iter()
-                .map(|k| scope.topic_arn(&own(*k)))
-                .collect(),
-        ),
-        statement(
-            "SubscribeOwnRequests",
-            Action::Subscribe,
-            DEVICE_RECEIVES
-                .iter()
-                .map(|k| scope.topicfilter_arn(&own(*k)))
-                .collect(),
-        ),
-        statement(
-            "ReceiveOwnRequests",
-            Action::Receive,
-            DEVICE_RECEIVES
-                .iter()
-                .map(|k| scope.topic_arn(&own(*k)))
-                .collect(),
-        ),
-    ])
-}
+/// fleetcert's own device policy lives beside the evaluator
+/// ([`crate::device_policy`]); re-exported where it always was.
+pub use crate::device_policy::device_policy;
 
 #[cfg(test)]
 #[path = "policy_tests.rs"]

@@ -1,6 +1,7 @@
 use rstest::rstest;
 
 use super::*;
+use crate::topic::MessageKind;
 
 fn scope() -> ArnScope {
     ArnScope {

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emulator::{
-    ChannelSink, Deployment, Emulator, EmulatorConfig, Invocation, MemRegistry, MqttLimits,
-    RuleSink,
+    ChannelSink, Deployment, Emulator, EmulatorConfig, Invocation, MqttLimits, RuleSink,
+    StandaloneRegistry,
 };
 use futures_util::{SinkExt, StreamExt};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rumqttc::mqttbytes::v4::Codec;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Transport};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -26,64 +25,24 @@ pub const DEVICE_POLICY: &str = "DevicePolicy";
 
 /// The template `cargo run -- synth` writes, built in process by `infra`.
 pub fn synthesized(jitr_ca_ids: &[String]) -> Deployment {
-    let mut config = infra::config::Config::default();
-    config.jitr.ca_certificate_ids = jitr_ca_ids.to_vec();
-    let validated = config.validate().unwrap_or_else(|e| panic!("{e}"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let assets: Vec<_> = infra::assembly::lambda_assets(dir.path())
-        .into_iter()
-        .map(|(a, _)| a)
-        .collect();
-    let template = infra::assembly::template(&validated, &assets).unwrap_or_else(|e| panic!("{e}"));
+    let template = infra::assembly::default_template(jitr_ca_ids).unwrap_or_else(|e| panic!("{e}"));
     Deployment::from_template(&template, &Deployment::default_scope())
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A CA that signs device certificates.
-pub struct TestCa {
-    pub pem: String,
-    issuer: Issuer<'static, KeyPair>,
+/// The test CA (one for every test of the workspace).
+pub use test_support::TestCa;
+
+/// A device's certificate and key ([`TestCa::device`]).
+pub type Device = test_support::DeviceCert;
+
+/// The emulator's id of a device's certificate.
+pub trait DeviceId {
+    fn id(&self) -> String;
 }
 
-impl TestCa {
-    pub fn new(name: &str) -> TestCa {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let cert = params.self_signed(&key).expect("ca");
-        TestCa {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A device certificate for `thing` (CN = thing).
-    pub fn device(&self, thing: &str) -> Device {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, thing);
-        let cert = params.signed_by(&key, &self.issuer).expect("device cert");
-        Device {
-            thing: thing.to_owned(),
-            cert_pem: cert.pem(),
-            cert_der: cert.der().to_vec(),
-            key_der: key.serialize_der(),
-        }
-    }
-}
-
-/// A device's certificate and key.
-#[derive(Clone)]
-pub struct Device {
-    pub thing: String,
-    pub cert_pem: String,
-    pub cert_der: Vec<u8>,
-    pub key_der: Vec<u8>,
-}
-
-impl Device {
-    pub fn id(&self) -> String {
+impl DeviceId for Device {
+    fn id(&self) -> String {
         emulator::registry::certificate_id_of_der(&self.cert_der)
     }
 }
@@ -91,7 +50,7 @@ impl Device {
 /// An emulator with a registry and a channel sink.
 pub struct Harness {
     pub emulator: Emulator,
-    pub registry: Arc<MemRegistry>,
+    pub registry: Arc<StandaloneRegistry>,
     pub invocations: UnboundedReceiver<Invocation>,
     pub ca: TestCa,
 }
@@ -102,7 +61,7 @@ impl Harness {
     }
 
     pub async fn start_with_jitr(jitr_ca_ids: &[String]) -> Harness {
-        let registry = Arc::new(MemRegistry::new());
+        let registry = Arc::new(StandaloneRegistry::new());
         let (sink, invocations) = ChannelSink::new();
         let emulator = Emulator::start(
             EmulatorConfig::default(),
@@ -116,7 +75,7 @@ impl Harness {
             emulator,
             registry,
             invocations,
-            ca: TestCa::new("fleetcert test device CA"),
+            ca: TestCa::new("fleetcert test device CA").expect("ca"),
         }
     }
 
@@ -133,7 +92,7 @@ impl Harness {
         sink: Arc<dyn RuleSink>,
         invocations: UnboundedReceiver<Invocation>,
     ) -> Harness {
-        let registry = Arc::new(MemRegistry::new());
+        let registry = Arc::new(StandaloneRegistry::new());
         let emulator = Emulator::start(
             EmulatorConfig {
                 limits,
@@ -149,13 +108,13 @@ impl Harness {
             emulator,
             registry,
             invocations,
-            ca: TestCa::new("fleetcert test device CA"),
+            ca: TestCa::new("fleetcert test device CA").expect("ca"),
         }
     }
 
     /// A thing with an ACTIVE certificate, attached, with the device policy.
     pub fn provision(&self, thing: &str) -> Device {
-        let device = self.ca.device(thing);
+        let device = self.ca.device(thing).expect("device");
         let id = self
             .registry
             .register_certificate(&device.cert_pem, emulator::CertificateStatus::Active)

@@ -5,16 +5,16 @@
 //! audit role may not read the certificates), nothing can rotate: support
 //! is told, once per notification.
 
-use rules::contracts::{Contract, Message, RotationWork, validate};
+use rules::contracts::{RotationWork, SnsEvent};
+use rules::functions::Function;
 
 use super::{
-    HandlerError, Outcome, PageBudget, SupportNotice, contract_rejection, done, notify, port,
-    reject,
+    HandlerError, Outcome, PageBudget, SupportNotice, done, notify, parse_event, port, reject,
 };
 use crate::config::Config;
 use crate::ports::{IotRegistry, MAX_QUEUE_BATCH, Operation, Ports, QueueMessage, WorkQueue};
 
-const FUNCTION: &str = "audit-fanout";
+const FUNCTION: Function = Function::AuditFanout;
 /// How many times a batch's failed entries are sent again.
 const ENTRY_RETRIES: usize = 3;
 
@@ -29,10 +29,9 @@ pub async fn handle<P: Ports>(
     payload: &[u8],
     _now_ms: i64,
 ) -> Result<Outcome, HandlerError> {
-    let event = match validate(Contract::SnsEvent, payload) {
-        Ok(Message::SnsEvent(e)) => e,
-        Ok(_) => return Ok(reject(FUNCTION, "invalid_payload", "not an sns event")),
-        Err(e) => return Ok(contract_rejection(FUNCTION, &e)),
+    let event: SnsEvent = match parse_event(FUNCTION, payload) {
+        Ok(e) => e,
+        Err(outcome) => return Ok(outcome),
     };
     if event.records.is_empty() {
         return Ok(reject(
@@ -177,7 +176,7 @@ async fn send<P: Ports>(ports: &P, batch: &[QueueMessage]) -> Result<(), Handler
             && !last.error.is_retryable()
         {
             return Err(HandlerError::QueueRejected {
-                function: FUNCTION,
+                function: FUNCTION.name(),
                 failed: failed.len(),
                 last_error: last.error.clone(),
             });
@@ -187,14 +186,14 @@ async fn send<P: Ports>(ports: &P, batch: &[QueueMessage]) -> Result<(), Handler
             && pending.is_empty()
         {
             return Err(HandlerError::QueueRejected {
-                function: FUNCTION,
+                function: FUNCTION.name(),
                 failed: failed.len(),
                 last_error: last.error.clone(),
             });
         }
     }
     Err(HandlerError::QueueRejected {
-        function: FUNCTION,
+        function: FUNCTION.name(),
         failed: pending.len(),
         last_error: crate::ports::PortError::Transient {
             operation: crate::ports::Operation::SendMessageBatch,

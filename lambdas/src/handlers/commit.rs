@@ -2,17 +2,15 @@
 //! certificate: COMMITTED, then the old certificate's policies and thing
 //! detached, deactivated, deleted.
 
-use rules::contracts::{Contract, Message, validate};
+use rules::contracts::CrtAckRuleEvent;
+use rules::functions::Function;
 use rules::rotation::Event;
 
-use super::{
-    HandlerError, Outcome, advance, contract_rejection, done, find_device_rotation, reject,
-    run_actions,
-};
+use super::{HandlerError, Outcome, advance, device_event, done, reject, run_actions};
 use crate::config::Config;
 use crate::ports::Ports;
 
-const FUNCTION: &str = "commit";
+const FUNCTION: Function = Function::Commit;
 
 /// Handles one `crt_ack` rule event (raw JSON).
 ///
@@ -25,25 +23,11 @@ pub async fn handle<P: Ports>(
     payload: &[u8],
     now_ms: i64,
 ) -> Result<Outcome, HandlerError> {
-    let event = match validate(Contract::CrtAckRuleEvent, payload) {
-        Ok(Message::CrtAckRuleEvent(e)) => e,
-        Ok(_) => {
-            return Ok(reject(
-                FUNCTION,
-                "invalid_payload",
-                "not a crt_ack rule event",
-            ));
-        }
-        Err(e) => return Ok(contract_rejection(FUNCTION, &e)),
+    let (event, row) = match device_event::<CrtAckRuleEvent, _>(ports, FUNCTION, payload).await? {
+        Ok(found) => found,
+        Err(outcome) => return Ok(outcome),
     };
-    let thing = event.clientid.as_str();
     let rotation_id = event.rotation_id.as_ref().map(|r| r.as_str());
-    let topic_client_id = event.topic_client_id.as_str();
-    let row =
-        match find_device_rotation(ports, FUNCTION, thing, topic_client_id, rotation_id).await? {
-            Ok(row) => row,
-            Err(outcome) => return Ok(outcome),
-        };
     let ack = Event::Ack {
         principal: event.principal.as_str().to_owned(),
         rotation_id: rotation_id.map(str::to_owned),

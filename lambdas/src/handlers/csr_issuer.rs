@@ -4,18 +4,18 @@
 //! thing attached → ACTIVE → `crt`. A duplicate `csr_res` re-sends the
 //! certificate already issued.
 
-use rules::contracts::{Contract, Message, validate};
+use rules::contracts::CsrResRuleEvent;
 use rules::csr::{CsrCheck, inspect_certificate, inspect_csr};
+use rules::functions::Function;
 use rules::rotation::{Event, Rotation, RotationState};
 
 use super::{
-    HandlerError, Outcome, advance, contract_rejection, done, find_device_rotation, reject,
-    remove_certificate, run_actions,
+    HandlerError, Outcome, advance, device_event, done, reject, remove_certificate, run_actions,
 };
 use crate::config::Config;
 use crate::ports::{IotRegistry, Ports, RotationStore};
 
-const FUNCTION: &str = "csr-issuer";
+const FUNCTION: Function = Function::CsrIssuer;
 
 /// A CSR the policy refuses (unreadable, a bad signature, a key or subject
 /// it does not accept) ends a rotation that waits for one at once: FAILED
@@ -59,25 +59,12 @@ pub async fn handle<P: Ports>(
     payload: &[u8],
     now_ms: i64,
 ) -> Result<Outcome, HandlerError> {
-    let event = match validate(Contract::CsrResRuleEvent, payload) {
-        Ok(Message::CsrResRuleEvent(e)) => e,
-        Ok(_) => {
-            return Ok(reject(
-                FUNCTION,
-                "invalid_payload",
-                "not a csr_res rule event",
-            ));
-        }
-        Err(e) => return Ok(contract_rejection(FUNCTION, &e)),
+    let (event, row) = match device_event::<CsrResRuleEvent, _>(ports, FUNCTION, payload).await? {
+        Ok(found) => found,
+        Err(outcome) => return Ok(outcome),
     };
     let thing = event.clientid.as_str();
     let rotation_id = event.rotation_id.as_ref().map(|r| r.as_str());
-    let topic_client_id = event.topic_client_id.as_str();
-    let row =
-        match find_device_rotation(ports, FUNCTION, thing, topic_client_id, rotation_id).await? {
-            Ok(row) => row,
-            Err(outcome) => return Ok(outcome),
-        };
     let csr_pem = event.csr.as_str();
     let info = match inspect_csr(csr_pem) {
         Ok(i) => i,
@@ -94,7 +81,7 @@ pub async fn handle<P: Ports>(
         Err(e) if e.is_not_found() => None,
         Err(e) => {
             return Err(HandlerError::Port {
-                function: FUNCTION,
+                function: FUNCTION.name(),
                 source: e,
             });
         }
@@ -160,7 +147,7 @@ async fn issue<P: Ports>(
         Err(e) => {
             release_claim(ports, claimed).await;
             return Err(HandlerError::Port {
-                function: FUNCTION,
+                function: FUNCTION.name(),
                 source: e,
             });
         }
@@ -180,7 +167,7 @@ async fn issue<P: Ports>(
             // hand the claim back, so the retry starts over.
             if let Err(cleanup) = remove_certificate(ports, FUNCTION, &created.certificate_id).await
             {
-                tracing::error!(function = FUNCTION, certificate_id = %created.certificate_id, error = %cleanup, "could not remove an unrecorded certificate");
+                tracing::error!(function = FUNCTION.name(), certificate_id = %created.certificate_id, error = %cleanup, "could not remove an unrecorded certificate");
             }
             release_claim(ports, claimed).await;
             return Err(e);
@@ -218,6 +205,6 @@ async fn release_claim<P: Ports>(ports: &P, claimed: &Rotation) {
         ..claimed.clone()
     };
     if let Err(e) = ports.store().update(claimed, &released).await {
-        tracing::error!(function = FUNCTION, rotation_id = %claimed.rotation_id, error = %e, "could not release the issuing claim");
+        tracing::error!(function = FUNCTION.name(), rotation_id = %claimed.rotation_id, error = %e, "could not release the issuing claim");
     }
 }

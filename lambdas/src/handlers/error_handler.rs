@@ -2,17 +2,17 @@
 //! removed (if issued) → FAILED → a support notification with the thing,
 //! the rotation, the device's error and what was cleaned up.
 
-use rules::contracts::{Contract, Message, validate};
+use rules::contracts::CrtErrRuleEvent;
+use rules::functions::Function;
 use rules::rotation::Event;
 
 use super::{
-    HandlerError, IssueContext, Outcome, advance, contract_rejection, done, find_device_rotation,
-    reject, run_actions,
+    HandlerError, IssueContext, Outcome, advance, device_event, done, reject, run_actions,
 };
 use crate::config::Config;
 use crate::ports::Ports;
 
-const FUNCTION: &str = "error-handler";
+const FUNCTION: Function = Function::ErrorHandler;
 
 /// Handles one `crt_err` rule event (raw JSON).
 ///
@@ -25,25 +25,11 @@ pub async fn handle<P: Ports>(
     payload: &[u8],
     now_ms: i64,
 ) -> Result<Outcome, HandlerError> {
-    let event = match validate(Contract::CrtErrRuleEvent, payload) {
-        Ok(Message::CrtErrRuleEvent(e)) => e,
-        Ok(_) => {
-            return Ok(reject(
-                FUNCTION,
-                "invalid_payload",
-                "not a crt_err rule event",
-            ));
-        }
-        Err(e) => return Ok(contract_rejection(FUNCTION, &e)),
+    let (event, row) = match device_event::<CrtErrRuleEvent, _>(ports, FUNCTION, payload).await? {
+        Ok(found) => found,
+        Err(outcome) => return Ok(outcome),
     };
-    let thing = event.clientid.as_str();
     let rotation_id = event.rotation_id.as_ref().map(|r| r.as_str());
-    let topic_client_id = event.topic_client_id.as_str();
-    let row =
-        match find_device_rotation(ports, FUNCTION, thing, topic_client_id, rotation_id).await? {
-            Ok(row) => row,
-            Err(outcome) => return Ok(outcome),
-        };
     // The error must come over a certificate the device may keep: an error
     // sent over the new certificate would have it deleted under the device.
     if row.state.is_open() && row.state.new_certificate_id() == Some(event.principal.as_str()) {

@@ -4,17 +4,18 @@
 //! event repeats while the certificate is pending: every step is
 //! idempotent. A rejected certificate is set REVOKED and reported.
 
-use rules::contracts::{Contract, Message, validate};
+use rules::contracts::JitrRegistrationEvent;
 use rules::csr::inspect_certificate;
+use rules::functions::Function;
 use rules::jitr::{
     CaDescription, CertificateDescription, JitrDecision, JitrInput, JitrRejection, decide,
 };
 
-use super::{HandlerError, Outcome, SupportNotice, contract_rejection, done, notify, port, reject};
+use super::{HandlerError, Outcome, SupportNotice, done, notify, parse_event, port, reject};
 use crate::config::Config;
 use crate::ports::{CertificateStatus, IotRegistry, Ports};
 
-const FUNCTION: &str = "jitr-activator";
+const FUNCTION: Function = Function::JitrActivator;
 
 /// Handles one JITR registration event (raw JSON).
 ///
@@ -28,16 +29,9 @@ pub async fn handle<P: Ports>(
     payload: &[u8],
     now_ms: i64,
 ) -> Result<Outcome, HandlerError> {
-    let event = match validate(Contract::JitrRegistrationEvent, payload) {
-        Ok(Message::JitrRegistrationEvent(e)) => e,
-        Ok(_) => {
-            return Ok(reject(
-                FUNCTION,
-                "invalid_payload",
-                "not a jitr registration event",
-            ));
-        }
-        Err(e) => return Ok(contract_rejection(FUNCTION, &e)),
+    let event: JitrRegistrationEvent = match parse_event(FUNCTION, payload) {
+        Ok(e) => e,
+        Err(outcome) => return Ok(outcome),
     };
     let registry = ports.registry();
     let cert_id = event.certificate_id.as_str();
@@ -53,7 +47,7 @@ pub async fn handle<P: Ports>(
         }
         Err(e) => {
             return Err(HandlerError::Port {
-                function: FUNCTION,
+                function: FUNCTION.name(),
                 source: e,
             });
         }
@@ -69,7 +63,7 @@ pub async fn handle<P: Ports>(
         }
         Err(e) => {
             return Err(HandlerError::Port {
-                function: FUNCTION,
+                function: FUNCTION.name(),
                 source: e,
             });
         }
@@ -83,7 +77,7 @@ pub async fn handle<P: Ports>(
         ca_certificate_id: ca_id,
         certificate: CertificateDescription {
             certificate_id: &cert.certificate_id,
-            status: cert.status.as_str(),
+            status: &cert.status,
             ca_certificate_id: cert.ca_certificate_id.as_deref(),
             not_before_ms: cert.not_before_ms,
             not_after_ms: cert.not_after_ms,
@@ -128,7 +122,7 @@ pub async fn handle<P: Ports>(
         }
         Err(e) => {
             return Err(HandlerError::Port {
-                function: FUNCTION,
+                function: FUNCTION.name(),
                 source: e,
             });
         }

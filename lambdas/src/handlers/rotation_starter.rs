@@ -3,20 +3,20 @@
 //! is not started twice) → `csr_req`. Expired certificates go to support.
 //! Failures are reported per message (`batchItemFailures`).
 
-use rules::contracts::{Contract, CsrReq, Message, RotationId, RotationWork, validate};
+use rules::contracts::{CsrReq, RotationId, RotationWork};
+use rules::functions::Function;
 use rules::rotation::{Rotation, RotationState};
 use rules::topic::{MessageKind, management_topic};
 use sha2::{Digest, Sha256};
 
 use super::{
-    HandlerError, Outcome, SupportNotice, all_things, contract_rejection, done, notify, port,
-    reject,
+    HandlerError, Outcome, SupportNotice, all_things, done, notify, parse_event, port, reject,
 };
 use crate::config::Config;
 use crate::events::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use crate::ports::{CertificateStatus, IotRegistry, Ports, Publisher, RotationStore};
 
-const FUNCTION: &str = "rotation-starter";
+const FUNCTION: Function = Function::RotationStarter;
 
 /// What the starter did with a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub async fn handle<P: Ports>(
     for record in &event.records {
         let result = start_one(ports, cfg, record.body.as_bytes(), now_ms).await;
         if let Err(e) = &result {
-            tracing::warn!(function = FUNCTION, message_id = %record.message_id, error = %e, "message failed");
+            tracing::warn!(function = FUNCTION.name(), message_id = %record.message_id, error = %e, "message failed");
             response.batch_item_failures.push(BatchItemFailure {
                 item_identifier: record.message_id.clone(),
             });
@@ -87,10 +87,9 @@ pub async fn start_one<P: Ports>(
     body: &[u8],
     now_ms: i64,
 ) -> Result<Outcome, HandlerError> {
-    let work: RotationWork = match validate(Contract::RotationWork, body) {
-        Ok(Message::RotationWork(w)) => w,
-        Ok(_) => return Ok(reject(FUNCTION, "invalid_payload", "not rotation work")),
-        Err(e) => return Ok(contract_rejection(FUNCTION, &e)),
+    let work: RotationWork = match parse_event(FUNCTION, body) {
+        Ok(w) => w,
+        Err(outcome) => return Ok(outcome),
     };
     let old_id = work.certificate_id.as_str();
     let cert = match ports.registry().describe_certificate(old_id).await {
@@ -104,7 +103,7 @@ pub async fn start_one<P: Ports>(
         }
         Err(e) => {
             return Err(HandlerError::Port {
-                function: FUNCTION,
+                function: FUNCTION.name(),
                 source: e,
             });
         }
@@ -196,7 +195,7 @@ pub async fn start_one<P: Ports>(
         }
         Err(e) => {
             return Err(HandlerError::Port {
-                function: FUNCTION,
+                function: FUNCTION.name(),
                 source: e,
             });
         }
@@ -211,7 +210,7 @@ pub async fn start_one<P: Ports>(
 /// Publishes the row's `csr_req` (QoS 1) to its thing.
 pub(crate) async fn publish_csr_req<P: Ports>(
     ports: &P,
-    function: &'static str,
+    function: Function,
     row: &Rotation,
 ) -> Result<(), HandlerError> {
     let request = CsrReq {

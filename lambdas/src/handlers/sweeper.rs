@@ -10,6 +10,7 @@
 //! rotation expires and the next audit. One sweep acts on at most
 //! `SWEEP_MAX_ROWS` rows, the most overdue first; the next sweep goes on.
 
+use rules::functions::Function;
 use rules::rotation::{Event, Rotation, RotationState};
 
 use super::rotation_starter::publish_csr_req;
@@ -20,7 +21,7 @@ use crate::config::Config;
 use crate::events::ScheduledEvent;
 use crate::ports::{CertificateStatus, IotRegistry, Operation, Ports, RotationStore};
 
-const FUNCTION: &str = "sweeper";
+const FUNCTION: Function = Function::Sweeper;
 
 /// Handles one scheduled event (raw JSON): every page of due rotations.
 ///
@@ -72,7 +73,7 @@ pub async fn handle<P: Ports>(
                     Ok(true) => resent += 1,
                     Ok(false) => {}
                     Err(e) => {
-                        tracing::warn!(function = FUNCTION, %rotation_id, error = %e, "re-send failed");
+                        tracing::warn!(function = FUNCTION.name(), %rotation_id, error = %e, "re-send failed");
                         failed += 1;
                         first_error.get_or_insert(e);
                     }
@@ -82,7 +83,7 @@ pub async fn handle<P: Ports>(
             let new_certificate_unsent = match never_sent(ports, &row).await {
                 Ok(unsent) => unsent,
                 Err(e) => {
-                    tracing::warn!(function = FUNCTION, %rotation_id, error = %e, "sweep failed");
+                    tracing::warn!(function = FUNCTION.name(), %rotation_id, error = %e, "sweep failed");
                     failed += 1;
                     first_error.get_or_insert(e);
                     continue;
@@ -97,7 +98,7 @@ pub async fn handle<P: Ports>(
                     .await
                     .map(|()| true),
                 Ok(Err(rejection)) => {
-                    tracing::info!(function = FUNCTION, %rotation_id, reason = %rejection, "not expired");
+                    tracing::info!(function = FUNCTION.name(), %rotation_id, reason = %rejection, "not expired");
                     Ok(false)
                 }
                 Err(e) => Err(e),
@@ -106,7 +107,7 @@ pub async fn handle<P: Ports>(
                 Ok(true) => expired += 1,
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(function = FUNCTION, %rotation_id, error = %e, "sweep failed");
+                    tracing::warn!(function = FUNCTION.name(), %rotation_id, error = %e, "sweep failed");
                     failed += 1;
                     first_error.get_or_insert(e);
                 }
@@ -166,9 +167,9 @@ async fn resend<P: Ports>(ports: &P, row: &Rotation, now_ms: i64) -> Result<bool
         ..row.clone()
     };
     if let Err(e) = ports.store().update(row, &marked).await {
-        tracing::info!(function = FUNCTION, rotation_id = %row.rotation_id, error = %e, "sent again; the mark was not written (the row moved on, or the write failed)");
+        tracing::info!(function = FUNCTION.name(), rotation_id = %row.rotation_id, error = %e, "sent again; the mark was not written (the row moved on, or the write failed)");
     }
-    tracing::info!(function = FUNCTION, rotation_id = %row.rotation_id, state = %row.state, "message sent again");
+    tracing::info!(function = FUNCTION.name(), rotation_id = %row.rotation_id, state = %row.state, "message sent again");
     Ok(true)
 }
 

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
 
 use lambdas::config::Config;
 use lambdas::memory::MemoryPorts;
@@ -12,7 +11,6 @@ use rcgen::{CertificateParams, DnType, KeyPair};
 use rules::functions::Function;
 use rules::rotation::{CertificateFacts, check_invariants};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 pub const POLICY: &str = "fleetcert-device";
 pub const TASK: &str = "task-0001";
@@ -40,57 +38,9 @@ pub fn csr_pem(key: &KeyPair, cn: &str) -> String {
         .expect("csr pem")
 }
 
-/// Deterministic SHA-256 counter-mode bytes for throw-away RSA test keys.
-struct TestRng {
-    seed: u64,
-    counter: u64,
-    buf: Vec<u8>,
-}
-
-impl rsa::rand_core::TryRng for TestRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        let mut b = [0; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        let mut b = [0; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for byte in dst {
-            if self.buf.is_empty() {
-                let mut h = Sha256::new();
-                h.update(self.seed.to_le_bytes());
-                h.update(self.counter.to_le_bytes());
-                self.counter += 1;
-                self.buf = h.finalize().to_vec();
-            }
-            *byte = self.buf.pop().expect("refilled above");
-        }
-        Ok(())
-    }
-}
-
-impl rsa::rand_core::TryCryptoRng for TestRng {}
-
-/// An RSA-2048 key (generated once per test binary).
+/// The RSA-2048 test key (generated once per test binary).
 pub fn rsa2048_key() -> KeyPair {
-    use rsa::pkcs8::EncodePrivateKey;
-    static KEY: OnceLock<Vec<u8>> = OnceLock::new();
-    let der = KEY.get_or_init(|| {
-        let mut rng = TestRng {
-            seed: 2048,
-            counter: 0,
-            buf: Vec::new(),
-        };
-        let key = rsa::PrivateKey::new(&mut rng, 2048).expect("rsa key");
-        key.to_pkcs8_der().expect("pkcs8").as_bytes().to_vec()
-    });
-    KeyPair::from_pkcs8_der_and_sign_algo(&der.as_slice().into(), &rcgen::PKCS_RSA_SHA256)
-        .expect("rcgen rsa key")
+    test_support::rsa_keypair(2048, &rcgen::PKCS_RSA_SHA256)
 }
 
 /// A device as the tests track it: the keys and certificates it may hold.

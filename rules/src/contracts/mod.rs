@@ -151,6 +151,12 @@ macro_rules! contracts {
             }
         }
 
+        $(
+            impl Contracted for $ty {
+                const CONTRACT: Contract = Contract::$variant;
+            }
+        )+
+
         /// A payload that passed [`validate`], as its typed value.
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub enum Message {
@@ -377,6 +383,23 @@ fn known_names() -> String {
 /// offending path is done only for a refused payload.
 pub fn validate(contract: Contract, payload: &[u8]) -> Result<Message, ContractError> {
     contract.parse(payload)
+}
+
+/// A message type with a contract of its own: [`Contracted::validate`]
+/// parses a payload straight into it, with no [`Message`] variant to match
+/// (and so no impossible arm).
+pub trait Contracted: DeserializeOwned {
+    /// The contract whose payloads parse into this type.
+    const CONTRACT: Contract;
+
+    /// Parses and validates `payload` as [`Self::CONTRACT`], exactly as
+    /// [`validate`] does.
+    ///
+    /// # Errors
+    /// As [`validate`]: too large, malformed, or not the contract.
+    fn validate(payload: &[u8]) -> Result<Self, ContractError> {
+        parse::<Self>(Self::CONTRACT, payload)
+    }
 }
 
 /// [`validate`] for one contract type, returning the type itself.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::{Cloud, CloudConfig};
+use emulator::{Cloud, CloudConfig};
 
 /// How to run the emulator.
 #[derive(Debug, Clone)]

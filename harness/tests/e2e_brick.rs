@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use device::AgentEvent;
 use emulator::cloud::DEVICE_POLICY;
-use emulator::simulate::{AgentSettings, Fleet, FleetDevice, FleetEvent};
 use emulator::{Cloud, CloudConfig};
+use harness::simulate::{AgentSettings, Fleet, FleetDevice, FleetEvent};
 use lambdas::ports::{CertificateStatus, IotRegistry};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -23,7 +23,7 @@ const BOUND: Duration = Duration::from_secs(30);
 /// device started with `confirm_every`, connected; the commit of its next
 /// ack fails on every attempt.
 async fn setup(confirm_every: Duration) -> (Cloud, Fleet, UnboundedReceiver<FleetEvent>) {
-    let (deployment, _) = emulator::simulate::synthesized_deployment(&[]).expect("template");
+    let (deployment, _) = harness::simulate::synthesized_deployment(&[]).expect("template");
     let mut config = CloudConfig::new(deployment);
     config.sweep_every = None;
     config.handlers.rotation_deadline_ms = DEADLINE_MS;
@@ -211,7 +211,7 @@ async fn a_kept_key_is_deleted_once_the_repeated_ack_has_committed() {
 /// ack) and whose `crt_err` never lands, and one agent that loses the
 /// PUBACK of its first `crt_ack` (the broker has it).
 async fn lost_puback_setup() -> (Cloud, Fleet, UnboundedReceiver<FleetEvent>, String) {
-    let (deployment, _) = emulator::simulate::synthesized_deployment(&[]).expect("template");
+    let (deployment, _) = harness::simulate::synthesized_deployment(&[]).expect("template");
     let mut config = CloudConfig::new(deployment);
     config.sweep_every = None;
     config.retry_delay = Duration::from_millis(300);

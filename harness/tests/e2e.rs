@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use device::AgentEvent;
 use emulator::cloud::DEVICE_POLICY;
-use emulator::simulate::{AgentSettings, Fleet, FleetDevice, FleetEvent, TestCa};
 use emulator::{Cloud, CloudConfig};
+use harness::simulate::{AgentSettings, Fleet, FleetDevice, FleetEvent, TestCa};
 use lambdas::memory::Published;
 use lambdas::ports::CertificateStatus;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
@@ -21,7 +21,7 @@ const BOUND: Duration = Duration::from_secs(180);
 
 async fn cloud(jitr_ca_ids: &[String]) -> Cloud {
     let (deployment, _) =
-        emulator::simulate::synthesized_deployment(jitr_ca_ids).expect("synthesized template");
+        harness::simulate::synthesized_deployment(jitr_ca_ids).expect("synthesized template");
     let mut config = CloudConfig::new(deployment);
     config.sweep_every = Some(Duration::from_millis(500));
     Cloud::start(config).await.expect("cloud starts")
@@ -162,7 +162,8 @@ async fn twenty_devices_come_in_by_jitr() {
     let mut installs = Vec::new();
     for i in 0..n {
         let thing = format!("jitr-{i:03}");
-        let (cert, key) = ca.device(&thing).expect("device cert");
+        let device = ca.device(&thing).expect("device cert");
+        let (cert, key) = (device.cert_pem, device.key_pem);
         installs.push((
             FleetDevice {
                 thing,

@@ -3,12 +3,12 @@
 //! build that compiles in a minute.
 //!
 //! ```sh
-//! cargo run -p emulator --release --example simulate -- 2000 [child]
+//! cargo run -p harness --release --example simulate -- 2000 [child]
 //! ```
 
 use std::time::Duration;
 
-use emulator::simulate::{AgentHost, Options, agents_child_main, simulate};
+use harness::simulate::{AgentHost, Options, agents_child_main, simulate};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,13 +18,7 @@ fn main() -> anyhow::Result<()> {
     if args.first().map(String::as_str) == Some("simulate-agents") {
         return runtime.block_on(agents_child_main(&args[1..]));
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    harness::log_to_stderr("error");
     let devices = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let agent_host = if args.get(1).map(String::as_str) == Some("child") {
         AgentHost::Child {
@@ -43,7 +37,7 @@ fn main() -> anyhow::Result<()> {
             .ok()
             .and_then(|w| w.parse().ok())
             .map_or(
-                Some(emulator::simulate::DEFAULT_MAX_OPEN_ROTATIONS),
+                Some(harness::simulate::DEFAULT_MAX_OPEN_ROTATIONS),
                 |w: usize| (w > 0).then_some(w),
             ),
         ..Options::default()

@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use emulator::simulate::Options;
+use harness::simulate::Options;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_faulted_simulation_converges_with_its_invariants_intact() {
-    let report = emulator::simulate::simulate(&Options {
+    let report = harness::simulate::simulate(&Options {
         devices: 50,
         jitr: 5,
         faults: true,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use emulator::emulate::{EmulateOptions, serve, start};
+use harness::emulate::{EmulateOptions, serve, start};
 use lambdas::ports::CertificateStatus;
 use serde_json::{Value, json};
 

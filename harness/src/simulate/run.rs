@@ -1,0 +1,476 @@
+//! [`simulate`]: the run from start to report.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use emulator::{Cloud, CloudConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+use lambdas::ports::CertificateStatus;
+use tokio::sync::mpsc;
+
+use super::child::AgentChild;
+use super::faults::{FaultCounters, crash_hooks, inject_registry_faults, publish_faults};
+use super::fleet::{AgentSettings, Fleet, FleetDevice};
+use super::options::{AgentHost, Options};
+use super::report::{Report, percentile};
+use super::system::{open_files_limit, peak_memory_bytes};
+use super::tracker::Tracker;
+use super::{TestCa, synthesized_deployment};
+
+/// Runs a simulation to the end and reports. `crypto_bound` (rotations/s
+/// the machine's cryptography allows) is put into the report when given.
+///
+/// # Errors
+/// When the cloud cannot start, a device cannot be provisioned, or the
+/// fleet does not connect in time.
+pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
+    let total = opts.devices + opts.jitr;
+    check_open_files(opts, total)?;
+    let StartedCloud {
+        cloud,
+        ca,
+        commit_attempts,
+    } = start_cloud(opts).await?;
+
+    let started = Instant::now();
+    let expiring = ((opts.devices as f64) * opts.expiring_share.clamp(0.0, 1.0)).round() as usize;
+    let installs = provision(&cloud, opts, ca.as_ref(), expiring).await?;
+    let mut fleet = Fleet::install(opts.state_dir.as_deref(), installs)?;
+    let mut settings = AgentSettings::default();
+    let fault_counters = Arc::new(FaultCounters::default());
+    if opts.faults {
+        settings.crash = Some(crash_hooks(opts.seed));
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut child = None;
+    match &opts.agent_host {
+        AgentHost::InProcess => {
+            fleet.start_at(cloud.endpoint(), cloud.root_ca_pem(), &settings, tx)?
+        }
+        AgentHost::Child { program, args } => {
+            child = Some(AgentChild::spawn(program, args, &fleet, &cloud, opts, tx)?);
+        }
+    }
+
+    let progress = progress_bar(opts, total);
+    let deadline = started + opts.timeout;
+    let mut state = Tracker::new(fleet.devices.len());
+    // every device connected once
+    while state.connected_once < total {
+        let ev = match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            Ok(Some(ev)) => ev,
+            _ => bail!(
+                "only {} of {total} devices connected within {:?}",
+                state.connected_once,
+                opts.timeout
+            ),
+        };
+        if state.observe(&ev) {
+            progress.set_position(state.connected_once as u64);
+        }
+    }
+    let setup_seconds = started.elapsed().as_secs_f64();
+    if opts.faults {
+        inject_registry_faults(&cloud, total, opts.seed);
+        cloud.set_publish_hook(Some(publish_faults(
+            opts.seed,
+            fault_counters.clone(),
+            cloud.ports().ports.store.clone(),
+            commit_attempts,
+        )));
+    }
+
+    progress.set_message("rotating");
+    progress.set_position(0);
+    progress.set_length(expiring as u64);
+    let rotations = rotate(&cloud, opts, deadline, &mut rx, &mut state, &progress).await?;
+    // drain what is left of the events
+    while let Ok(ev) = rx.try_recv() {
+        state.observe(&ev);
+    }
+    progress.finish_and_clear();
+    cloud.set_publish_hook(None);
+    cloud.ports().instruments.clear_faults();
+
+    // invariants, with the agents still running
+    let held = check_devices(&cloud, &fleet, expiring);
+    let orphaned = orphaned_certificates(&cloud, &held.certificates);
+    let mut latencies = state.latencies_ms.clone();
+    latencies.sort_by(f64::total_cmp);
+    let rotation_seconds = rotations
+        .last_rotation
+        .duration_since(rotations.started)
+        .as_secs_f64();
+    let rotated = held.rotated;
+    let report = Report {
+        devices: opts.devices,
+        expiring,
+        jitr: opts.jitr,
+        jitr_activated: held.jitr_activated,
+        rotated,
+        failed: expiring.saturating_sub(rotated),
+        bricked: held.bricked,
+        orphaned_certificates: orphaned,
+        converged: rotations.converged,
+        audit_cycles: rotations.cycles,
+        rotation_events: state.rotation_events,
+        rollbacks: state.rollbacks,
+        device_restarts: fleet.restarts()
+            + child
+                .as_ref()
+                .map_or(0, |c| c.restarts.load(Ordering::Relaxed)),
+        messages_dropped: fault_counters.dropped.load(Ordering::Relaxed),
+        messages_duplicated: fault_counters.duplicated.load(Ordering::Relaxed),
+        commits_lost: fault_counters.commits_lost.load(Ordering::Relaxed),
+        notifications: cloud.notifications().len(),
+        rotation_seconds,
+        rotations_per_second: if rotation_seconds > 0.0 {
+            rotated as f64 / rotation_seconds
+        } else {
+            0.0
+        },
+        latency_p50_ms: percentile(&latencies, 50.0),
+        latency_p99_ms: percentile(&latencies, 99.0),
+        setup_seconds,
+        peak_memory_bytes: peak_memory_bytes()
+            + child.as_ref().map_or(0, AgentChild::peak_memory_bytes),
+        crypto_bound_per_second: None,
+        ratio_to_crypto_bound: None,
+    };
+    fleet.stop(Duration::from_secs(10)).await;
+    if let Some(c) = child {
+        c.stop(Duration::from_secs(10));
+    }
+    cloud.shutdown();
+    Ok(report)
+}
+
+/// Refuses a fleet the process cannot open sockets for.
+fn check_open_files(opts: &Options, total: usize) -> anyhow::Result<()> {
+    if let Some(limit) = open_files_limit() {
+        let per_device = match opts.agent_host {
+            AgentHost::InProcess => 2,
+            AgentHost::Child { .. } => 1,
+        };
+        let needed = per_device * total as u64 + 128;
+        if needed > limit {
+            bail!(
+                "{total} devices need about {needed} open files (a client and a server socket each) but the limit is {limit}: raise it with `ulimit -n` or simulate fewer devices"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The cloud of a simulation, and what it was started with.
+struct StartedCloud {
+    cloud: Cloud,
+    /// The customer CA of the JITR devices, if any.
+    ca: Option<TestCa>,
+    /// The invocation and each Lambda retry of a commit: all fail for the
+    /// rotations whose commit is made never to land.
+    commit_attempts: usize,
+}
+
+/// Starts the cloud on the synthesized template (with a JITR CA when the
+/// fleet has JITR devices).
+async fn start_cloud(opts: &Options) -> anyhow::Result<StartedCloud> {
+    let ca = if opts.jitr > 0 {
+        Some(TestCa::new("fleetcert simulation JITR CA")?)
+    } else {
+        None
+    };
+    let ca_ids: Vec<String> = match &ca {
+        Some(ca) => vec![rules::csr::certificate_id(&ca.pem)?],
+        None => Vec::new(),
+    };
+    let (deployment, _) = synthesized_deployment(&ca_ids)?;
+    let mut config = CloudConfig::new(deployment);
+    config.sweep_every = Some(Duration::from_millis(500));
+    config.max_open_rotations = opts.max_open_rotations;
+    if opts.faults {
+        config.handlers.rotation_deadline_ms = 8_000;
+    } else {
+        config.handlers.rotation_deadline_ms = i64::try_from(opts.timeout.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(60_000);
+    }
+    let commit_attempts = config.lambda_retries as usize + 1;
+    let cloud = Cloud::start(config).await?;
+    if let Some(ca) = &ca {
+        cloud.register_ca(&ca.pem)?;
+    }
+    Ok(StartedCloud {
+        cloud,
+        ca,
+        commit_attempts,
+    })
+}
+
+/// One device to install: where it stands, its certificate and key (PEM).
+type Install = (FleetDevice, String, String);
+
+/// Registers the fleet: `opts.devices` provisioned things (the first
+/// `expiring` with certificates the audit finds) and `opts.jitr` devices
+/// with certificates of `ca` the cloud has never seen.
+async fn provision(
+    cloud: &Cloud,
+    opts: &Options,
+    ca: Option<&TestCa>,
+    expiring: usize,
+) -> anyhow::Result<Vec<Install>> {
+    let mut installs = Vec::with_capacity(opts.devices + opts.jitr);
+    for i in 0..opts.devices {
+        let thing = format!("sim-{i:06}");
+        let days = if i < expiring {
+            opts.threshold_days.saturating_sub(20).max(1)
+        } else {
+            365
+        };
+        let creds = cloud.register_device(&thing, days).await?;
+        installs.push((
+            FleetDevice {
+                thing,
+                dir: PathBuf::new(),
+                initial_certificate_id: creds.certificate_id,
+                jitr: false,
+            },
+            creds.certificate_pem,
+            creds.private_key_pem,
+        ));
+    }
+    if let Some(ca) = ca {
+        for i in 0..opts.jitr {
+            let thing = format!("jitr-{i:06}");
+            let test_support::DeviceCert {
+                cert_pem: cert,
+                key_pem: key,
+                ..
+            } = ca.device(&thing)?;
+            let id = rules::csr::certificate_id(&cert)?;
+            installs.push((
+                FleetDevice {
+                    thing,
+                    dir: PathBuf::new(),
+                    initial_certificate_id: id,
+                    jitr: true,
+                },
+                cert,
+                key,
+            ));
+        }
+    }
+    Ok(installs)
+}
+
+fn progress_bar(opts: &Options, total: usize) -> ProgressBar {
+    if opts.progress {
+        let pb = ProgressBar::new(total as u64);
+        pb.set_style(
+            ProgressStyle::with_template("{msg:<12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        pb.set_message("connecting");
+        pb
+    } else {
+        ProgressBar::hidden()
+    }
+}
+
+/// How the rotation phase went.
+struct Rotations {
+    started: Instant,
+    last_rotation: Instant,
+    cycles: u32,
+    converged: bool,
+}
+
+/// Audits until an audit finds nothing (or `opts.max_audit_cycles`, or the
+/// deadline); after each audit, follows the events until no rotation is
+/// open and the queue is empty.
+async fn rotate(
+    cloud: &Cloud,
+    opts: &Options,
+    deadline: Instant,
+    rx: &mut mpsc::UnboundedReceiver<super::FleetEvent>,
+    state: &mut Tracker,
+    progress: &ProgressBar,
+) -> anyhow::Result<Rotations> {
+    let started = Instant::now();
+    let mut last_rotation = started;
+    let mut cycles = 0;
+    let mut converged = false;
+    while cycles < opts.max_audit_cycles && Instant::now() < deadline {
+        cycles += 1;
+        let report = cloud.audit_now(opts.threshold_days).await?;
+        tracing::info!(task = %report.task_id, findings = report.findings, outcome = %report.outcome, "audit");
+        if report.findings == 0 {
+            converged = true;
+            break;
+        }
+        // until no rotation is open and the queue is empty (the sweeper
+        // closes rotations that stall)
+        let mut quiet_since: Option<Instant> = None;
+        loop {
+            let tick = tokio::time::sleep(Duration::from_millis(100));
+            tokio::pin!(tick);
+            loop {
+                tokio::select! {
+                    ev = rx.recv() => {
+                        let Some(ev) = ev else { break };
+                        if state.observe(&ev) {
+                            last_rotation = Instant::now();
+                        }
+                        progress.set_position(state.rotated_devices.len() as u64);
+                    }
+                    () = &mut tick => break,
+                }
+            }
+            // open rotations and cleanups still owed (the sweeper finishes
+            // those after their deadline)
+            let unsettled = cloud.ports().ports.store.unsettled_count();
+            let idle = unsettled == 0 && cloud.queued() == 0;
+            match (idle, quiet_since) {
+                (true, None) => quiet_since = Some(Instant::now()),
+                // give the last acks and cleanups a moment
+                (true, Some(t)) if t.elapsed() > Duration::from_millis(300) => break,
+                (false, _) => quiet_since = None,
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+    }
+    if !converged {
+        converged = expiring_left(cloud, opts.threshold_days) == 0;
+    }
+    Ok(Rotations {
+        started,
+        last_rotation,
+        cycles,
+        converged,
+    })
+}
+
+/// What the devices hold, checked against the registry.
+struct Held {
+    /// Every certificate a device holds (current, or kept until its
+    /// rotation's commit is confirmed).
+    certificates: HashSet<String>,
+    bricked: usize,
+    rotated: usize,
+    jitr_activated: usize,
+}
+
+/// Nothing bricked: every device's current certificate is ACTIVE, attached
+/// to its thing and the device policy; counts the rotated and the JITR
+/// devices too.
+fn check_devices(cloud: &Cloud, fleet: &Fleet, expiring: usize) -> Held {
+    let registry = cloud.registry();
+    let mut held = HashSet::new();
+    let mut bricked = 0;
+    let mut rotated = 0;
+    let mut jitr_activated = 0;
+    for (i, d) in fleet.devices.iter().enumerate() {
+        let current = fleet.current_certificate(i);
+        let ok = current
+            .as_ref()
+            .and_then(|id| registry.certificate(id))
+            .is_some_and(|c| {
+                c.status == CertificateStatus::Active
+                    && c.things.contains(&d.thing)
+                    && c.policies.contains(emulator::cloud::DEVICE_POLICY)
+            });
+        if !ok {
+            bricked += 1;
+            tracing::warn!(thing = %d.thing, ?current, "device without a working certificate");
+        }
+        // A key kept until its rotation's commit is confirmed is held too.
+        held.extend(fleet.held_certificates(i));
+        if let Some(id) = &current {
+            held.insert(id.clone());
+            if !d.jitr && i < expiring && *id != d.initial_certificate_id {
+                rotated += 1;
+            } else if !d.jitr && i < expiring {
+                let rows: Vec<String> = cloud
+                    .ports()
+                    .ports
+                    .store
+                    .rows_for_thing(&d.thing)
+                    .into_iter()
+                    .map(|r| format!("{} {} attempts {}", r.rotation_id, r.state, r.attempts))
+                    .collect();
+                tracing::warn!(thing = %d.thing, ?rows, "expiring device not rotated");
+            }
+        }
+        if d.jitr && ok {
+            jitr_activated += 1;
+        }
+    }
+    Held {
+        certificates: held,
+        bricked,
+        rotated,
+        jitr_activated,
+    }
+}
+
+/// Nothing orphaned: certificates no device holds that are still ACTIVE or
+/// attached, each logged with the rotations that touched it.
+fn orphaned_certificates(cloud: &Cloud, held: &HashSet<String>) -> usize {
+    let registry = cloud.registry();
+    let orphans: Vec<_> = registry
+        .certificates()
+        .into_iter()
+        .filter(|c| {
+            !held.contains(&c.certificate_id)
+                && (c.status == CertificateStatus::Active
+                    || !c.things.is_empty()
+                    || !c.policies.is_empty())
+        })
+        .collect();
+    if !orphans.is_empty() {
+        let rows = cloud.ports().ports.store.rows();
+        for c in &orphans {
+            let touched: Vec<String> = rows
+                .iter()
+                .filter(|r| {
+                    r.old_certificate_id == c.certificate_id
+                        || r.state.new_certificate_id() == Some(c.certificate_id.as_str())
+                })
+                .map(|r| serde_json::to_string(r).unwrap_or_default())
+                .collect();
+            tracing::warn!(
+                certificate = %c.certificate_id,
+                status = ?c.status,
+                things = ?c.things,
+                policies = ?c.policies,
+                rotations = ?touched,
+                "orphaned certificate"
+            );
+        }
+    }
+    orphans.len()
+}
+
+/// ACTIVE certificates attached to a thing that expire within the
+/// threshold (what the next audit would find).
+pub(super) fn expiring_left(cloud: &Cloud, threshold_days: u32) -> usize {
+    let horizon = emulator::cloud::now_ms() + i64::from(threshold_days) * 24 * 60 * 60 * 1000;
+    cloud
+        .registry()
+        .certificates()
+        .iter()
+        .filter(|c| {
+            c.status == CertificateStatus::Active
+                && !c.things.is_empty()
+                && c.not_after_ms <= horizon
+        })
+        .count()
+}
