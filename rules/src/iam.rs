@@ -555,9 +555,11 @@ pub fn evaluate(policies: &[IamPolicy], request: &Request) -> Decision {
     Decision::Allowed
 }
 
-/// IAM's wildcard match: `*` any run of characters, `?` one character.
-/// Linear backtracking on the last star, never exponential.
+/// IAM's wildcard match: `*` any run of characters, `?` one character
+/// (the IoT policy evaluator's matcher, on case-folded text when
+/// `case_insensitive`).
 pub fn wildcard(pattern: &str, subject: &str, case_insensitive: bool) -> bool {
+    use crate::policy::{Tok, glob};
     let fold = |c: char| {
         if case_insensitive {
             c.to_ascii_lowercase()
@@ -565,35 +567,16 @@ pub fn wildcard(pattern: &str, subject: &str, case_insensitive: bool) -> bool {
             c
         }
     };
-    let p: Vec<char> = pattern.chars().map(fold).collect();
-    let s: Vec<char> = subject.chars().map(fold).collect();
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, si));
-                pi += 1;
-            }
-            Some('?') => {
-                pi += 1;
-                si += 1;
-            }
-            Some(c) if *c == s[si] => {
-                pi += 1;
-                si += 1;
-            }
-            _ => match star {
-                Some((sp, ss)) => {
-                    pi = sp + 1;
-                    si = ss + 1;
-                    star = Some((sp, ss + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
+    let pattern: Vec<Tok> = pattern
+        .chars()
+        .map(|c| match c {
+            '*' => Tok::Star,
+            '?' => Tok::Quest,
+            c => Tok::Char(fold(c)),
+        })
+        .collect();
+    let subject: Vec<char> = subject.chars().map(fold).collect();
+    glob(&pattern, &subject)
 }
 
 #[cfg(test)]

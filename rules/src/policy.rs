@@ -819,7 +819,7 @@ fn parse_conditions(value: &Value, path: &str) -> Result<Vec<Condition>, PolicyE
 
 /// A compiled pattern element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tok {
+pub(crate) enum Tok {
     Char(char),
     /// `*`: any run of characters.
     Star,
@@ -891,7 +891,7 @@ fn compile(
 
 /// Glob match with single-star backtracking: O(pattern × subject) at worst,
 /// never exponential.
-fn glob(pattern: &[Tok], subject: &[char]) -> bool {
+pub(crate) fn glob(pattern: &[Tok], subject: &[char]) -> bool {
     let (mut p, mut s) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while s < subject.len() {

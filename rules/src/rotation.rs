@@ -541,6 +541,12 @@ impl Rotation {
         }
     }
 
+    /// Whether writing `next` over `self` (as read) closes an open
+    /// rotation: the store then also closes the thing's pointer.
+    pub fn closes_into(&self, next: &Rotation) -> bool {
+        self.state.is_open() && next.state.is_terminal()
+    }
+
     /// Whether the sweeper may still have to act on this row: open, or
     /// closed with its cleanup pending. Such rows are the ones the stores
     /// return from `open_due` (the DynamoDB due index holds only them);

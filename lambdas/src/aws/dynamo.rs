@@ -415,7 +415,7 @@ impl RotationStore for DynamoStore {
             "rotation {} changed since it was read or does not exist",
             expected.rotation_id
         )];
-        if expected.state.is_open() && next.state.is_terminal() {
+        if expected.closes_into(next) {
             // While a rotation is open its thing's pointer names it (create
             // refuses a second open rotation); the condition keeps it so.
             let close = Update::builder()
