@@ -145,6 +145,18 @@ impl Principal {
     }
 }
 
+/// The ARN of the SQS queue at `url` (`https://sqs.<region>.amazonaws.com/<account>/<name>`)
+/// in `scope`.
+pub fn queue_arn(scope: &ArnScope, url: &str) -> String {
+    format!(
+        "arn:{}:sqs:{}:{}:{}",
+        scope.partition,
+        scope.region,
+        scope.account,
+        url.rsplit('/').next().unwrap_or_default()
+    )
+}
+
 /// The ARNs of the resources a function's environment names, built as
 /// AWS builds them, in the emulator's partition, region and account.
 #[derive(Debug, Clone)]
@@ -169,18 +181,10 @@ impl ResourceArns {
             scope.account,
             var("ROTATION_TABLE")
         );
-        let queue_name = var("ROTATION_QUEUE_URL")
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
         ResourceArns {
             index: format!("{table}/index/{}", lambdas::config::DUE_INDEX),
             table,
-            queue: format!(
-                "arn:{}:sqs:{}:{}:{queue_name}",
-                scope.partition, scope.region, scope.account
-            ),
+            queue: queue_arn(scope, &var("ROTATION_QUEUE_URL")),
             support_topic: var("SUPPORT_TOPIC_ARN"),
             scope: scope.clone(),
         }
@@ -499,8 +503,7 @@ impl<P: Ports> RotationStore for Authorized<P> {
     async fn update(&self, expected: &Rotation, next: &Rotation) -> PortResult<()> {
         // the DynamoDB adapter's transaction: a Put of the row, and an
         // Update of the thing's pointer when the rotation closes
-        let closes = expected.state.is_open() && next.state.is_terminal();
-        let actions: &[&str] = if closes {
+        let actions: &[&str] = if expected.closes_into(next) {
             &["dynamodb:PutItem", "dynamodb:UpdateItem"]
         } else {
             &["dynamodb:PutItem"]

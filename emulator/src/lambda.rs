@@ -34,7 +34,7 @@ use lambdas::memory::MemoryPorts;
 use rules::functions::Function;
 use rules::iam::wildcard;
 
-use crate::iam::{AccessLog, Authorized, Principal, ResourceArns};
+use crate::iam::{AccessLog, Authorized, Principal, ResourceArns, queue_arn};
 use crate::template::Deployment;
 
 /// What invokes a function.
@@ -344,7 +344,7 @@ impl LambdaService {
             tracing::warn!(rule, "rule action failed and the rule has no error action");
             return;
         };
-        let queue = self.queue_arn_of_url(&action.queue_url);
+        let queue = queue_arn(self.inner.deployment.scope(), &action.queue_url);
         let allowed = self
             .role_principal(&action.role, &format!("topic rule {rule}"))
             .is_some_and(|p| p.authorize("sqs:SendMessage", &[("queue", queue)]).is_ok());
@@ -357,17 +357,6 @@ impl LambdaService {
         } else {
             tracing::warn!(rule, "rule error action refused: the failure is lost");
         }
-    }
-
-    fn queue_arn_of_url(&self, url: &str) -> String {
-        let s = self.inner.deployment.scope();
-        format!(
-            "arn:{}:sqs:{}:{}:{}",
-            s.partition,
-            s.region,
-            s.account,
-            url.rsplit('/').next().unwrap_or_default()
-        )
     }
 
     /// Whether `trigger` may invoke `function`: the resource policy (an

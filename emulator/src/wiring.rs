@@ -131,6 +131,15 @@ fn string(r: &Resolver<'_>, id: &str, v: &Value) -> Result<String, TemplateError
     }
 }
 
+/// The logical id of a `Fn::GetAtt` (list or `Logical.Attribute` form).
+fn getatt_logical_id(value: &Value) -> Option<String> {
+    match value.get("Fn::GetAtt")? {
+        Value::Array(a) => a.first()?.as_str().map(str::to_owned),
+        Value::String(s) => s.split('.').next().map(str::to_owned),
+        _ => None,
+    }
+}
+
 /// The function an ARN, name or `Ref`/`GetAtt` of a function names.
 fn function_named(text: &str) -> Option<Function> {
     let name = text.rsplit(':').next().unwrap_or(text);
@@ -164,18 +173,9 @@ impl Wiring {
                     else {
                         continue;
                     };
-                    let role = match get("Role") {
-                        Some(Value::Object(o)) => o
-                            .get("Fn::GetAtt")
-                            .and_then(|g| match g {
-                                Value::Array(a) => a.first().and_then(Value::as_str),
-                                Value::String(s) => s.split('.').next(),
-                                _ => None,
-                            })
-                            .map(str::to_owned),
-                        _ => None,
-                    }
-                    .ok_or_else(|| shape(id, "Properties.Role", "not a GetAtt of a role"))?;
+                    let role = get("Role")
+                        .and_then(getatt_logical_id)
+                        .ok_or_else(|| shape(id, "Properties.Role", "not a GetAtt of a role"))?;
                     let mut environment = BTreeMap::new();
                     if let Some(Value::Object(vars)) =
                         get("Environment").and_then(|e| e.get("Variables"))
@@ -280,16 +280,7 @@ impl Wiring {
                     }
                 }
                 Some("AWS::IoT::AccountAuditConfiguration") => {
-                    let role_of = |v: Option<&Value>| -> Option<String> {
-                        match v? {
-                            Value::Object(o) => match o.get("Fn::GetAtt")? {
-                                Value::Array(a) => a.first()?.as_str().map(str::to_owned),
-                                Value::String(s) => s.split('.').next().map(str::to_owned),
-                                _ => None,
-                            },
-                            _ => None,
-                        }
-                    };
+                    let role_of = |v: Option<&Value>| v.and_then(getatt_logical_id);
                     let role = role_of(get("RoleArn"))
                         .ok_or_else(|| shape(id, "Properties.RoleArn", "not a GetAtt of a role"))?;
                     let check = get("AuditCheckConfigurations")
@@ -338,16 +329,10 @@ impl Wiring {
                         .and_then(|p| p.get("ErrorAction"))
                         .and_then(|a| a.get("Sqs"));
                     if let Some(sqs) = sqs {
-                        let role = match sqs.get("RoleArn") {
-                            Some(Value::Object(o)) => o
-                                .get("Fn::GetAtt")
-                                .and_then(Value::as_array)
-                                .and_then(|a| a.first())
-                                .and_then(Value::as_str)
-                                .map(str::to_owned),
-                            _ => None,
-                        }
-                        .ok_or_else(|| shape(id, "ErrorAction.Sqs.RoleArn", "not a GetAtt"))?;
+                        let role = sqs
+                            .get("RoleArn")
+                            .and_then(getatt_logical_id)
+                            .ok_or_else(|| shape(id, "ErrorAction.Sqs.RoleArn", "not a GetAtt"))?;
                         let queue_url = sqs
                             .get("QueueUrl")
                             .map(|v| string(r, id, v))
