@@ -16,11 +16,12 @@ use anyhow::Context;
 use aws_sdk_iot::types::CertificateStatus;
 use clap::Args;
 use governor::{Quota, RateLimiter};
-use rules::policy::{ArnScope, PolicyDocument};
+use rules::policy::PolicyDocument;
 use rules::policy_check::{Subscription, check_protocol};
 use serde::Serialize;
 
-use crate::ca::aws::{Connection, Iot};
+use crate::ca::aws::{Connection, Iot, follow_markers};
+use crate::check_policy::scope_in;
 
 /// Arguments of `adopt`.
 #[derive(Debug, Args, Clone)]
@@ -116,30 +117,30 @@ type Limiter = RateLimiter<
     governor::clock::DefaultClock,
 >;
 
-/// Every page of a marker-paged listing, paced.
-async fn pages<T, F, Fut>(limiter: &Limiter, mut fetch: F) -> anyhow::Result<Vec<T>>
+/// Every page of a marker-paged listing (`ca::aws::follow_markers`: a
+/// repeated marker or too many pages is an error), each page paced by
+/// `limiter`.
+async fn pages<T, F, Fut>(
+    limiter: &Limiter,
+    operation: &'static str,
+    mut fetch: F,
+) -> anyhow::Result<Vec<T>>
 where
     F: FnMut(Option<String>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, Option<String>)>>,
 {
-    let mut all = Vec::new();
-    let mut marker: Option<String> = None;
-    for _ in 0..crate::ca::aws::MAX_PAGES {
-        limiter.until_ready().await;
-        let (items, next) = fetch(marker.clone()).await?;
-        all.extend(items);
-        match next.filter(|m| !m.is_empty()) {
-            Some(m) if marker.as_deref() == Some(m.as_str()) => {
-                anyhow::bail!("the listing returned the marker {m} twice")
+    follow_markers(
+        operation,
+        |_| {},
+        |marker| {
+            let page = fetch(marker);
+            async move {
+                limiter.until_ready().await;
+                page.await
             }
-            Some(m) => marker = Some(m),
-            None => return Ok(all),
-        }
-    }
-    anyhow::bail!(
-        "the listing did not end after {} pages",
-        crate::ca::aws::MAX_PAGES
+        },
     )
+    .await
 }
 
 async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
@@ -160,7 +161,7 @@ async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
         indicatif::ProgressDrawTarget::hidden()
     });
     progress.set_message("listing certificates");
-    let certificates = pages(&limiter, |marker| async move {
+    let certificates = pages(&limiter, "ListCertificates", |marker| async move {
         let out = client
             .list_certificates()
             .set_marker(marker)
@@ -205,7 +206,7 @@ async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
             .and_then(|d| d.ca_certificate_id())
             .map(str::to_owned);
         let arn_ref = arn.as_str();
-        let things = pages(&limiter, |token| async move {
+        let things = pages(&limiter, "ListPrincipalThings", |token| async move {
             let out = client
                 .list_principal_things()
                 .principal(arn_ref)
@@ -216,7 +217,7 @@ async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
             Ok((out.things().to_vec(), out.next_token().map(str::to_owned)))
         })
         .await?;
-        let policies = pages(&limiter, |marker| async move {
+        let policies = pages(&limiter, "ListAttachedPolicies", |marker| async move {
             let out = client
                 .list_attached_policies()
                 .target(arn_ref)
@@ -266,7 +267,8 @@ async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
             }
         }
         if let (Some(thing), false) = (things.first(), docs.is_empty()) {
-            let scope = arn_scope(&arn);
+            // a certificate ARN always names its partition, region and account
+            let scope = scope_in(&arn).with_context(|| format!("{arn} is not an IoT ARN"))?;
             let subscription = if args.wildcard_subscription {
                 Subscription::Wildcard
             } else {
@@ -314,14 +316,4 @@ async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
     }
     progress.finish_and_clear();
     Ok(out)
-}
-
-/// The partition, region and account of a certificate ARN.
-fn arn_scope(arn: &str) -> ArnScope {
-    let parts: Vec<&str> = arn.split(':').collect();
-    ArnScope {
-        partition: parts.get(1).copied().unwrap_or("aws").to_owned(),
-        region: parts.get(3).copied().unwrap_or("us-east-1").to_owned(),
-        account: parts.get(4).copied().unwrap_or("123456789012").to_owned(),
-    }
 }

@@ -44,7 +44,7 @@ pub struct CheckPolicyArgs {
 }
 
 /// The scope of the first concrete `arn:<partition>:iot:<region>:<account>:` in `text`.
-fn scope_in(text: &str) -> Option<ArnScope> {
+pub(crate) fn scope_in(text: &str) -> Option<ArnScope> {
     text.match_indices("arn:").find_map(|(i, _)| {
         let mut parts = text[i..].splitn(6, ':');
         let (_, partition, service, region, account) = (

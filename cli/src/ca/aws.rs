@@ -19,7 +19,7 @@ use serde::Serialize;
 
 /// Upper bound on the pages one listing follows (a server that keeps
 /// returning markers must not keep us looping).
-pub(crate) const MAX_PAGES: usize = 100_000;
+const MAX_PAGES: usize = 100_000;
 
 /// An AWS IoT call that failed, with what AWS (or the network) said.
 #[derive(Debug, thiserror::Error)]
@@ -510,14 +510,17 @@ impl Iot {
 /// (none for the first) and returns the page's items and the next marker.
 /// A marker seen twice is [`CaError::PagingLoop`]; more than [`MAX_PAGES`]
 /// pages is [`CaError::TooManyPages`], never a listing cut short silently.
-async fn follow_markers<T, F, Fut>(
+/// `fetch`'s own error type may be any that a `CaError` converts into
+/// (`fleetcert adopt` pages with `anyhow`).
+pub(crate) async fn follow_markers<T, E, F, Fut>(
     operation: &'static str,
     mut on_page: impl FnMut(usize),
     mut fetch: F,
-) -> Result<Vec<T>, CaError>
+) -> Result<Vec<T>, E>
 where
+    E: From<CaError>,
     F: FnMut(Option<String>) -> Fut,
-    Fut: Future<Output = Result<(Vec<T>, Option<String>), CaError>>,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), E>>,
 {
     let mut all = Vec::new();
     let mut marker: Option<String> = None;
@@ -530,10 +533,10 @@ where
             None => return Ok(all),
         }
     }
-    Err(CaError::TooManyPages {
+    Err(E::from(CaError::TooManyPages {
         operation,
         pages: MAX_PAGES,
-    })
+    }))
 }
 
 /// A listed certificate's id, which AWS always sends.
