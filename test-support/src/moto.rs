@@ -1,12 +1,14 @@
 //! A local AWS API (moto) for the tests of the SDK adapters and of
 //! `fleetcert ca`.
 
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
-/// A moto server on 127.0.0.1 (a free port), killed on drop. Needs
+/// A moto server on 127.0.0.1 (a port the OS picks), killed on drop. Needs
 /// `.tools/venv-cfnlint/bin/moto_server` in the workspace root (`bash
 /// scripts/install-infra-tools.sh`).
 #[derive(Debug)]
@@ -18,7 +20,11 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto and waits (60 s at most) until it listens.
+    /// Starts moto on a port the OS picks (`-p 0`) and waits (60 s at most)
+    /// until it prints the address it listens on. The OS choosing the port
+    /// means two tests never race for one: a port chosen here, released and
+    /// then handed to moto could be taken by another test's server in
+    /// between, and this test would talk to that one until it exits.
     ///
     /// # Panics
     /// When moto_server is not installed, does not start or does not listen.
@@ -29,28 +35,42 @@ impl Moto {
             "{} is missing: run `bash scripts/install-infra-tools.sh` in the workspace root",
             bin.display()
         );
-        let port = free_port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let moto = Self {
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        // Reads moto's log to its end (so the pipe never fills), sending
+        // the port of its "Running on http://127.0.0.1:PORT" line.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(port) = listening_port(&line) {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let Ok(port) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!("moto_server did not say where it listens within 60 s ({status:?})");
+        };
+        Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on {port} within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-        moto
     }
+}
+
+/// The port of werkzeug's start-up line ` * Running on http://127.0.0.1:PORT`.
+fn listening_port(line: &str) -> Option<u16> {
+    let rest = line.split("Running on http://127.0.0.1:").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|p| *p != 0)
 }
 
 impl Drop for Moto {
@@ -77,4 +97,23 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("test-support is a workspace member")
         .to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listening_port;
+
+    #[test]
+    fn the_port_is_read_from_werkzeugs_start_up_line() {
+        assert_eq!(
+            listening_port(" * Running on http://127.0.0.1:34413"),
+            Some(34413)
+        );
+        assert_eq!(
+            listening_port("\u{1b}[33m * Running on http://127.0.0.1:5000\u{1b}[0m"),
+            Some(5000)
+        );
+        assert_eq!(listening_port(" * Running on http://127.0.0.1:0"), None);
+        assert_eq!(listening_port("Press CTRL+C to quit"), None);
+    }
 }
