@@ -30,14 +30,11 @@ pub const NAMESPACE: &str = "fleetcert";
 
 /// rotation-starter's rejection kinds that leave a certificate the audit
 /// found expiring without a rotation: it has expired (cannot connect), is
-/// not ACTIVE, or is attached to no thing or several. (`unknown_certificate`
+/// not ACTIVE, or is attached to no thing. (`unknown_certificate`
 /// is left out: the certificate no longer exists, there is nothing to
 /// rotate.)
-pub const NOT_ROTATED_KINDS: [&str; 3] = [
-    "certificate_expired",
-    "certificate_not_active",
-    "not_one_thing",
-];
+pub const NOT_ROTATED_KINDS: [&str; 3] =
+    ["certificate_expired", "certificate_not_active", "no_thing"];
 
 /// How the "audit has not run" alarm watches audit-fanout's invocations:
 /// `(period seconds, evaluation periods)`, or `None` when CloudWatch cannot

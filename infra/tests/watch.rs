@@ -278,7 +278,7 @@ fn expiring_without_rotation_fires_on_rotation_starters_refusals_only() {
     starter.count(Metric::Rejections, &[Dim::Kind("unknown_certificate")]);
     starter.count(Metric::RotationsStarted, &[]);
     let csr = Metrics::with_clock(Function::CsrIssuer, at_zero());
-    csr.count(Metric::Rejections, &[Dim::Kind("not_one_thing")]);
+    csr.count(Metric::Rejections, &[Dim::Kind("no_thing")]);
     let mut docs = starter.flush();
     docs.extend(csr.flush());
     assert!(!fires(&alarm, &docs));

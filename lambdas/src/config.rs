@@ -2,6 +2,7 @@
 
 use rules::csr::CsrPolicy;
 use rules::jitr::JitrConfig;
+use rules::policy_copy::PolicyCopy;
 
 pub use rules::functions::{
     DEADLINE_ATTRIBUTE, DEFAULT_ROTATION_DEADLINE_MS, DEFAULT_ROTATION_TTL_DAYS,
@@ -18,8 +19,17 @@ pub struct Config {
     pub rotation_queue_url: String,
     /// `SUPPORT_TOPIC_ARN`: the SNS topic for support notifications.
     pub support_topic_arn: String,
-    /// `DEVICE_POLICY_NAME`: the IoT policy JITR attaches.
-    pub device_policy_name: String,
+    /// `DEVICE_POLICY_NAME`: the IoT policy JITR attaches (fleetcert's
+    /// device policy, or the customer policy `jitr.policy_name` names).
+    /// Unset in a stack without fleetcert's device policy and without a
+    /// JITR policy: jitr-activator then refuses every registration
+    /// (`policy_name_missing`).
+    pub device_policy_name: Option<String>,
+    /// `COPY_POLICIES` (comma-separated names and `prefix*`, default `*`)
+    /// and `ADD_POLICIES` (comma-separated names, default none): which of
+    /// the old certificate's policies csr-issuer copies to the new one, and
+    /// which it adds.
+    pub policy_copy: PolicyCopy,
     /// `ROTATION_DEADLINE_MS` (default 7 days): how long a rotation may stay open.
     pub rotation_deadline_ms: i64,
     /// `ROTATION_TTL_DAYS` (default 90, 1 to 3650): how long a finished
@@ -68,7 +78,8 @@ impl Config {
             rotation_table: "fleetcert-rotations".to_owned(),
             rotation_queue_url: "local://fleetcert-rotations".to_owned(),
             support_topic_arn: "local://fleetcert-support".to_owned(),
-            device_policy_name: device_policy_name.to_owned(),
+            device_policy_name: Some(device_policy_name.to_owned()),
+            policy_copy: PolicyCopy::default(),
             rotation_deadline_ms: DEFAULT_ROTATION_DEADLINE_MS,
             rotation_ttl_days: DEFAULT_ROTATION_TTL_DAYS,
             sweep_max_rows: DEFAULT_SWEEP_MAX_ROWS,
@@ -99,7 +110,18 @@ impl Config {
                 .filter(|v| !v.is_empty())
                 .ok_or(ConfigError::Missing { name })
         };
-        let device_policy_name = required("DEVICE_POLICY_NAME")?;
+        let device_policy_name = lookup("DEVICE_POLICY_NAME").filter(|v| !v.is_empty());
+        let copy = lookup("COPY_POLICIES").unwrap_or_else(|| "*".to_owned());
+        let add = lookup("ADD_POLICIES").unwrap_or_default();
+        let policy_copy =
+            PolicyCopy::from_lists(&copy, &add).map_err(|e| ConfigError::Invalid {
+                name: "COPY_POLICIES",
+                value: format!("{copy:?} / ADD_POLICIES {add:?}"),
+                expected: match e {
+                    rules::policy_copy::PolicyCopyError::Name(_) => "a list of IoT policy names",
+                    _ => "*, or a list of IoT policy names and name prefixes ending in *",
+                },
+            })?;
         let defaults = CsrPolicy::default();
         let csr_policy = CsrPolicy {
             min_rsa_bits: parse_or(&lookup, "CSR_MIN_RSA_BITS", defaults.min_rsa_bits)?,
@@ -124,7 +146,7 @@ impl Config {
                 })
                 .unwrap_or_default(),
             create_thing: bool_or(&lookup, "JITR_CREATE_THING", true)?,
-            policy_name: device_policy_name.clone(),
+            policy_name: device_policy_name.clone().unwrap_or_default(),
             ..JitrConfig::default()
         };
         let rotation_deadline_ms = parse_or(
@@ -160,6 +182,7 @@ impl Config {
             rotation_queue_url: required("ROTATION_QUEUE_URL")?,
             support_topic_arn: required("SUPPORT_TOPIC_ARN")?,
             device_policy_name,
+            policy_copy,
             rotation_deadline_ms,
             rotation_ttl_days,
             sweep_max_rows,
@@ -233,17 +256,36 @@ mod tests {
         assert_eq!(c.rotation_ttl_days, DEFAULT_ROTATION_TTL_DAYS);
         assert_eq!(c.sweep_max_rows, DEFAULT_SWEEP_MAX_ROWS);
         assert_eq!(c.csr_policy, CsrPolicy::default());
+        assert_eq!(c.policy_copy, PolicyCopy::default());
+    }
+
+    /// A stack without fleetcert's device policy and without a JITR policy
+    /// sets no `DEVICE_POLICY_NAME`: the functions load, JITR refuses.
+    #[test]
+    fn the_device_policy_is_optional() {
+        let c = Config::from_lookup(env(&BASE[..3])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.device_policy_name, None);
+        assert_eq!(c.jitr.policy_name, "");
     }
 
     #[test]
     fn missing_and_bad_variables_are_named() {
-        let err = Config::from_lookup(env(&BASE[..3])).err();
+        let err = Config::from_lookup(env(&BASE[1..])).err();
         assert_eq!(
             err,
             Some(ConfigError::Missing {
-                name: "DEVICE_POLICY_NAME"
+                name: "ROTATION_TABLE"
             })
         );
+        let mut pairs = BASE.to_vec();
+        pairs.push(("COPY_POLICIES", "Customer*Device"));
+        assert!(matches!(
+            Config::from_lookup(env(&pairs)),
+            Err(ConfigError::Invalid {
+                name: "COPY_POLICIES",
+                ..
+            })
+        ));
         let mut pairs = BASE.to_vec();
         pairs.push(("CSR_ALLOW_P256", "maybe"));
         let err = Config::from_lookup(env(&pairs)).err();
@@ -293,6 +335,8 @@ mod tests {
             ("CSR_MIN_RSA_BITS", "3072"),
             ("JITR_CREATE_THING", "false"),
             ("JITR_ALLOWED_CA_IDS", "a, b"),
+            ("COPY_POLICIES", "CustomerDevice,legacy-*"),
+            ("ADD_POLICIES", "extra"),
         ]);
         let c = Config::from_lookup(env(&pairs)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.rotation_deadline_ms, 60_000);
@@ -301,5 +345,7 @@ mod tests {
         assert_eq!(c.csr_policy.min_rsa_bits, 3072);
         assert!(!c.jitr.create_thing);
         assert_eq!(c.jitr.allowed_ca_ids, ["a", "b"]);
+        assert!(c.policy_copy.allows("legacy-7") && !c.policy_copy.allows("Admin"));
+        assert_eq!(c.policy_copy.add, ["extra"]);
     }
 }

@@ -13,6 +13,7 @@ pub mod jitr;
 pub mod js;
 pub mod policy;
 pub mod policy_check;
+pub mod policy_copy;
 pub mod rotation;
 pub mod routes;
 pub mod sql;

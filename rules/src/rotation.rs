@@ -519,6 +519,22 @@ impl Event {
     }
 }
 
+/// The thing a rotation of a certificate attached to `things` talks to
+/// (its `csr_req`, `crt` and the device's answers use this thing's
+/// management topics, and the device connects with it as client id): the
+/// thing named like the certificate's subject CN when there is one, else
+/// the first name in byte order. AWS lets a certificate be attached to
+/// several things (non-exclusively); the rotation is then per certificate
+/// and the new certificate is attached to every thing the old one was.
+/// `None` when `things` is empty.
+pub fn primary_thing<'a>(things: &'a [String], certificate_cn: Option<&str>) -> Option<&'a str> {
+    things
+        .iter()
+        .find(|t| Some(t.as_str()) == certificate_cn)
+        .or_else(|| things.iter().min())
+        .map(String::as_str)
+}
+
 impl Rotation {
     /// A new rotation in REQUESTED, with no attempts yet.
     pub fn requested(

@@ -19,7 +19,7 @@ const FUNCTION: Function = Function::Commit;
 /// retirement (COMMITTED rows owe it idempotently).
 pub async fn handle<P: Ports>(
     ports: &P,
-    _cfg: &Config,
+    cfg: &Config,
     payload: &[u8],
     now_ms: i64,
 ) -> Result<Outcome, HandlerError> {
@@ -42,13 +42,13 @@ pub async fn handle<P: Ports>(
         // A duplicate ack on a committed rotation: finish any retirement
         // an earlier invocation left undone.
         let owed = next.cleanup_actions();
-        run_actions(ports, FUNCTION, &next, &owed, None).await?;
+        run_actions(ports, cfg, FUNCTION, &next, &owed, None).await?;
         return Ok(done(
             FUNCTION,
             format!("rotation {} already committed", next.rotation_id),
         ));
     }
-    run_actions(ports, FUNCTION, &next, &actions, None).await?;
+    run_actions(ports, cfg, FUNCTION, &next, &actions, None).await?;
     Ok(done(
         FUNCTION,
         format!(

@@ -9,11 +9,12 @@ use rules::csr::{CsrCheck, inspect_certificate, inspect_csr};
 use rules::functions::Function;
 use rules::rotation::{Event, Rotation, RotationState};
 
+use super::paging::all_policies;
 use super::{
     HandlerError, Outcome, advance, device_event, done, reject, remove_certificate, run_actions,
 };
 use crate::config::Config;
-use crate::ports::{IotRegistry, Ports, RotationStore};
+use crate::ports::{CertificateDescription, IotRegistry, Ports, RotationStore};
 
 const FUNCTION: Function = Function::CsrIssuer;
 
@@ -27,6 +28,7 @@ const FUNCTION: Function = Function::CsrIssuer;
 /// retried).
 async fn refuse<P: Ports>(
     ports: &P,
+    cfg: &Config,
     row: Rotation,
     rotation_id: Option<&str>,
     kind: &'static str,
@@ -37,7 +39,7 @@ async fn refuse<P: Ports>(
         rotation_id: rotation_id.map(str::to_owned),
     };
     if let Ok((failed, actions)) = advance(ports, FUNCTION, row, &refused).await? {
-        run_actions(ports, FUNCTION, &failed, &actions, None).await?;
+        run_actions(ports, cfg, FUNCTION, &failed, &actions, None).await?;
         return Ok(reject(
             FUNCTION,
             kind,
@@ -45,6 +47,24 @@ async fn refuse<P: Ports>(
         ));
     }
     Ok(reject(FUNCTION, kind, reason))
+}
+
+/// The old certificate's policies the allow-list refuses, as the reason a
+/// rotation fails before any certificate is created; `None` when every
+/// policy may be copied (always, without listing them, when the
+/// allow-list is `*`) or the rotation no longer waits for a CSR.
+async fn refused_policies<P: Ports>(
+    ports: &P,
+    cfg: &Config,
+    row: &Rotation,
+    old: Option<&CertificateDescription>,
+) -> Result<Option<String>, HandlerError> {
+    let Some(old) = old else { return Ok(None) };
+    if cfg.policy_copy.copies_all() || row.state != RotationState::Requested {
+        return Ok(None);
+    }
+    let policies = all_policies(ports, FUNCTION, &old.certificate_arn).await?;
+    Ok(cfg.policy_copy.plan(&policies).err().map(|e| e.to_string()))
 }
 
 /// Handles one `csr_res` rule event (raw JSON).
@@ -68,16 +88,14 @@ pub async fn handle<P: Ports>(
     let csr_pem = event.csr.as_str();
     let info = match inspect_csr(csr_pem) {
         Ok(i) => i,
-        Err(e) => return refuse(ports, row, rotation_id, "bad_csr", e.to_string()).await,
+        Err(e) => return refuse(ports, cfg, row, rotation_id, "bad_csr", e.to_string()).await,
     };
-    let old_fingerprint = match ports
+    let old = match ports
         .registry()
         .describe_certificate(&row.old_certificate_id)
         .await
     {
-        Ok(old) => inspect_certificate(&old.certificate_pem)
-            .ok()
-            .map(|i| i.public_key_fingerprint),
+        Ok(old) => Some(old),
         Err(e) if e.is_not_found() => None,
         Err(e) => {
             return Err(HandlerError::Port {
@@ -86,6 +104,11 @@ pub async fn handle<P: Ports>(
             });
         }
     };
+    let old_fingerprint = old.as_ref().and_then(|o| {
+        inspect_certificate(&o.certificate_pem)
+            .ok()
+            .map(|i| i.public_key_fingerprint)
+    });
     let check = CsrCheck {
         thing_name: thing,
         old_public_key_fingerprint: old_fingerprint.as_deref(),
@@ -96,7 +119,10 @@ pub async fn handle<P: Ports>(
             info.key,
             info.subject_cn.as_deref().unwrap_or("absent")
         );
-        return refuse(ports, row, rotation_id, "csr_policy", reason).await;
+        return refuse(ports, cfg, row, rotation_id, "csr_policy", reason).await;
+    }
+    if let Some(refused) = refused_policies(ports, cfg, &row, old.as_ref()).await? {
+        return refuse(ports, cfg, row, rotation_id, "policy_not_allowed", refused).await;
     }
     let fingerprint = info.public_key_fingerprint;
     let received = Event::CsrReceived {
@@ -113,7 +139,7 @@ pub async fn handle<P: Ports>(
         .any(|a| matches!(a, rules::rotation::Action::CreateCertificateFromCsr));
     if !creates {
         // ISSUED, same key: attach (idempotent) and re-send.
-        run_actions(ports, FUNCTION, &claimed, &actions, None).await?;
+        run_actions(ports, cfg, FUNCTION, &claimed, &actions, None).await?;
         let id = claimed
             .state
             .new_certificate_id()
@@ -127,13 +153,14 @@ pub async fn handle<P: Ports>(
             ),
         ));
     }
-    issue(ports, &claimed, csr_pem, &fingerprint).await
+    issue(ports, cfg, &claimed, csr_pem, &fingerprint).await
 }
 
 /// Holds the ISSUING claim: creates the certificate (inactive), records it
 /// (ISSUED), then attaches, activates and publishes.
 async fn issue<P: Ports>(
     ports: &P,
+    cfg: &Config,
     claimed: &Rotation,
     csr_pem: &str,
     fingerprint: &str,
@@ -173,7 +200,7 @@ async fn issue<P: Ports>(
             return Err(e);
         }
     };
-    run_actions(ports, FUNCTION, &issued, &actions, None).await?;
+    run_actions(ports, cfg, FUNCTION, &issued, &actions, None).await?;
     let recorded = matches!(&issued.state, RotationState::Issued { new_certificate_id, .. } if *new_certificate_id == created.certificate_id);
     if recorded {
         Ok(done(

@@ -21,7 +21,7 @@ const FUNCTION: Function = Function::ErrorHandler;
 /// cleanup (FAILED rows owe it idempotently).
 pub async fn handle<P: Ports>(
     ports: &P,
-    _cfg: &Config,
+    cfg: &Config,
     payload: &[u8],
     now_ms: i64,
 ) -> Result<Outcome, HandlerError> {
@@ -56,7 +56,7 @@ pub async fn handle<P: Ports>(
     let ctx = IssueContext {
         device_error: Some(error),
     };
-    run_actions(ports, FUNCTION, &next, &actions, Some(&ctx)).await?;
+    run_actions(ports, cfg, FUNCTION, &next, &actions, Some(&ctx)).await?;
     Ok(done(
         FUNCTION,
         format!("rotation {} failed: {error}", next.rotation_id),

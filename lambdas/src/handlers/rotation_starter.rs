@@ -4,8 +4,9 @@
 //! Failures are reported per message (`batchItemFailures`).
 
 use rules::contracts::{CsrReq, RotationId, RotationWork};
+use rules::csr::inspect_certificate;
 use rules::functions::Function;
-use rules::rotation::{Rotation, RotationState};
+use rules::rotation::{Rotation, RotationState, primary_thing};
 use rules::topic::{MessageKind, management_topic};
 use sha2::{Digest, Sha256};
 
@@ -120,18 +121,18 @@ pub async fn start_one<P: Ports>(
                 cert.status
             ),
         ))
-    } else if things.len() != 1 {
+    } else if things.is_empty() {
         Some((
-            "not_one_thing",
-            format!(
-                "the certificate is attached to {} things, rotation needs exactly one",
-                things.len()
-            ),
+            "no_thing",
+            "the certificate is attached to no thing: no device can be told to rotate".to_owned(),
         ))
     } else {
         None
     };
-    let thing = things.first().map(String::as_str);
+    let cn = inspect_certificate(&cert.certificate_pem)
+        .ok()
+        .and_then(|i| i.subject_cn);
+    let thing = primary_thing(&things, cn.as_deref());
     if let Some((kind, detail)) = problem {
         let notice = SupportNotice {
             kind,
@@ -154,7 +155,16 @@ pub async fn start_one<P: Ports>(
         ));
     }
     let Some(thing) = thing else {
-        return Ok(reject(FUNCTION, "not_one_thing", "no thing"));
+        return Ok(reject(FUNCTION, "no_thing", "no thing"));
+    };
+    let shared = if things.len() > 1 {
+        format!(
+            "; the certificate is shared by {} things ({}): csr_req goes to {thing}, the new certificate will be attached to all of them",
+            things.len(),
+            things.join(", ")
+        )
+    } else {
+        String::new()
     };
     let id = rotation_id(thing, old_id, &work.task_id);
     let row = Rotation::requested(
@@ -203,7 +213,7 @@ pub async fn start_one<P: Ports>(
     publish_csr_req(ports, FUNCTION, &row).await?;
     Ok(done(
         FUNCTION,
-        format!("rotation {id} requested for thing {thing}"),
+        format!("rotation {id} requested for thing {thing}{shared}"),
     ))
 }
 

@@ -94,7 +94,7 @@ pub async fn handle<P: Ports>(
                 new_certificate_unsent,
             };
             let result = match advance(ports, FUNCTION, row, &sweep).await {
-                Ok(Ok((next, actions))) => run_actions(ports, FUNCTION, &next, &actions, None)
+                Ok(Ok((next, actions))) => run_actions(ports, cfg, FUNCTION, &next, &actions, None)
                     .await
                     .map(|()| true),
                 Ok(Err(rejection)) => {

@@ -5,12 +5,14 @@
 
 use rules::contracts::{Contracted, CrtAckRuleEvent, CrtErrRuleEvent, CsrResRuleEvent};
 use rules::functions::Function;
+use rules::policy_copy::PolicyCopy;
 use rules::rotation::{Action, Event, Rejection, Rotation, step};
 use serde::Serialize;
 
 use super::cleanup::{remove_certificate, run_cleanup, settle};
 use super::outcome::{HandlerError, Outcome, parse_event, port, reject};
-use super::paging::all_policies;
+use super::paging::{all_policies, all_things};
+use crate::config::Config;
 use crate::ports::{
     CertificateDescription, CertificateStatus, IotRegistry, Notifier, Ports, Publisher,
     RotationStore,
@@ -274,6 +276,7 @@ pub(crate) struct IssueContext<'a> {
 /// [`Action::CreateCertificateFromCsr`] is the CSR issuer's and is skipped.
 pub(crate) async fn run_actions<P: Ports>(
     ports: &P,
+    cfg: &Config,
     function: Function,
     row: &Rotation,
     actions: &[Action],
@@ -284,7 +287,7 @@ pub(crate) async fn run_actions<P: Ports>(
         match action {
             Action::CreateCertificateFromCsr => {}
             Action::AttachOldPoliciesAndThing { new_certificate_id } => {
-                attach_like_old(ports, function, row, new_certificate_id).await?;
+                attach_like_old(ports, &cfg.policy_copy, function, row, new_certificate_id).await?;
             }
             Action::PublishCrt { certificate_id }
             | Action::ResendCertificate { certificate_id } => {
@@ -318,11 +321,16 @@ pub(crate) async fn run_actions<P: Ports>(
     Ok(())
 }
 
-/// Attaches the old certificate's policies and the thing to the new
-/// certificate, then makes it ACTIVE (it is created inactive, so that a
-/// certificate whose creation response was lost is never left usable).
+/// Attaches the old certificate's policies that `policies` allows (plus
+/// those it adds) and the thing to the new certificate, then makes it
+/// ACTIVE (it is created inactive, so that a certificate whose creation
+/// response was lost is never left usable). A policy outside the
+/// allow-list is never attached: csr-issuer refused the rotation before
+/// creating the certificate, so one seen here was attached to the old
+/// certificate since, and is logged.
 async fn attach_like_old<P: Ports>(
     ports: &P,
+    policies: &PolicyCopy,
     function: Function,
     row: &Rotation,
     new_certificate_id: &str,
@@ -336,17 +344,28 @@ async fn attach_like_old<P: Ports>(
         .describe_certificate(new_certificate_id)
         .await
         .map_err(port(function))?;
-    let policies = all_policies(ports, function, &old.certificate_arn).await?;
-    for policy in &policies {
+    let old_policies = all_policies(ports, function, &old.certificate_arn).await?;
+    if let Err(refused) = policies.plan(&old_policies) {
+        tracing::warn!(function = function.name(), rotation_id = %row.rotation_id, %refused, "not copied");
+    }
+    for policy in &policies.attachable(&old_policies) {
         registry
             .attach_policy(policy, &new.certificate_arn)
             .await
             .map_err(port(function))?;
     }
-    registry
-        .attach_thing_principal(&row.thing_name, &new.certificate_arn)
-        .await
-        .map_err(port(function))?;
+    // Every thing the old certificate is attached to (a certificate may
+    // be shared by several), and the rotation's own in any case.
+    let mut things = all_things(ports, function, &old.certificate_arn).await?;
+    if !things.contains(&row.thing_name) {
+        things.push(row.thing_name.clone());
+    }
+    for thing in &things {
+        registry
+            .attach_thing_principal(thing, &new.certificate_arn)
+            .await
+            .map_err(port(function))?;
+    }
     if new.status != CertificateStatus::Active {
         registry
             .update_certificate(new_certificate_id, CertificateStatus::Active)
