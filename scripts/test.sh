@@ -37,7 +37,7 @@ if [ "$(node -p "require('./.tools/binaryen/node_modules/binaryen/package.json')
   npm install --silent --no-audit --no-fund --prefix .tools/binaryen "binaryen@$binaryen_version"
 fi
 
-step "test tools: mosquitto, mosquitto-clients, openssl (device agent, emulator and fleetcert ca tests)"
+step "test tools: mosquitto, mosquitto-clients, openssl, awsiotsdk (device agent, emulator and fleetcert ca tests)"
 bash scripts/install-test-tools.sh
 
 step "infra tools: cfn-lint, moto, checkov, the pinned CDK CLI (into .tools/)"

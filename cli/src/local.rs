@@ -24,6 +24,11 @@ pub struct EmulateArgs {
     /// Validity of certificates registered from CSRs, days.
     #[arg(long, default_value_t = 365)]
     validity_days: u32,
+    /// Attach this customer IoT policy (JSON, named after the file's stem)
+    /// to registered devices instead of fleetcert's device policy: try a
+    /// fleet's own policy, e.g. one subscribing to management/topic/<thing>/#.
+    #[arg(long, value_name = "FILE")]
+    device_policy: Option<PathBuf>,
 }
 
 pub fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
@@ -40,10 +45,18 @@ pub fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
             .then(|| std::time::Duration::from_secs(args.audit_every)),
         threshold_days: args.threshold_days,
         validity_days: args.validity_days,
+        device_policy: args.device_policy,
     };
     runtime.block_on(async {
         let cloud = start(&opts).await?;
         print!("{}", instructions(cloud.endpoint(), &opts.dir));
+        if let Some(file) = &opts.device_policy {
+            let (name, _) = harness::emulate::customer_policy(file)?;
+            println!(
+                "device policy:     {name} (from {}), attached to registered devices",
+                file.display()
+            );
+        }
         serve(&cloud, &opts, async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -49,9 +49,14 @@ pub struct CloudConfig {
     pub emulator: EmulatorConfig,
     /// The synthesized template's policies and topic rules.
     pub deployment: Deployment,
-    /// The handlers' configuration; the device policy must be one of the
-    /// deployment's.
+    /// The handlers' configuration; its device policy (JITR's), when set,
+    /// must be one of the deployment's.
     pub handlers: HandlerConfig,
+    /// The IoT policy attached to the certificates the cloud provisions
+    /// ([`Cloud::register_csr`], the simulation's fleet): fleetcert's
+    /// [`DEVICE_POLICY`], or a customer's added with
+    /// [`Deployment::with_policy`]. Must be one of the deployment's.
+    pub device_policy: String,
     /// How often the work queue is polled.
     pub queue_poll: Duration,
     /// How many times a failed Lambda invocation is retried (AWS retries an
@@ -83,6 +88,7 @@ impl CloudConfig {
             emulator: EmulatorConfig::default(),
             deployment,
             handlers: HandlerConfig::local(DEVICE_POLICY),
+            device_policy: DEVICE_POLICY.to_owned(),
             queue_poll: Duration::from_millis(5),
             lambda_retries: 2,
             retry_delay: Duration::from_millis(20),
@@ -272,6 +278,7 @@ impl RuleSink for HandlerSink {
 /// Dropping it stops everything.
 pub struct Cloud {
     emulator: Arc<Emulator>,
+    device_policy: String,
     ports: MemoryPorts,
     lambda: LambdaService,
     hook: Arc<Mutex<Option<PublishHook>>>,
@@ -303,16 +310,19 @@ impl Cloud {
     /// [`CloudError::UnknownPolicy`] when the handlers' device policy is not
     /// deployed, [`CloudError::Emulator`] when the broker cannot start.
     pub async fn start(config: CloudConfig) -> Result<Cloud, CloudError> {
-        let policy = config.handlers.device_policy_name.clone();
-        if config.deployment.policy(&policy).is_none() {
-            return Err(CloudError::UnknownPolicy {
-                name: policy,
-                known: config
-                    .deployment
-                    .policy_names()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
+        let wanted = std::iter::once(&config.device_policy)
+            .chain(config.handlers.device_policy_name.as_ref());
+        for policy in wanted {
+            if config.deployment.policy(policy).is_none() {
+                return Err(CloudError::UnknownPolicy {
+                    name: policy.clone(),
+                    known: config
+                        .deployment
+                        .policy_names()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
         }
         let ports = MemoryPorts::new();
         let registry = ports.ports.registry.clone();
@@ -356,6 +366,7 @@ impl Cloud {
         let audits: Arc<AtomicU64> = Arc::default();
         let cloud = Cloud {
             emulator,
+            device_policy: config.device_policy.clone(),
             ports,
             lambda,
             hook,
@@ -507,9 +518,8 @@ impl Cloud {
             move |source| CloudError::Registry { what, source }
         };
         registry.add_thing(thing_name);
-        let policy = self.lambda.config().device_policy_name.clone();
         registry
-            .attach_policy(&policy, arn)
+            .attach_policy(&self.device_policy, arn)
             .await
             .map_err(reg_err("attaching the device policy"))?;
         registry

@@ -191,6 +191,14 @@ impl Deployment {
         self.policies.get(name)
     }
 
+    /// The deployment plus an IoT policy created outside the stack (a
+    /// customer's own device policy, as `CreatePolicy` would make it).
+    #[must_use]
+    pub fn with_policy(mut self, name: &str, document: PolicyDocument) -> Self {
+        self.policies.insert(name.to_owned(), document);
+        self
+    }
+
     /// Every policy name.
     pub fn policy_names(&self) -> impl Iterator<Item = &str> {
         self.policies.keys().map(String::as_str)

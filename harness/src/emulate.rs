@@ -3,7 +3,8 @@
 //!
 //! `<dir>/root-ca.pem` is the CA the broker's server certificate chains
 //! to. A CSR dropped as `<dir>/csr/<thing>.csr` registers a device: the
-//! certificate, ACTIVE and attached to the thing and the device policy,
+//! certificate, ACTIVE and attached to the thing and the device policy
+//! (fleetcert's, or the customer's of `--device-policy FILE`),
 //! appears as `<dir>/certs/<thing>.pem`. Touching `<dir>/audit-now` runs
 //! the emulated audit; support notifications are appended to
 //! `<dir>/notifications.jsonl`.
@@ -18,6 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use emulator::{Cloud, CloudConfig};
+use rules::policy::PolicyDocument;
 
 /// How to run the emulator.
 #[derive(Debug, Clone)]
@@ -32,6 +34,33 @@ pub struct EmulateOptions {
     pub threshold_days: u32,
     /// Validity of the certificates registered from CSRs, days.
     pub validity_days: u32,
+    /// A customer IoT policy (JSON) attached to registered devices instead
+    /// of fleetcert's device policy, created in the emulated account under
+    /// the file's stem as its name.
+    pub device_policy: Option<PathBuf>,
+}
+
+/// Reads a customer policy file: its name (the file's stem) and document.
+///
+/// # Errors
+/// When the file cannot be read, is not an IoT policy, or its stem is not
+/// a name `CreatePolicy` accepts.
+pub fn customer_policy(path: &Path) -> anyhow::Result<(String, PolicyDocument)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let document = PolicyDocument::parse(&text)
+        .with_context(|| format!("{} is not an IoT policy", path.display()))?;
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    anyhow::ensure!(
+        rules::policy_copy::is_policy_name(&name),
+        "{}: the policy is named after the file, and {name:?} is not an IoT policy name ([A-Za-z0-9_+=,.@-], 1 to 128)",
+        path.display()
+    );
+    Ok((name, document))
 }
 
 /// What the running emulator tells its user.
@@ -67,8 +96,19 @@ pub async fn start(opts: &EmulateOptions) -> anyhow::Result<Cloud> {
         std::fs::create_dir_all(opts.dir.join(sub))
             .with_context(|| format!("cannot create {}", opts.dir.join(sub).display()))?;
     }
-    let (deployment, _) = crate::simulate::synthesized_deployment(&[])?;
+    let (mut deployment, _) = crate::simulate::synthesized_deployment(&[])?;
+    let customer = opts
+        .device_policy
+        .as_deref()
+        .map(customer_policy)
+        .transpose()?;
+    if let Some((name, document)) = &customer {
+        deployment = deployment.with_policy(name, document.clone());
+    }
     let mut config = CloudConfig::new(deployment);
+    if let Some((name, _)) = customer {
+        config.device_policy = name;
+    }
     config.emulator.bind = SocketAddr::from(([127, 0, 0, 1], opts.port));
     config.emulator.root_ca_file = Some(opts.dir.join("root-ca.pem"));
     config.sweep_every = Some(Duration::from_secs(60));

@@ -147,6 +147,7 @@ async fn one_rotation_by_hand_with_mosquitto_clients_and_openssl() {
         audit_every: None,
         threshold_days: 30,
         validity_days: 10,
+        device_policy: None,
     };
     let cloud = start(&opts).await.expect("emulator");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
