@@ -137,6 +137,10 @@ pub struct Jitr {
     /// Create the thing named by a JITR certificate's subject CN when it
     /// does not exist (otherwise such a certificate is rejected).
     pub create_thing: bool,
+    /// The IoT policy jitr-activator attaches, when it is not fleetcert's
+    /// device policy: an existing customer policy's name. Required with
+    /// `policies.device_policy = "none"` when JITR is configured.
+    pub policy_name: Option<String>,
 }
 
 impl Default for Jitr {
@@ -146,6 +150,7 @@ impl Default for Jitr {
             verification_certificate_pem_file: None,
             ca_certificate_ids: Vec::new(),
             create_thing: true,
+            policy_name: None,
         }
     }
 }
@@ -232,6 +237,65 @@ impl Default for Csr {
     }
 }
 
+/// Whether the stack creates fleetcert's own device policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DevicePolicy {
+    /// `DevicePolicy`, the least-privilege policy of `rules::policy` (the
+    /// default): what JITR attaches unless `jitr.policy_name` is set.
+    #[default]
+    Fleetcert,
+    /// None: the fleet's own policies already allow the management topics
+    /// (`fleetcert check-policy` says whether they do).
+    None,
+}
+
+/// Which IoT policies a rotation puts on the new certificate
+/// (`rules::policy_copy`). IAM cannot restrict this (AWS authorizes
+/// `iot:AttachPolicy` on the certificate only), so csr-issuer enforces it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policies {
+    /// fleetcert's own device policy, or none.
+    pub device_policy: DevicePolicy,
+    /// The old certificate's policies that may be copied: `"*"` (every
+    /// one, the default), names, or name prefixes ending in `*`. A
+    /// rotation whose old certificate carries any other fails before a
+    /// certificate is created, and support is told which.
+    pub copy: Vec<String>,
+    /// Policies attached to every new certificate besides those copied.
+    pub add: Vec<String>,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Policies {
+            device_policy: DevicePolicy::Fleetcert,
+            copy: vec!["*".to_owned()],
+            add: Vec::new(),
+        }
+    }
+}
+
+impl Policies {
+    /// The copy rule, as csr-issuer reads it.
+    ///
+    /// # Errors
+    /// The field and reason of an unusable entry.
+    pub fn copy_rule(&self) -> Result<rules::policy_copy::PolicyCopy, ConfigError> {
+        use rules::policy_copy::PolicyCopy;
+        let invalid = |field: &'static str| {
+            move |e: rules::policy_copy::PolicyCopyError| ConfigError::Invalid {
+                field,
+                reason: e.to_string(),
+            }
+        };
+        PolicyCopy::new(&self.copy, &[] as &[&str]).map_err(invalid("policies.copy"))?;
+        PolicyCopy::new(&["*"], &self.add).map_err(invalid("policies.add"))?;
+        PolicyCopy::new(&self.copy, &self.add).map_err(invalid("policies.copy"))
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -254,6 +318,8 @@ pub struct Config {
     pub rotation_ttl_days: u32,
     /// CloudWatch alarms.
     pub alarms: Alarms,
+    /// fleetcert's device policy, and which policies rotations copy.
+    pub policies: Policies,
 }
 
 impl Default for Config {
@@ -268,6 +334,7 @@ impl Default for Config {
             csr: Csr::default(),
             rotation_ttl_days: rules::functions::DEFAULT_ROTATION_TTL_DAYS,
             alarms: Alarms::default(),
+            policies: Policies::default(),
         }
     }
 }
@@ -507,6 +574,26 @@ impl Config {
                 ),
             ));
         }
+        self.policies.copy_rule()?;
+        if let Some(name) = &self.jitr.policy_name
+            && !rules::policy_copy::is_policy_name(name)
+        {
+            return Err(invalid(
+                "jitr.policy_name",
+                format!("{name:?} is not an IoT policy name ([A-Za-z0-9_+=,.@-], 1 to 128)"),
+            ));
+        }
+        let jitr_configured =
+            self.jitr.ca_certificate_pem_file.is_some() || !self.jitr.ca_certificate_ids.is_empty();
+        if jitr_configured
+            && self.policies.device_policy == DevicePolicy::None
+            && self.jitr.policy_name.is_none()
+        {
+            return Err(invalid(
+                "jitr.policy_name",
+                "JITR is configured and policies.device_policy is \"none\": name the policy JITR attaches to the devices it activates".into(),
+            ));
+        }
         // fleetcert's own bound: DynamoDB TTL takes any epoch time
         if !(1..=rules::functions::MAX_ROTATION_TTL_DAYS).contains(&self.rotation_ttl_days) {
             return Err(invalid(
@@ -686,6 +773,14 @@ mod tests {
     #[case::sweep_rows("[rotation]\nsweep_max_rows = 0", "rotation.sweep_max_rows")]
     #[case::weak_rsa("[csr]\nmin_rsa_bits = 1024", "csr.min_rsa_bits")]
     #[case::rsa_range("[csr]\nmin_rsa_bits = 4096\nmax_rsa_bits = 3072", "csr.max_rsa_bits")]
+    #[case::copy_pattern("[policies]\ncopy = [\"Cust*omer\"]", "policies.copy")]
+    #[case::copy_empty("[policies]\ncopy = []", "policies.copy")]
+    #[case::add_name("[policies]\nadd = [\"has space\"]", "policies.add")]
+    #[case::jitr_policy_name("[jitr]\npolicy_name = \"a/b\"", "jitr.policy_name")]
+    #[case::jitr_without_a_policy(
+        "[policies]\ndevice_policy = \"none\"\n[jitr]\nca_certificate_ids = [\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"]",
+        "jitr.policy_name"
+    )]
     fn invalid_values_name_their_field(#[case] toml: &str, #[case] field: &str) {
         let err = Config::from_toml(toml).and_then(Config::validate).err();
         assert!(

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rules::functions::Function as Fn_;
 use serde_json::{Value as Json, json};
 
-use crate::config::{Architecture, Frequency, Validated};
+use crate::config::{Architecture, DevicePolicy, Frequency, Validated};
 use crate::from_rules;
 use crate::generated::dynamodb_table::{
     AttributeDefinition, AttributeDefinitionAttributeType, GlobalSecondaryIndex,
@@ -106,6 +106,8 @@ fn function_settings(f: Fn_, c: &crate::config::Config) -> Vec<(&'static str, St
             ("SWEEP_MAX_ROWS", c.rotation.sweep_max_rows.to_string()),
         ],
         Fn_::CsrIssuer => vec![
+            ("COPY_POLICIES", c.policies.copy.join(",")),
+            ("ADD_POLICIES", c.policies.add.join(",")),
             ("CSR_MIN_RSA_BITS", c.csr.min_rsa_bits.to_string()),
             ("CSR_MAX_RSA_BITS", c.csr.max_rsa_bits.to_string()),
             ("CSR_ALLOW_P256", c.csr.allow_p256.to_string()),
@@ -141,7 +143,8 @@ struct Refs {
     table: Handle<Table>,
     queue: Handle<Queue>,
     support: Handle<Topic>,
-    device_policy: Handle<IotPolicy>,
+    /// fleetcert's device policy, unless `policies.device_policy = "none"`.
+    device_policy: Option<Handle<IotPolicy>>,
 }
 
 /// Whether Lambda invokes `f` asynchronously (topic rules, SNS, the
@@ -345,7 +348,7 @@ fn arns(f: Fn_, resource: Resource, r: &Refs) -> Vec<Json> {
     match resource {
         Resource::Certificate => vec![sub(arn("cert/*")).to_json()],
         Resource::Thing => vec![sub(arn("thing/*")).to_json()],
-        Resource::Policy => vec![r.device_policy.arn().to_json()],
+        Resource::Policy => r.device_policy.iter().map(|p| p.arn().to_json()).collect(),
         Resource::CaCertificate => vec![sub(arn("cacert/*")).to_json()],
         Resource::DeviceTopic => publish_topics(f)
             .iter()
@@ -500,7 +503,8 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
         "${AWS::Region}",
         "${AWS::AccountId}",
     ));
-    let device_policy = s.add("DevicePolicy", IotPolicy::new(device_doc));
+    let device_policy = (c.policies.device_policy == DevicePolicy::Fleetcert)
+        .then(|| s.add("DevicePolicy", IotPolicy::new(device_doc)));
 
     let refs = Refs {
         table: table.clone(),
@@ -590,11 +594,22 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
             "ROTATION_TTL_DAYS".to_owned(),
             json!(c.rotation_ttl_days.to_string()),
         );
-        vars.insert(
-            "DEVICE_POLICY_NAME".to_owned(),
-            refs.device_policy.r#ref().to_json(),
-        );
-        for (name, value) in function_settings(f, c) {
+        // The policy JITR attaches: the configured customer policy, else
+        // fleetcert's own; with neither, jitr-activator refuses every
+        // registration (`policy_name_missing`).
+        let jitr_policy = match (&c.jitr.policy_name, &refs.device_policy) {
+            (Some(name), _) => Some(json!(name)),
+            (None, Some(policy)) => Some(policy.r#ref().to_json()),
+            (None, None) => None,
+        };
+        if let Some(name) = jitr_policy {
+            vars.insert("DEVICE_POLICY_NAME".to_owned(), name);
+        }
+        // an unset list is an absent variable, not an empty one
+        for (name, value) in function_settings(f, c)
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+        {
             vars.insert(name.to_owned(), json!(value));
         }
         // `lambdas::limits` divides each API quota by this, so that the

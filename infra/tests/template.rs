@@ -388,3 +388,54 @@ fn configured_settings_reach_each_function_as_its_handler_reads_them() {
     }
     assert_eq!(seen, 7);
 }
+
+/// A brownfield fleet's stack: no device policy of fleetcert's, an
+/// allow-list and an added policy for csr-issuer, a customer policy for
+/// JITR; IAM names no policy (AWS authorizes AttachPolicy on the
+/// certificate only).
+#[test]
+fn a_fleet_with_its_own_policies_gets_no_device_policy_and_an_allow_list() {
+    let toml = r#"
+        [policies]
+        device_policy = "none"
+        copy = ["CustomerDevice", "legacy-*"]
+        add = ["fleetcert-management"]
+        [jitr]
+        policy_name = "CustomerJitr"
+        ca_certificate_ids = ["0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"]
+    "#;
+    let v = Config::from_toml(toml)
+        .and_then(Config::validate)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = assembly::template(&v, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let resources = t["Resources"].as_object().expect("resources");
+    assert!(
+        !resources.values().any(|r| r["Type"] == "AWS::IoT::Policy"),
+        "no IoT policy is created"
+    );
+    let text = t.to_string();
+    assert!(
+        !text.contains("DevicePolicy"),
+        "nothing refers to a device policy"
+    );
+    let env = |function: &str| {
+        resources
+            .values()
+            .find(|r| r["Properties"]["Description"] == format!("fleetcert {function}"))
+            .map(|r| r["Properties"]["Environment"]["Variables"].clone())
+            .expect("function")
+    };
+    let issuer = env("csr-issuer");
+    assert_eq!(issuer["COPY_POLICIES"], "CustomerDevice,legacy-*");
+    assert_eq!(issuer["ADD_POLICIES"], "fleetcert-management");
+    assert_eq!(env("jitr-activator")["DEVICE_POLICY_NAME"], "CustomerJitr");
+    // intrinsics (the table, queue and topic refs) resolve at deploy time
+    let lookup = |k: &str| {
+        issuer
+            .get(k)
+            .map(|v| v.as_str().unwrap_or("resolved-at-deploy").to_owned())
+    };
+    let c = lambdas::config::Config::from_lookup(lookup).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.policy_copy.allows("legacy-3") && !c.policy_copy.allows("Admin"));
+    assert_eq!(c.policy_copy.add, ["fleetcert-management"]);
+}
