@@ -1,9 +1,12 @@
 //! `fleetcert adopt` (feature `ca`): the account's ACTIVE device
 //! certificates as fleetcert would find them, read-only. For each: its
 //! things, its policies (and whether together they allow every MQTT
-//! operation of a rotation, `rules::policy_check`), its CA, and what would
-//! block its rotation: no thing, several things, no policy, a policy that
-//! blocks a protocol step, an inactive CA.
+//! operation of a rotation, `rules::policy_check`), what its new
+//! certificate would carry under the stack's `[policies]`, the thing its
+//! rotation talks to (a certificate shared by several things rotates once,
+//! the new one joining them all), its CA, and what would block its
+//! rotation: no thing, a policy outside the allow-list, no policy, a policy
+//! that blocks a protocol step, an inactive CA.
 //!
 //! Every listing is followed to its last page; calls are paced to the
 //! lowest published IoT quota of the operations used (10 per second) and
@@ -18,6 +21,8 @@ use clap::Args;
 use governor::{Quota, RateLimiter};
 use rules::policy::PolicyDocument;
 use rules::policy_check::{Subscription, check_protocol};
+use rules::policy_copy::PolicyCopy;
+use rules::rotation::primary_thing;
 use serde::Serialize;
 
 use crate::ca::aws::{Connection, Iot, follow_markers};
@@ -45,6 +50,14 @@ pub struct AdoptArgs {
     /// The devices subscribe to `management/topic/<thing>/#`.
     #[arg(long)]
     wildcard_subscription: bool,
+    /// The stack's configuration (the file synth reads): its `[policies]`
+    /// allow-list and additions decide what would be copied.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// The allow-list of policies a rotation may copy, comma-separated
+    /// (`*`, names, prefixes ending in `*`); overrides the config's.
+    #[arg(long, value_name = "LIST")]
+    copy_policies: Option<String>,
     /// Print JSON on stdout instead of a table.
     #[arg(long)]
     json: bool,
@@ -60,8 +73,14 @@ pub struct Candidate {
     pub not_after: Option<String>,
     /// The things it is attached to.
     pub things: Vec<String>,
-    /// The policies attached to it (copied to the new certificate).
+    /// The thing its rotation talks to (`rules::rotation::primary_thing`):
+    /// the device connects as it; the new certificate joins every thing.
+    pub rotation_thing: Option<String>,
+    /// The policies attached to it.
     pub policies: Vec<String>,
+    /// The policies its new certificate would carry (those the allow-list
+    /// copies, plus those added); empty when one is refused.
+    pub new_policies: Vec<String>,
     /// The CA that signed it, when registered with one.
     pub ca_certificate_id: Option<String>,
     /// What blocks its rotation; empty: fleetcert would rotate it.
@@ -91,10 +110,10 @@ pub fn run(args: AdoptArgs) -> anyhow::Result<()> {
             "{:<66} {:<22} {:<24} {}",
             c.certificate_id,
             c.not_after.as_deref().unwrap_or("-"),
-            if c.things.is_empty() {
-                "-".to_owned()
-            } else {
-                c.things.join(",")
+            match (c.things.len(), &c.rotation_thing) {
+                (0, _) => "-".to_owned(),
+                (n, Some(told)) if n > 1 => format!("{told} (+{} shared)", n - 1),
+                _ => c.things.join(","),
             },
             if c.blockers.is_empty() {
                 "ready".to_owned()
@@ -143,7 +162,21 @@ where
     .await
 }
 
+/// The copy rule: `--copy-policies`, else the config's `[policies]`, else
+/// every policy.
+fn copy_rule(args: &AdoptArgs) -> anyhow::Result<PolicyCopy> {
+    let mut policies = match &args.config {
+        Some(file) => infra::config::Config::from_file(file)?.policies,
+        None => infra::config::Policies::default(),
+    };
+    if let Some(list) = &args.copy_policies {
+        policies.copy = list.split(',').map(|p| p.trim().to_owned()).collect();
+    }
+    Ok(policies.copy_rule()?)
+}
+
 async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
+    let copy = copy_rule(args)?;
     let iot = Iot::connect(&Connection {
         endpoint_url: args.endpoint_url.clone(),
         region: args.region.clone(),
@@ -233,16 +266,24 @@ async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
             Ok((names, out.next_marker().map(str::to_owned)))
         })
         .await?;
+        let cn = description
+            .and_then(|d| d.certificate_pem())
+            .and_then(|pem| rules::csr::inspect_certificate(pem).ok())
+            .and_then(|i| i.subject_cn);
+        let rotation_thing = primary_thing(&things, cn.as_deref()).map(str::to_owned);
         let mut blockers = Vec::new();
-        match things.len() {
-            0 => blockers.push(
+        if things.is_empty() {
+            blockers.push(
                 "no thing is attached (the rotation finds its device by its thing)".to_owned(),
-            ),
-            1 => {}
-            n => blockers.push(format!(
-                "attached to {n} things (fleetcert rotates a certificate of one thing)"
-            )),
+            );
         }
+        let new_policies = match copy.plan(&policies) {
+            Ok(p) => p,
+            Err(refused) => {
+                blockers.push(refused.to_string());
+                Vec::new()
+            }
+        };
         if policies.is_empty() {
             blockers.push("no policy is attached: the device cannot take part".to_owned());
         }
@@ -266,7 +307,7 @@ async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
                 None => blockers.push(format!("policy {name} is not a policy fleetcert can read")),
             }
         }
-        if let (Some(thing), false) = (things.first(), docs.is_empty()) {
+        if let (Some(thing), false) = (rotation_thing.as_deref(), docs.is_empty()) {
             // a certificate ARN always names its partition, region and account
             let scope = scope_in(&arn).with_context(|| format!("{arn} is not an IoT ARN"))?;
             let subscription = if args.wildcard_subscription {
@@ -309,7 +350,9 @@ async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
             certificate_id: id.clone(),
             not_after,
             things,
+            rotation_thing,
             policies,
+            new_policies,
             ca_certificate_id: ca_id,
             blockers,
         });

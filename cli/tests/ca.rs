@@ -1168,7 +1168,9 @@ fn an_expired_ca_registers_nothing_and_signs_nothing() {
 
 /// `fleetcert adopt` on an account fleetcert did not provision: a
 /// certificate ready to rotate, one whose policy denies `crt_ack`, one with
-/// no thing, one on two things; read-only (nothing in the account changes).
+/// no thing, one shared by two things (ready: it rotates once); with an
+/// allow-list, a policy outside it blocks; read-only (nothing in the
+/// account changes).
 #[tokio::test(flavor = "multi_thread")]
 async fn adopt_says_which_certificates_would_rotate_and_what_blocks_the_others() {
     let moto = Moto::start();
@@ -1218,43 +1220,71 @@ async fn adopt_says_which_certificates_would_rotate_and_what_blocks_the_others()
         }
         ids.insert(label, cert.certificate_id().expect("id").to_owned());
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetcert"))
-        .args([
-            "adopt",
-            "--json",
-            "--endpoint-url",
-            &moto.endpoint,
-            "--region",
-            REGION,
-        ])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/fleetcert-test")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/fleetcert-test")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run fleetcert adopt");
-    let report: Vec<serde_json::Value> = serde_json::from_str(&ok(&out)).expect("json");
+    let adopt = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_fleetcert"))
+            .args([
+                "adopt",
+                "--json",
+                "--endpoint-url",
+                &moto.endpoint,
+                "--region",
+                REGION,
+            ])
+            .args(extra)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent/fleetcert-test")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/fleetcert-test")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run fleetcert adopt");
+        let report: Vec<serde_json::Value> = serde_json::from_str(&ok(&out)).expect("json");
+        report
+    };
+    let report = adopt(&[]);
     assert_eq!(report.len(), 4, "{report:#?}");
-    let blockers = |label: &str| -> Vec<String> {
-        let entry = report
+    let entry = |report: &[serde_json::Value], label: &str| -> serde_json::Value {
+        report
             .iter()
             .find(|c| c["certificateId"] == ids[label].as_str())
-            .unwrap_or_else(|| panic!("{label} missing"));
-        entry["blockers"]
+            .unwrap_or_else(|| panic!("{label} missing"))
+            .clone()
+    };
+    let blockers = |report: &[serde_json::Value], label: &str| -> Vec<String> {
+        entry(report, label)["blockers"]
             .as_array()
             .expect("blockers")
             .iter()
             .map(|b| b.as_str().unwrap_or_default().to_owned())
             .collect()
     };
-    assert!(blockers("ready").is_empty(), "{:?}", blockers("ready"));
-    assert_eq!(blockers("no-ack"), ["its policies block: publish crt_ack"]);
-    assert!(blockers("no-thing")[0].starts_with("no thing is attached"));
-    assert!(blockers("two-things")[0].starts_with("attached to 2 things"));
+    assert!(
+        blockers(&report, "ready").is_empty(),
+        "{:?}",
+        blockers(&report, "ready")
+    );
+    assert_eq!(
+        entry(&report, "ready")["newPolicies"],
+        serde_json::json!(["Fleet"])
+    );
+    assert_eq!(
+        blockers(&report, "no-ack"),
+        ["its policies block: publish crt_ack"]
+    );
+    assert!(blockers(&report, "no-thing")[0].starts_with("no thing is attached"));
+    let shared = entry(&report, "two-things");
+    assert!(blockers(&report, "two-things").is_empty(), "{shared:?}");
+    assert_eq!(shared["rotationThing"], "pump-3");
+    // an allow-list that leaves FleetNoAck out blocks that certificate by name
+    let listed = adopt(&["--copy-policies", "Fleet"]);
+    assert_eq!(
+        blockers(&listed, "no-ack")[0],
+        "the old certificate carries a policy outside the allow-list (Fleet): FleetNoAck"
+    );
+    assert!(blockers(&listed, "ready").is_empty());
     // read-only: every certificate is still ACTIVE with its attachments
     for id in ids.values() {
         let d = iot
