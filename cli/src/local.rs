@@ -78,6 +78,12 @@ pub struct SimulateArgs {
     /// Further devices that come in by JITR.
     #[arg(long, default_value_t = 0)]
     jitr: usize,
+    /// A fleet fleetcert did not provision: customer policies of three
+    /// shapes (one subscribing to management/topic/<thing>/#), thing names
+    /// that are not CNs, certificates shared by two things, and (unless
+    /// --jitr says) a tenth as many JITR devices from a customer CA.
+    #[arg(long)]
+    brownfield: bool,
     /// Inject dropped/duplicated messages, device crashes, registry throttling/errors and
     /// commits of acknowledged rotations that never land.
     #[arg(long)]
@@ -115,7 +121,12 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let total = (args.devices + args.jitr) as u64;
+    let jitr = if args.brownfield && args.jitr == 0 {
+        (args.devices / 10).max(1)
+    } else {
+        args.jitr
+    };
+    let total = (args.devices + jitr) as u64;
     let child = match args.agents_process.as_str() {
         "child" => true,
         "in" => false,
@@ -134,6 +145,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         devices: args.devices,
         expiring_share: args.expiring_share,
         jitr: args.jitr,
+        brownfield: args.brownfield,
         faults: args.faults,
         seed: args.seed,
         timeout: std::time::Duration::from_secs(args.timeout_secs),

@@ -15,7 +15,8 @@ use rules::contracts::{
     self, CertificateId, ClientId, Contract, CrtAck, CrtErr, CsrPem, CsrRes, ErrorText,
     KeyAlgorithm, Message, RotationId,
 };
-use rules::topic::{MessageKind, management_topic, parse_management_topic};
+pub use rules::policy_check::Subscription;
+use rules::topic::{MANAGEMENT_PREFIX, MessageKind, management_topic, parse_management_topic};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
     SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
@@ -29,8 +30,17 @@ use crate::slots::{FaultHook, Slot, SlotError, SlotMeta, Slots};
 /// How an agent reaches its broker and where it keeps its certificates.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// The thing name, used as MQTT client id and CSR common name.
+    /// The thing name, used as MQTT client id (and CSR common name unless
+    /// [`csr_common_name`](Self::csr_common_name) is set).
     pub thing: ClientId,
+    /// The subject CN of the CSRs, when it is not the thing name (firmware
+    /// whose certificates carry a serial number, say).
+    pub csr_common_name: Option<String>,
+    /// One filter per message the cloud sends (fleetcert's policy allows
+    /// those only), or `management/topic/<thing>/#` (firmware on its own
+    /// policy that allows the wildcard; the agent then sees its own
+    /// messages come back and ignores them).
+    pub subscription: Subscription,
     /// Broker host name or IP address (also the TLS server name).
     pub host: String,
     /// Broker port (MQTT over TLS).
@@ -71,6 +81,8 @@ impl AgentConfig {
     ) -> AgentConfig {
         AgentConfig {
             thing,
+            csr_common_name: None,
+            subscription: Subscription::Exact,
             host: host.into(),
             port,
             server_ca_pem: server_ca_pem.into(),
@@ -387,6 +399,8 @@ impl Agent {
         let contract = match kind {
             MessageKind::CsrReq => Contract::CsrReq,
             MessageKind::Crt => Contract::Crt,
+            // its own csr_res, crt_ack or crt_err, through the wildcard
+            _ if self.config.subscription == Subscription::Wildcard => return Ok(conn),
             other => {
                 self.reject(&topic, format!("`{}` is not for devices", other.suffix()));
                 return Ok(conn);
@@ -491,7 +505,12 @@ impl Agent {
             }
         };
         self.point("agent: csr key stored")?;
-        let csr = keys::csr_pem(self.config.thing.as_str(), &key)?;
+        let cn = self
+            .config
+            .csr_common_name
+            .as_deref()
+            .unwrap_or(self.config.thing.as_str());
+        let csr = keys::csr_pem(cn, &key)?;
         let csr = CsrPem::new(csr).map_err(|e| KeyError::Csr {
             thing: self.config.thing.to_string(),
             reason: e.to_string(),
@@ -772,7 +791,11 @@ impl Agent {
             let mut refused = false;
             let result = match Conn::connect_checked(&self.config, tls.clone()).await {
                 Ok(mut conn) => conn
-                    .subscribe(&self.config.thing, self.config.ack_timeout)
+                    .subscribe(
+                        &self.config.thing,
+                        self.config.subscription,
+                        self.config.ack_timeout,
+                    )
                     .await
                     .map(|()| conn),
                 Err(e) => {
@@ -838,7 +861,11 @@ impl Agent {
             reason: reason.to_owned(),
         });
         match conn
-            .subscribe(&self.config.thing, self.config.ack_timeout)
+            .subscribe(
+                &self.config.thing,
+                self.config.subscription,
+                self.config.ack_timeout,
+            )
             .await
         {
             Ok(()) => {
@@ -894,7 +921,11 @@ impl Agent {
             latency,
         });
         match conn
-            .subscribe(&self.config.thing, self.config.ack_timeout)
+            .subscribe(
+                &self.config.thing,
+                self.config.subscription,
+                self.config.ack_timeout,
+            )
             .await
         {
             Ok(()) => {
@@ -1012,9 +1043,23 @@ impl Conn {
         })
     }
 
-    async fn subscribe(&mut self, thing: &ClientId, timeout: Duration) -> Result<(), String> {
-        let filters = [MessageKind::CsrReq, MessageKind::Crt]
-            .map(|k| SubscribeFilter::new(management_topic(thing.as_str(), k), QoS::AtLeastOnce));
+    async fn subscribe(
+        &mut self,
+        thing: &ClientId,
+        subscription: Subscription,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let filters: Vec<SubscribeFilter> = match subscription {
+            Subscription::Exact => [MessageKind::CsrReq, MessageKind::Crt]
+                .map(|k| {
+                    SubscribeFilter::new(management_topic(thing.as_str(), k), QoS::AtLeastOnce)
+                })
+                .into(),
+            Subscription::Wildcard => vec![SubscribeFilter::new(
+                format!("{MANAGEMENT_PREFIX}{}/#", thing.as_str()),
+                QoS::AtLeastOnce,
+            )],
+        };
         self.client
             .subscribe_many(filters)
             .await

@@ -16,6 +16,6 @@ pub mod backoff;
 pub mod keys;
 pub mod slots;
 
-pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, EventSink};
+pub use agent::{Agent, AgentConfig, AgentError, AgentEvent, EventSink, Subscription};
 pub use backoff::Backoff;
 pub use slots::{FaultHook, Slot, SlotError, SlotMeta, SlotState, Slots};

@@ -155,6 +155,21 @@ pub struct DeviceCredentials {
     pub private_key_pem: String,
 }
 
+/// How [`Cloud::provision_device`] provisions one device.
+#[derive(Debug, Clone, Copy)]
+pub struct Provisioning<'a> {
+    /// The thing the device connects as.
+    pub thing: &'a str,
+    /// Its certificate's subject CN (need not be the thing name).
+    pub common_name: &'a str,
+    /// Days until the certificate expires.
+    pub validity_days: u32,
+    /// IoT policies attached to the certificate (the deployment's).
+    pub policies: &'a [&'a str],
+    /// Further things the certificate is attached to.
+    pub other_things: &'a [&'a str],
+}
+
 /// What one emulated audit found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditReport {
@@ -449,6 +464,30 @@ impl Cloud {
         thing_name: &str,
         validity_days: u32,
     ) -> Result<DeviceCredentials, CloudError> {
+        let policy = self.device_policy.clone();
+        self.provision_device(&Provisioning {
+            thing: thing_name,
+            common_name: thing_name,
+            validity_days,
+            policies: &[policy.as_str()],
+            other_things: &[],
+        })
+        .await
+    }
+
+    /// Provisions a device as a fleet fleetcert did not provision may have
+    /// it: a P-256 key, a certificate with its own subject CN valid for
+    /// `validity_days` (signed by the registry's root CA), ACTIVE, attached
+    /// to its policies (each one of the deployment's) and to its thing and
+    /// any other things (all created).
+    ///
+    /// # Errors
+    /// [`CloudError::Key`] or [`CloudError::Registry`].
+    pub async fn provision_device(
+        &self,
+        device: &Provisioning<'_>,
+    ) -> Result<DeviceCredentials, CloudError> {
+        let thing_name = device.thing;
         let key_err = |e: rcgen::Error| CloudError::Key {
             thing: thing_name.to_owned(),
             reason: e.to_string(),
@@ -457,7 +496,7 @@ impl Cloud {
         let mut params = rcgen::CertificateParams::default();
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, thing_name);
+            .push(rcgen::DnType::CommonName, device.common_name);
         let csr = params
             .serialize_request(&key)
             .and_then(|c| c.pem())
@@ -469,10 +508,22 @@ impl Cloud {
             move |source| CloudError::Registry { what, source }
         };
         let created = registry
-            .issue_certificate(&csr, true, i64::from(validity_days) * DAY_MS)
+            .issue_certificate(&csr, true, i64::from(device.validity_days) * DAY_MS)
             .map_err(reg_err("issuing the certificate"))?;
-        self.provision_certificate(thing_name, &created.certificate_arn)
-            .await?;
+        let arn = &created.certificate_arn;
+        for policy in device.policies {
+            registry
+                .attach_policy(policy, arn)
+                .await
+                .map_err(reg_err("attaching a policy"))?;
+        }
+        for thing in std::iter::once(&thing_name).chain(device.other_things) {
+            registry.add_thing(thing);
+            registry
+                .attach_thing_principal(thing, arn)
+                .await
+                .map_err(reg_err("attaching a thing"))?;
+        }
         Ok(DeviceCredentials {
             thing_name: thing_name.to_owned(),
             certificate_id: created.certificate_id,

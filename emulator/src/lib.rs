@@ -42,7 +42,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-pub use cloud::{Cloud, CloudConfig, CloudError, DeviceCredentials};
+pub use cloud::{Cloud, CloudConfig, CloudError, DeviceCredentials, Provisioning};
 pub use limits::{Limit, MqttLimits};
 pub use registry::{
     CertificateStatus, CertificateView, Registry, StandaloneRegistry, StatusChange,

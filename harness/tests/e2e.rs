@@ -33,12 +33,7 @@ async fn provision(cloud: &Cloud, prefix: &str, n: usize, days: u32) -> Fleet {
         let thing = format!("{prefix}-{i:03}");
         let c = cloud.register_device(&thing, days).await.expect("device");
         installs.push((
-            FleetDevice {
-                thing,
-                dir: Default::default(),
-                initial_certificate_id: c.certificate_id,
-                jitr: false,
-            },
+            FleetDevice::new(thing, c.certificate_id, false),
             c.certificate_pem,
             c.private_key_pem,
         ));
@@ -165,12 +160,7 @@ async fn twenty_devices_come_in_by_jitr() {
         let device = ca.device(&thing).expect("device cert");
         let (cert, key) = (device.cert_pem, device.key_pem);
         installs.push((
-            FleetDevice {
-                thing,
-                dir: Default::default(),
-                initial_certificate_id: rules::csr::certificate_id(&cert).expect("id"),
-                jitr: true,
-            },
+            FleetDevice::new(thing, rules::csr::certificate_id(&cert).expect("id"), true),
             cert,
             key,
         ));

@@ -33,12 +33,7 @@ async fn setup(confirm_every: Duration) -> (Cloud, Fleet, UnboundedReceiver<Flee
     let mut fleet = Fleet::install(
         None,
         vec![(
-            FleetDevice {
-                thing: THING.to_owned(),
-                dir: Default::default(),
-                initial_certificate_id: c.certificate_id,
-                jitr: false,
-            },
+            FleetDevice::new(THING.to_owned(), c.certificate_id, false),
             c.certificate_pem,
             c.private_key_pem,
         )],
@@ -225,12 +220,7 @@ async fn lost_puback_setup() -> (Cloud, Fleet, UnboundedReceiver<FleetEvent>, St
     let mut fleet = Fleet::install(
         None,
         vec![(
-            FleetDevice {
-                thing: THING.to_owned(),
-                dir: Default::default(),
-                initial_certificate_id: c.certificate_id,
-                jitr: false,
-            },
+            FleetDevice::new(THING.to_owned(), c.certificate_id, false),
             c.certificate_pem,
             c.private_key_pem,
         )],

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::faults::crash_hooks;
 use super::fleet::{AgentSettings, Fleet, FleetDevice, FleetEvent};
 use super::options::Options;
+use device::Subscription;
 
 /// The device agents of a simulation in a child process, reporting their
 /// events on its stdout, one line each.
@@ -40,8 +41,23 @@ impl AgentChild {
         let ca = base.join("server-root-ca.pem");
         std::fs::write(&ca, cloud.root_ca_pem())?;
         let things = base.join("things.txt");
-        let names: Vec<&str> = fleet.devices.iter().map(|d| d.thing.as_str()).collect();
-        std::fs::write(&things, names.join("\n"))?;
+        // one line per device: thing, CSR CN (`-`: the thing), `exact` or `wildcard`
+        let lines: Vec<String> = fleet
+            .devices
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}\t{}\t{}",
+                    d.thing,
+                    d.common_name.as_deref().unwrap_or("-"),
+                    match d.subscription {
+                        Subscription::Exact => "exact",
+                        Subscription::Wildcard => "wildcard",
+                    }
+                )
+            })
+            .collect();
+        std::fs::write(&things, lines.join("\n"))?;
         let mut cmd = std::process::Command::new(program);
         cmd.args(args)
             .arg(cloud.endpoint().to_string())
@@ -129,7 +145,7 @@ impl Drop for AgentChild {
 
 /// The child half of [`AgentHost::Child`](super::AgentHost::Child): `args` are the broker
 /// endpoint, the server root CA file, the slots' base directory, the file
-/// of thing names, `faults`/`no-faults` and the seed. Runs the agents until
+/// of devices (thing, CSR CN, subscription per line), `faults`/`no-faults` and the seed. Runs the agents until
 /// stdin closes, printing one line per event on stdout.
 ///
 /// # Errors
@@ -148,11 +164,16 @@ pub async fn agents_child_main(args: &[String]) -> anyhow::Result<()> {
     let devices: Vec<FleetDevice> = std::fs::read_to_string(things)?
         .lines()
         .filter(|l| !l.is_empty())
-        .map(|t| FleetDevice {
-            thing: t.to_owned(),
-            dir: base.join(t),
-            initial_certificate_id: String::new(),
-            jitr: false,
+        .map(|line| {
+            let mut fields = line.split('\t');
+            let thing = fields.next().unwrap_or_default().to_owned();
+            let mut d = FleetDevice::new(thing.clone(), String::new(), false);
+            d.dir = base.join(&thing);
+            d.common_name = fields.next().filter(|cn| *cn != "-").map(str::to_owned);
+            if fields.next() == Some("wildcard") {
+                d.subscription = Subscription::Wildcard;
+            }
+            d
         })
         .collect();
     let mut fleet = Fleet::existing(devices);

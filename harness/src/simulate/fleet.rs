@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use device::{Agent, AgentConfig, AgentError, AgentEvent, Backoff, Slots};
+use device::{Agent, AgentConfig, AgentError, AgentEvent, Backoff, Slots, Subscription};
 use emulator::Cloud;
 use rules::contracts::ClientId;
 use tokio::sync::{mpsc, watch};
@@ -22,6 +22,31 @@ pub struct FleetDevice {
     pub initial_certificate_id: String,
     /// Provisioned by JITR.
     pub jitr: bool,
+    /// The subject CN of its CSRs, when not the thing name.
+    pub common_name: Option<String>,
+    /// How it subscribes.
+    pub subscription: Subscription,
+    /// The policies its certificate carries (a rotation keeps them).
+    pub policies: Vec<String>,
+    /// Further things its certificate is attached to (a rotation keeps them).
+    pub other_things: Vec<String>,
+}
+
+impl FleetDevice {
+    /// A device of fleetcert's own: thing = CN, fleetcert's device policy,
+    /// one filter per message.
+    pub fn new(thing: String, initial_certificate_id: String, jitr: bool) -> FleetDevice {
+        FleetDevice {
+            thing,
+            dir: PathBuf::new(),
+            initial_certificate_id,
+            jitr,
+            common_name: None,
+            subscription: Subscription::Exact,
+            policies: vec![emulator::cloud::DEVICE_POLICY.to_owned()],
+            other_things: Vec::new(),
+        }
+    }
 }
 
 /// An event of one device.
@@ -175,6 +200,8 @@ impl Fleet {
                 &d.dir,
             );
             config.backoff = settings.backoff;
+            config.csr_common_name.clone_from(&d.common_name);
+            config.subscription = d.subscription;
             config.connect_timeout = Duration::from_secs(30);
             config.ack_timeout = Duration::from_secs(30);
             config.confirm_every = settings.confirm_every;

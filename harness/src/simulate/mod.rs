@@ -3,13 +3,15 @@
 //! end, and a report whose invariants (nothing bricked, nothing orphaned,
 //! converged) decide the exit status.
 //!
-//! One job per file: [`Options`] (`options`), the [`Report`] (`report`),
+//! One job per file: [`Options`] (`options`), the brownfield fleet's
+//! policies and device shapes (`brownfield`), the [`Report`] (`report`),
 //! the [`Fleet`] of agents (`fleet`), the deterministic [`Rng`] (`rng`), the
 //! injected faults (`faults`), the agents' child process (`child`), the
 //! crypto bound (`bound`), the event tracker (`tracker`) and the run itself
 //! ([`simulate`], `run`).
 
 mod bound;
+pub mod brownfield;
 mod child;
 mod faults;
 mod fleet;
@@ -24,7 +26,7 @@ pub use bound::crypto_bound;
 pub use child::agents_child_main;
 pub use fleet::{AgentSettings, Fleet, FleetDevice, FleetEvent};
 pub use options::{AgentHost, DEFAULT_MAX_OPEN_ROTATIONS, Options};
-pub use report::Report;
+pub use report::{BrownfieldMix, Report};
 pub use rng::Rng;
 pub use run::simulate;
 pub use system::{open_files_limit, peak_memory_bytes};

@@ -17,6 +17,11 @@ pub struct Options {
     pub expiring_share: f64,
     /// Further devices that come in by JITR (certificates of a customer CA).
     pub jitr: usize,
+    /// A fleet fleetcert did not provision (`brownfield`): customer
+    /// policies of three shapes, thing names that are not CNs,
+    /// certificates shared by two things; with `jitr` 0, a tenth as many
+    /// JITR devices again.
+    pub brownfield: bool,
     /// Inject faults: dropped and duplicated messages, device crashes,
     /// registry throttling and errors, and commits of acknowledged
     /// rotations that never land (every attempt of the commit fails).
@@ -65,6 +70,7 @@ impl Default for Options {
             devices: 100,
             expiring_share: 1.0,
             jitr: 0,
+            brownfield: false,
             faults: false,
             seed: 1,
             threshold_days: 30,
@@ -74,6 +80,18 @@ impl Default for Options {
             progress: false,
             agent_host: AgentHost::InProcess,
             max_open_rotations: Some(DEFAULT_MAX_OPEN_ROTATIONS),
+        }
+    }
+}
+
+impl Options {
+    /// The JITR devices of the run: `jitr`, or for a brownfield fleet
+    /// without any, a tenth of `devices` (at least one).
+    pub fn jitr_devices(&self) -> usize {
+        if self.brownfield && self.jitr == 0 {
+            (self.devices / 10).max(1)
+        } else {
+            self.jitr
         }
     }
 }

@@ -58,6 +58,22 @@ pub struct Report {
     pub crypto_bound_per_second: Option<f64>,
     /// `rotations_per_second` / `crypto_bound_per_second`.
     pub ratio_to_crypto_bound: Option<f64>,
+    /// What a brownfield fleet (`--brownfield`) was made of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brownfield: Option<BrownfieldMix>,
+}
+
+/// The shapes of a brownfield fleet's provisioned devices.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BrownfieldMix {
+    /// On customer policies rather than fleetcert's.
+    pub customer_policies: usize,
+    /// Whose thing name is not their certificate's CN.
+    pub thing_not_cn: usize,
+    /// Whose certificate is attached to more than one thing.
+    pub shared_certificates: usize,
+    /// Subscribing to `management/topic/<thing>/#`.
+    pub wildcard_subscribers: usize,
 }
 
 impl Report {
@@ -72,6 +88,18 @@ impl Report {
         let mut s = String::new();
         let mut line = |k: &str, v: String| s.push_str(&format!("{k:<28} {v}\n"));
         line("devices", self.devices.to_string());
+        if let Some(mix) = &self.brownfield {
+            line(
+                "brownfield",
+                format!(
+                    "{} on customer policies, {} thing != CN, {} shared by two things, {} subscribe to #",
+                    mix.customer_policies,
+                    mix.thing_not_cn,
+                    mix.shared_certificates,
+                    mix.wildcard_subscribers
+                ),
+            );
+        }
         line("expiring", self.expiring.to_string());
         line(
             "jitr (activated/asked)",

@@ -1,22 +1,22 @@
 //! [`simulate`]: the run from start to report.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use emulator::{Cloud, CloudConfig};
+use emulator::{Cloud, CloudConfig, Provisioning};
 use indicatif::{ProgressBar, ProgressStyle};
 use lambdas::ports::CertificateStatus;
 use tokio::sync::mpsc;
 
+use super::brownfield;
 use super::child::AgentChild;
 use super::faults::{FaultCounters, crash_hooks, inject_registry_faults, publish_faults};
 use super::fleet::{AgentSettings, Fleet, FleetDevice};
 use super::options::{AgentHost, Options};
-use super::report::{Report, percentile};
+use super::report::{BrownfieldMix, Report, percentile};
 use super::system::{open_files_limit, peak_memory_bytes};
 use super::tracker::Tracker;
 use super::{TestCa, synthesized_deployment};
@@ -28,6 +28,10 @@ use super::{TestCa, synthesized_deployment};
 /// When the cloud cannot start, a device cannot be provisioned, or the
 /// fleet does not connect in time.
 pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
+    let opts = &Options {
+        jitr: opts.jitr_devices(),
+        ..opts.clone()
+    };
     let total = opts.devices + opts.jitr;
     check_open_files(opts, total)?;
     let StartedCloud {
@@ -140,6 +144,7 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
             + child.as_ref().map_or(0, AgentChild::peak_memory_bytes),
         crypto_bound_per_second: None,
         ratio_to_crypto_bound: None,
+        brownfield: opts.brownfield.then(|| brownfield_mix(&fleet.devices)),
     };
     fleet.stop(Duration::from_secs(10)).await;
     if let Some(c) = child {
@@ -147,6 +152,25 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
     }
     cloud.shutdown();
     Ok(report)
+}
+
+/// Counts the shapes of a brownfield fleet's provisioned devices.
+fn brownfield_mix(devices: &[FleetDevice]) -> BrownfieldMix {
+    let provisioned = || devices.iter().filter(|d| !d.jitr);
+    BrownfieldMix {
+        customer_policies: provisioned()
+            .filter(|d| {
+                d.policies
+                    .iter()
+                    .any(|p| p != emulator::cloud::DEVICE_POLICY)
+            })
+            .count(),
+        thing_not_cn: provisioned().filter(|d| d.common_name.is_some()).count(),
+        shared_certificates: provisioned().filter(|d| !d.other_things.is_empty()).count(),
+        wildcard_subscribers: provisioned()
+            .filter(|d| d.subscription == device::Subscription::Wildcard)
+            .count(),
+    }
 }
 
 /// Refuses a fleet the process cannot open sockets for.
@@ -188,8 +212,14 @@ async fn start_cloud(opts: &Options) -> anyhow::Result<StartedCloud> {
         Some(ca) => vec![rules::csr::certificate_id(&ca.pem)?],
         None => Vec::new(),
     };
-    let (deployment, _) = synthesized_deployment(&ca_ids)?;
+    let (mut deployment, _) = synthesized_deployment(&ca_ids)?;
+    if opts.brownfield {
+        deployment = brownfield::with_policies(deployment);
+    }
     let mut config = CloudConfig::new(deployment);
+    if opts.brownfield {
+        config.handlers.policy_copy = brownfield::copy_rule();
+    }
     config.sweep_every = Some(Duration::from_millis(500));
     config.max_open_rotations = opts.max_open_rotations;
     if opts.faults {
@@ -231,14 +261,30 @@ async fn provision(
         } else {
             365
         };
+        if opts.brownfield {
+            let shape = brownfield::shape(i);
+            let policies: Vec<&str> = shape.policies.iter().map(String::as_str).collect();
+            let others: Vec<&str> = shape.other_things.iter().map(String::as_str).collect();
+            let creds = cloud
+                .provision_device(&Provisioning {
+                    thing: &shape.thing,
+                    common_name: &shape.common_name,
+                    validity_days: days,
+                    policies: &policies,
+                    other_things: &others,
+                })
+                .await?;
+            let mut device = FleetDevice::new(shape.thing.clone(), creds.certificate_id, false);
+            device.common_name = (shape.common_name != shape.thing).then_some(shape.common_name);
+            device.subscription = shape.subscription;
+            device.policies = shape.policies;
+            device.other_things = shape.other_things;
+            installs.push((device, creds.certificate_pem, creds.private_key_pem));
+            continue;
+        }
         let creds = cloud.register_device(&thing, days).await?;
         installs.push((
-            FleetDevice {
-                thing,
-                dir: PathBuf::new(),
-                initial_certificate_id: creds.certificate_id,
-                jitr: false,
-            },
+            FleetDevice::new(thing, creds.certificate_id, false),
             creds.certificate_pem,
             creds.private_key_pem,
         ));
@@ -252,16 +298,7 @@ async fn provision(
                 ..
             } = ca.device(&thing)?;
             let id = rules::csr::certificate_id(&cert)?;
-            installs.push((
-                FleetDevice {
-                    thing,
-                    dir: PathBuf::new(),
-                    initial_certificate_id: id,
-                    jitr: true,
-                },
-                cert,
-                key,
-            ));
+            installs.push((FleetDevice::new(thing, id, true), cert, key));
         }
     }
     Ok(installs)
@@ -369,8 +406,8 @@ struct Held {
 }
 
 /// Nothing bricked: every device's current certificate is ACTIVE, attached
-/// to its thing and the device policy; counts the rotated and the JITR
-/// devices too.
+/// to its things and carries exactly its policies (a rotation keeps both);
+/// counts the rotated and the JITR devices too.
 fn check_devices(cloud: &Cloud, fleet: &Fleet, expiring: usize) -> Held {
     let registry = cloud.registry();
     let mut held = HashSet::new();
@@ -383,9 +420,13 @@ fn check_devices(cloud: &Cloud, fleet: &Fleet, expiring: usize) -> Held {
             .as_ref()
             .and_then(|id| registry.certificate(id))
             .is_some_and(|c| {
+                // ACTIVE, on the things and with the policies it started with
                 c.status == CertificateStatus::Active
-                    && c.things.contains(&d.thing)
-                    && c.policies.contains(emulator::cloud::DEVICE_POLICY)
+                    && std::iter::once(&d.thing)
+                        .chain(&d.other_things)
+                        .all(|t| c.things.contains(t))
+                    && c.policies.len() == d.policies.len()
+                    && d.policies.iter().all(|p| c.policies.contains(p))
             });
         if !ok {
             bricked += 1;
