@@ -989,3 +989,120 @@ fn load_child() {
         other => panic!("unknown FLEETCERT_LOAD_EXPECT {other}"),
     }
 }
+
+/// A brownfield device on moto through the real SDK: its certificate is
+/// shared by a second thing and carries a customer policy besides the
+/// device policy; with an allow-list, the rotation keeps both things and
+/// both policies. A policy outside the allow-list fails the next rotation
+/// before any certificate is created.
+#[test]
+fn a_shared_certificate_with_a_customer_policy_rotates_on_aws_ports() {
+    let moto = Moto::start();
+    run(async {
+        let sdk = sdk_of(&moto).await;
+        create_policy(&sdk).await;
+        let iot = aws_sdk_iot::Client::new(&sdk);
+        for name in ["Customer-Telemetry", "Admin"] {
+            iot.create_policy()
+                .policy_name(name)
+                .policy_document(DEVICE_POLICY_DOCUMENT)
+                .send()
+                .await
+                .expect("customer policy");
+        }
+        create_rotation_table(&sdk, "fleetcert-rotations").await;
+        let queue_url = create_queue(&sdk, "fleetcert-rotations").await;
+        let topic_arn = aws_sdk_sns::Client::new(&sdk)
+            .create_topic()
+            .name("fleetcert-support")
+            .send()
+            .await
+            .expect("topic")
+            .topic_arn()
+            .expect("arn")
+            .to_owned();
+        let mut cfg = config("fleetcert-rotations", &queue_url, &topic_arn);
+        cfg.policy_copy =
+            rules::policy_copy::PolicyCopy::from_lists(&format!("{POLICY},Customer-*"), "")
+                .expect("copy rule");
+        let ports = from_sdk_config(&sdk, &cfg, &moto.endpoint);
+        let r = &ports.registry;
+        let (old_id, old_arn) = provision(&ports, "gw-1").await;
+        r.create_thing("gw-1-sensor").await.expect("thing");
+        r.attach_thing_principal("gw-1-sensor", &old_arn)
+            .await
+            .expect("attach second thing");
+        r.attach_policy("Customer-Telemetry", &old_arn)
+            .await
+            .expect("attach customer policy");
+        let now = now_ms();
+        let batch = rotation_starter::handle(
+            &ports,
+            &cfg,
+            &bytes(&sqs_event(&[work(&old_id, false)])),
+            now,
+        )
+        .await;
+        assert!(batch.response.batch_item_failures.is_empty(), "{batch:?}");
+        let id = rotation_starter::rotation_id("gw-1", &old_id, TASK);
+        let out = csr_issuer::handle(
+            &ports,
+            &cfg,
+            &bytes(&csr_res("gw-1", &csr_pem(&p256_key(), "gw-1"), Some(&id))),
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!out.is_rejected(), "{out:?}");
+        let row = ports.store.get(&id).await.expect("get").expect("row");
+        let new_id = row.state.new_certificate_id().expect("issued").to_owned();
+        let out = commit::handle(
+            &ports,
+            &cfg,
+            &bytes(&crt_ack("gw-1", &new_id, Some(&id))),
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!out.is_rejected(), "{out:?}");
+        let new = r.describe_certificate(&new_id).await.expect("new");
+        let mut things = all_pages(|t| r.list_principal_things(&new.certificate_arn, t)).await;
+        things.sort();
+        assert_eq!(things, ["gw-1", "gw-1-sensor"]);
+        let mut policies = all_pages(|t| r.list_attached_policies(&new.certificate_arn, t)).await;
+        policies.sort();
+        assert_eq!(policies, ["Customer-Telemetry", POLICY]);
+        assert!(
+            r.describe_certificate(&old_id).await.is_err(),
+            "old deleted"
+        );
+
+        // the next rotation meets a policy outside the allow-list
+        r.attach_policy("Admin", &new.certificate_arn)
+            .await
+            .expect("attach admin");
+        let task = "task-0002";
+        let mut item = work(&new_id, false);
+        item["taskId"] = serde_json::json!(task);
+        let batch = rotation_starter::handle(&ports, &cfg, &bytes(&sqs_event(&[item])), now).await;
+        assert!(batch.response.batch_item_failures.is_empty(), "{batch:?}");
+        let second = rotation_starter::rotation_id("gw-1", &new_id, task);
+        let out = csr_issuer::handle(
+            &ports,
+            &cfg,
+            &bytes(&csr_res(
+                "gw-1",
+                &csr_pem(&p256_key(), "gw-1"),
+                Some(&second),
+            )),
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.rejection_kind(), Some("policy_not_allowed"), "{out:?}");
+        let row = ports.store.get(&second).await.expect("get").expect("row");
+        assert_eq!(row.state.name(), "FAILED");
+        let certs = iot.list_certificates().send().await.expect("list");
+        assert_eq!(certs.certificates().len(), 1, "no certificate was created");
+    });
+}
