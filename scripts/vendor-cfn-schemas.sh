@@ -23,6 +23,7 @@ types = [
     "AWS::IoT::Policy",
     "AWS::IoT::ScheduledAudit",
     "AWS::IoT::TopicRule",
+    "AWS::KMS::Key",
     "AWS::Lambda::EventSourceMapping",
     "AWS::Lambda::Function",
     "AWS::Lambda::Permission",

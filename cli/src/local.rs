@@ -91,6 +91,10 @@ pub struct SimulateArgs {
     /// Write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page with charts
+    /// (rotations, open rotations, latency, faults over time) to this file.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// Seed of the fault choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -169,6 +173,10 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        let page = harness::simulate::render_html(&report)?;
+        std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if !report.ok() {
         anyhow::bail!(

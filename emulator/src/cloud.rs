@@ -19,13 +19,14 @@ use std::time::Duration;
 use lambdas::config::Config as HandlerConfig;
 use lambdas::handlers::Outcome;
 use lambdas::memory::{MemoryPorts, MemoryRegistry, Notification, Published};
-use lambdas::ports::{IotRegistry, PortError, QueueMessage};
+use lambdas::ports::{IotRegistry, Notifier, PortError, QueueMessage};
 use rules::contracts::AuditFinding;
 use rules::functions::Function;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::kms::Caller;
 use crate::lambda::{InvokeError, LambdaService, Trigger};
 use crate::registry::{CaView, CertificateStatus, CertificateView, Registry, RegistryError};
 use crate::sink::{BoxFuture, RuleSink};
@@ -137,6 +138,12 @@ pub enum CloudError {
     /// The emulated Device Defender audit could not run or notify.
     #[error("device defender audit: {reason}")]
     Audit {
+        /// Why.
+        reason: String,
+    },
+    /// The template has no such CloudWatch alarm.
+    #[error("cloudwatch alarm: {reason}")]
+    Alarm {
         /// Why.
         reason: String,
     },
@@ -797,6 +804,12 @@ pub async fn run_audit(
     if let Err(d) = notifier.authorize("sns:Publish", &[("topic", topic.clone())]) {
         return Ok(report(format!("notification not published: {d}")));
     }
+    if let Err(d) = lambda
+        .kms()
+        .authorize_publish(Caller::Role(&notifier), &topic)
+    {
+        return Ok(report(format!("notification not published: {d}")));
+    }
     let event = json!({"Records": [{
         "EventSource": "aws:sns",
         "EventVersion": "1.0",
@@ -829,6 +842,79 @@ pub async fn run_audit(
         outcomes.push(describe(&invoked.outcome));
     }
     Ok(report(outcomes.join("; ")))
+}
+
+/// What CloudWatch did with one alarm's state change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlarmNotification {
+    /// The topics that took the notification.
+    pub delivered: Vec<String>,
+    /// The topics SNS refused it for, with the reason.
+    pub refused: Vec<String>,
+}
+
+/// CloudWatch notifying the state change of the alarm `logical_id` to
+/// `state` (`ALARM`, `OK`) as AWS does: a publish to each topic of its
+/// actions as `cloudwatch.amazonaws.com` for the alarm (`aws:SourceArn`
+/// the alarm's ARN, `aws:SourceAccount` the account), through the topic's
+/// key ([`crate::kms`]). A refused publish loses the notification (on AWS
+/// the alarm history records the failure and the alarm still changes
+/// state); one the support topic takes reaches support's notifications.
+///
+/// # Errors
+/// [`CloudError::Alarm`] when the template has no such alarm.
+pub async fn run_alarm(
+    lambda: &LambdaService,
+    logical_id: &str,
+    state: &str,
+) -> Result<AlarmNotification, CloudError> {
+    let deployment = lambda.deployment();
+    let alarm = deployment
+        .wiring()
+        .alarms
+        .iter()
+        .find(|a| a.logical_id == logical_id)
+        .cloned()
+        .ok_or_else(|| CloudError::Alarm {
+            reason: format!("no alarm {logical_id} in the template"),
+        })?;
+    let support_topics: Vec<&String> = deployment
+        .wiring()
+        .functions
+        .values()
+        .filter_map(|f| f.environment.get("SUPPORT_TOPIC_ARN"))
+        .collect();
+    let mut out = AlarmNotification::default();
+    for topic in &alarm.actions {
+        let caller = Caller::Service {
+            service: "cloudwatch.amazonaws.com",
+            source_arn: &alarm.arn,
+        };
+        if let Err(d) = lambda.kms().authorize_publish(caller, topic) {
+            tracing::warn!(alarm = %alarm.name, %topic, denial = %d, "alarm notification lost");
+            out.refused.push(format!("{topic}: {d}"));
+            continue;
+        }
+        if support_topics.contains(&topic) {
+            let subject = format!("{state}: \"{}\"", alarm.name);
+            let message = json!({
+                "AlarmName": alarm.name, "AlarmArn": alarm.arn, "NewStateValue": state,
+                "AWSAccountId": deployment.scope().account, "Region": deployment.scope().region,
+            })
+            .to_string();
+            lambda
+                .ports()
+                .ports
+                .notifier
+                .notify(&subject, &message)
+                .await
+                .map_err(|e| CloudError::Alarm {
+                    reason: format!("the support topic took no notification: {e}"),
+                })?;
+        }
+        out.delivered.push(topic.clone());
+    }
+    Ok(out)
 }
 
 /// Runs the sweeper as its EventBridge schedule does.

@@ -24,6 +24,8 @@ use rules::iam::{Decision, IamPolicy, Request, evaluate, request_resources};
 use rules::policy::ArnScope;
 use rules::rotation::Rotation;
 
+use crate::kms::{Caller, Kms};
+
 /// One refused call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
@@ -86,6 +88,8 @@ pub struct Principal {
     pub caller: String,
     /// The role's logical id.
     pub role: String,
+    /// The role's ARN (what a key policy names).
+    pub arn: String,
     /// Its identity-based policies.
     pub policies: Vec<IamPolicy>,
     /// Where refusals are recorded.
@@ -210,15 +214,23 @@ pub struct Authorized<P> {
     inner: P,
     principal: Arc<Principal>,
     arns: Arc<ResourceArns>,
+    kms: Arc<Kms>,
 }
 
 impl<P: Ports> Authorized<P> {
-    /// `inner`, called as `principal`.
-    pub fn new(inner: P, principal: Arc<Principal>, arns: Arc<ResourceArns>) -> Self {
+    /// `inner`, called as `principal`; publishes to encrypted topics go
+    /// through `kms`.
+    pub fn new(
+        inner: P,
+        principal: Arc<Principal>,
+        arns: Arc<ResourceArns>,
+        kms: Arc<Kms>,
+    ) -> Self {
         Authorized {
             inner,
             principal,
             arns,
+            kms,
         }
     }
 
@@ -531,6 +543,17 @@ impl<P: Ports> Notifier for Authorized<P> {
             Operation::NotifySupport,
             vec![(Resource::SupportTopic, self.arns.support_topic.clone())],
         )?;
+        // SNS encrypts the message with the topic's key, using the
+        // publisher's credentials
+        self.kms
+            .authorize_publish(Caller::Role(&self.principal), &self.arns.support_topic)
+            .map_err(|d| PortError::AccessDenied {
+                operation: Operation::NotifySupport,
+                message: format!(
+                    "User: {} is not authorized to perform: {} on resource: {} because {}",
+                    d.role, d.action, d.resource, d.reason
+                ),
+            })?;
         self.inner.notifier().notify(subject, message).await
     }
 }

@@ -35,6 +35,7 @@ use rules::functions::Function;
 use rules::iam::wildcard;
 
 use crate::iam::{AccessLog, Authorized, Principal, ResourceArns, queue_arn};
+use crate::kms::Kms;
 use crate::template::Deployment;
 
 /// What invokes a function.
@@ -167,6 +168,7 @@ struct Inner {
     clock_offset_ms: AtomicI64,
     state: Mutex<State>,
     principals: BTreeMap<Function, (Arc<Principal>, Arc<ResourceArns>)>,
+    kms: Arc<Kms>,
 }
 
 /// The emulated Lambda service. Cheap to clone.
@@ -204,6 +206,7 @@ impl LambdaService {
                 let principal = Principal {
                     caller: f.name().to_owned(),
                     role: role.logical_id.clone(),
+                    arn: role.arn.clone(),
                     policies: role.policies.clone(),
                     log: log.clone(),
                 };
@@ -211,6 +214,12 @@ impl LambdaService {
                 Some((*f, (Arc::new(principal), Arc::new(arns))))
             })
             .collect();
+        let kms = Arc::new(Kms::new(
+            deployment.scope(),
+            wiring.keys.clone(),
+            wiring.topic_keys.clone(),
+            log.clone(),
+        ));
         LambdaService {
             inner: Arc::new(Inner {
                 ports,
@@ -223,6 +232,7 @@ impl LambdaService {
                 clock_offset_ms: AtomicI64::new(0),
                 state: Mutex::default(),
                 principals,
+                kms,
             }),
         }
     }
@@ -252,6 +262,12 @@ impl LambdaService {
     /// Every refused call so far (IAM denials of any principal).
     pub fn access_log(&self) -> &AccessLog {
         &self.inner.log
+    }
+
+    /// The template's KMS keys and the topics they encrypt, as SNS uses
+    /// them.
+    pub fn kms(&self) -> &Kms {
+        &self.inner.kms
     }
 
     /// The invocation counters.
@@ -320,6 +336,7 @@ impl LambdaService {
         Some(Principal {
             caller: caller.to_owned(),
             role: r.logical_id.clone(),
+            arn: r.arn.clone(),
             policies: r.policies.clone(),
             log: self.inner.log.clone(),
         })
@@ -608,7 +625,12 @@ impl LambdaService {
                     function: function.name(),
                     reason: "the function has no role in the template".into(),
                 })?;
-        let p = Authorized::new(self.inner.ports.clone(), principal.clone(), arns.clone());
+        let p = Authorized::new(
+            self.inner.ports.clone(),
+            principal.clone(),
+            arns.clone(),
+            self.inner.kms.clone(),
+        );
         let c = &self.inner.config;
         let now = self.now_ms();
         let done = |outcome| Invoked {

@@ -22,6 +22,7 @@
 mod broker;
 pub mod cloud;
 pub mod iam;
+pub mod kms;
 pub mod lambda;
 pub mod limits;
 pub mod registry;

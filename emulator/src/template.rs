@@ -389,6 +389,11 @@ impl<'t> Resolver<'t> {
         }
     }
 
+    /// The partition, region and account it resolves in.
+    pub fn scope(&self) -> &ArnScope {
+        self.scope
+    }
+
     /// Resolves every intrinsic in `value`; `id` names the resource it
     /// belongs to in errors.
     ///
@@ -510,6 +515,8 @@ impl<'t> Resolver<'t> {
             "AWS::IoT::TopicRule" => self.name(name, r, "RuleName"),
             "AWS::Events::Rule" => self.name(name, r, "Name"),
             "AWS::IoT::CACertificate" => self.attribute(id, name, "Id")?,
+            // the key id: the emulator's keys are named by their logical id
+            "AWS::KMS::Key" => name.to_owned(),
             _ => return Err(unresolvable(id, &format!("Ref {name} ({kind})"))),
         })
     }
@@ -553,6 +560,8 @@ impl<'t> Resolver<'t> {
             ("AWS::Events::Rule", "Arn") => {
                 self.arn("events", &format!("rule/{}", self.name(logical, r, "Name")))
             }
+            ("AWS::KMS::Key", "Arn") => self.arn("kms", &format!("key/{logical}")),
+            ("AWS::KMS::Key", "KeyId") => logical.to_owned(),
             ("AWS::IoT::CACertificate", "Id") => ca_certificate_id(r).ok_or_else(unknown)?,
             ("AWS::IoT::CACertificate", "Arn") => self.arn(
                 "iot",
@@ -618,12 +627,17 @@ fn unresolvable(id: &str, what: &str) -> TemplateError {
     }
 }
 
+/// The stack name the emulator deploys as (`AWS::StackName`), the default
+/// of `fleetcert synth`.
+pub const STACK_NAME: &str = "FleetcertStack";
+
 fn pseudo(name: &str, scope: &ArnScope) -> Option<String> {
     match name {
         "AWS::Partition" => Some(scope.partition.clone()),
         "AWS::Region" => Some(scope.region.clone()),
         "AWS::AccountId" => Some(scope.account.clone()),
         "AWS::URLSuffix" => Some("amazonaws.com".into()),
+        "AWS::StackName" => Some(STACK_NAME.into()),
         _ => None,
     }
 }

@@ -4,7 +4,8 @@
 //! environment, dead-letter queue and log group, the `AWS::Lambda::Permission`s
 //! that let services invoke them, SQS event-source mappings, SNS
 //! subscriptions, EventBridge schedules, the Device Defender audit
-//! configuration, and each topic rule's error action.
+//! configuration, each topic rule's error action, the KMS keys and the
+//! topics they encrypt, and the CloudWatch alarms with their actions.
 //!
 //! Read with the same [`Resolver`] as the device policy and the rules, so
 //! the ARNs the emulator authorizes against are the ARNs the template
@@ -16,6 +17,7 @@ use rules::functions::Function;
 use rules::iam::{AwsIamData, IamPolicy};
 use serde_json::Value;
 
+use crate::kms::{KeyDef, TopicKey};
 use crate::template::{Resolver, TemplateError, function_logical_id};
 
 /// One IAM role.
@@ -95,6 +97,19 @@ pub struct RuleErrorAction {
     pub role: String,
 }
 
+/// One CloudWatch alarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmDef {
+    /// Its logical id.
+    pub logical_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its ARN (`aws:SourceArn` of its notifications).
+    pub arn: String,
+    /// The ARNs its `AlarmActions` and `OKActions` notify.
+    pub actions: Vec<String>,
+}
+
 /// Everything around the functions that AWS checks on each call.
 #[derive(Debug, Clone, Default)]
 pub struct Wiring {
@@ -114,6 +129,12 @@ pub struct Wiring {
     pub audit: Option<AuditDef>,
     /// Each topic rule's error action, by rule name.
     pub rule_errors: BTreeMap<String, RuleErrorAction>,
+    /// KMS keys by logical id.
+    pub keys: BTreeMap<String, KeyDef>,
+    /// How each SNS topic (by ARN) is encrypted.
+    pub topic_keys: BTreeMap<String, TopicKey>,
+    /// CloudWatch alarms.
+    pub alarms: Vec<AlarmDef>,
 }
 
 fn shape(resource: &str, field: &str, reason: &str) -> TemplateError {
@@ -244,6 +265,10 @@ impl Wiring {
                 }
                 Some("AWS::SNS::Topic") => {
                     let topic_arn = string(r, id, &serde_json::json!({"Ref": id}))?;
+                    w.topic_keys.insert(
+                        topic_arn.clone(),
+                        topic_key(r, id, resources, get("KmsMasterKeyId"))?,
+                    );
                     for s in get("Subscription")
                         .and_then(Value::as_array)
                         .into_iter()
@@ -320,6 +345,61 @@ impl Wiring {
                         notification,
                     });
                 }
+                Some("AWS::KMS::Key") => {
+                    let policy = get("KeyPolicy")
+                        .map(|p| r.resolve(id, p))
+                        .transpose()?
+                        .ok_or_else(|| {
+                            shape(
+                                id,
+                                "Properties.KeyPolicy",
+                                "missing: the emulator has no default key policy",
+                            )
+                        })?;
+                    let bypass = get("BypassPolicyLockoutSafetyCheck").and_then(Value::as_bool)
+                        == Some(true);
+                    if !bypass && !crate::kms::passes_lockout_check(&policy, &r.scope().account) {
+                        return Err(shape(
+                            id,
+                            "Properties.KeyPolicy",
+                            "KMS refuses a key policy that does not let the account call kms:PutKeyPolicy again (the lockout safety check)",
+                        ));
+                    }
+                    let arn = string(r, id, &serde_json::json!({"Fn::GetAtt": [id, "Arn"]}))?;
+                    w.keys.insert(
+                        id.clone(),
+                        KeyDef {
+                            logical_id: id.clone(),
+                            arn,
+                            policy,
+                        },
+                    );
+                }
+                Some("AWS::CloudWatch::Alarm") => {
+                    let name = get("AlarmName")
+                        .map(|v| string(r, id, v))
+                        .transpose()?
+                        .unwrap_or_else(|| id.clone());
+                    let mut actions = Vec::new();
+                    for key in ["AlarmActions", "OKActions"] {
+                        for a in get(key).and_then(Value::as_array).into_iter().flatten() {
+                            let a = string(r, id, a)?;
+                            if !actions.contains(&a) {
+                                actions.push(a);
+                            }
+                        }
+                    }
+                    let s = r.scope();
+                    w.alarms.push(AlarmDef {
+                        logical_id: id.clone(),
+                        arn: format!(
+                            "arn:{}:cloudwatch:{}:{}:alarm:{name}",
+                            s.partition, s.region, s.account
+                        ),
+                        name,
+                        actions,
+                    });
+                }
                 Some("AWS::IoT::TopicRule") => {
                     let name = get("RuleName")
                         .map(|v| string(r, id, v))
@@ -352,6 +432,41 @@ impl Wiring {
     pub fn role_of(&self, function: Function) -> Option<&RoleDef> {
         self.roles.get(&self.functions.get(&function)?.role)
     }
+}
+
+/// How a topic's `KmsMasterKeyId` encrypts it: a `Ref`/`GetAtt` of a key
+/// of the template, SNS's AWS managed key (by alias or alias ARN), or
+/// another key.
+fn topic_key(
+    r: &Resolver<'_>,
+    id: &str,
+    resources: &serde_json::Map<String, Value>,
+    value: Option<&Value>,
+) -> Result<TopicKey, TemplateError> {
+    let Some(value) = value else {
+        return Ok(TopicKey::None);
+    };
+    let logical = getatt_logical_id(value)
+        .or_else(|| value.get("Ref").and_then(Value::as_str).map(str::to_owned));
+    if let Some(logical) = logical
+        && resources
+            .get(&logical)
+            .and_then(|k| k.get("Type"))
+            .and_then(Value::as_str)
+            == Some("AWS::KMS::Key")
+    {
+        return Ok(TopicKey::Customer(logical));
+    }
+    let text = string(r, id, value)?;
+    Ok(
+        if text == crate::kms::SNS_AWS_MANAGED_ALIAS
+            || text.ends_with(&format!(":{}", crate::kms::SNS_AWS_MANAGED_ALIAS))
+        {
+            TopicKey::AwsManaged
+        } else {
+            TopicKey::Unknown(text)
+        },
+    )
 }
 
 fn role(r: &Resolver<'_>, id: &str, props: &Value) -> Result<RoleDef, TemplateError> {

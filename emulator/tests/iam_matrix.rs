@@ -13,16 +13,18 @@
 //! - The unmodified template passes every scenario with no call denied
 //!   (nothing needed is missing).
 //! - Removing any one granted action from any role, any managed policy,
-//!   any `AWS::Lambda::Permission` or the event-source mapping, or letting
-//!   another service than the right one assume a role, makes at least one
-//!   scenario fail (nothing granted is unneeded). The matrix is
+//!   any `AWS::Lambda::Permission`, the event-source mapping or any
+//!   statement of a KMS key policy, letting another service than the right
+//!   one assume a role, or putting an encrypted topic back on SNS's AWS
+//!   managed key, makes at least one scenario fail (nothing granted is
+//!   unneeded). The matrix is
 //!   printed (`cargo test -p emulator --test iam_matrix -- --nocapture`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use emulator::Deployment;
-use emulator::cloud::{DEVICE_POLICY, run_audit, run_sweep};
+use emulator::cloud::{DEVICE_POLICY, run_alarm, run_audit, run_sweep};
 use emulator::lambda::{LambdaService, Trigger};
 use lambdas::config::Config as HandlerConfig;
 use lambdas::memory::{Fault, MemoryPorts};
@@ -670,6 +672,32 @@ async fn rule_error(w: &World) -> Outcome {
     })
 }
 
+/// Every alarm, firing and clearing, reaches support: CloudWatch may use
+/// the support topic's key.
+async fn alarms(w: &World) -> Outcome {
+    let alarms = w.lambda.deployment().wiring().alarms.clone();
+    check(!alarms.is_empty(), || "the template has no alarm".into())?;
+    for alarm in alarms {
+        for state in ["ALARM", "OK"] {
+            let before = w.ports().ports.notifier.sent().len();
+            let notified = run_alarm(&w.lambda, &alarm.logical_id, state)
+                .await
+                .map_err(|e| e.to_string())?;
+            check(notified.refused.is_empty(), || {
+                format!(
+                    "{} {state}: {}",
+                    alarm.logical_id,
+                    notified.refused.join("; ")
+                )
+            })?;
+            check(w.ports().ports.notifier.sent().len() > before, || {
+                format!("{} {state} did not reach support", alarm.logical_id)
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs every scenario on `template`; the failures by scenario.
 async fn scenarios(template: &Value, ca: &Ca) -> BTreeMap<&'static str, String> {
     let mut failures = BTreeMap::new();
@@ -680,7 +708,7 @@ async fn scenarios(template: &Value, ca: &Ca) -> BTreeMap<&'static str, String> 
             return failures;
         }
     };
-    let runs: [(&'static str, Outcome); 11] = [
+    let runs: [(&'static str, Outcome); 12] = [
         ("rotation", rotation(&w).await),
         ("device_error", device_error(&w).await),
         ("refused_csr", refused_csr(&w).await),
@@ -692,6 +720,7 @@ async fn scenarios(template: &Value, ca: &Ca) -> BTreeMap<&'static str, String> 
         ("jitr_refused", jitr_refused(&w, ca).await),
         ("dead_letters", dead_letters(&w, ca).await),
         ("rule_error", rule_error(&w).await),
+        ("alarms", alarms(&w).await),
     ];
     for (name, outcome) in runs {
         if let Err(e) = outcome {
@@ -791,6 +820,40 @@ fn mutations(template: &Value) -> Vec<Mutation> {
                         template: t,
                     });
                 }
+            }
+            Some("AWS::KMS::Key") => {
+                let statements = r["Properties"]["KeyPolicy"]["Statement"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for (i, statement) in statements.iter().enumerate() {
+                    let mut t = template.clone();
+                    if let Some(list) =
+                        t["Resources"][id]["Properties"]["KeyPolicy"]["Statement"].as_array_mut()
+                    {
+                        list.remove(i);
+                    }
+                    out.push(Mutation {
+                        what: format!(
+                            "{id} key policy {}",
+                            statement["Sid"].as_str().unwrap_or("-")
+                        ),
+                        template: t,
+                    });
+                }
+            }
+            Some("AWS::SNS::Topic")
+                if r["Properties"]["KmsMasterKeyId"]
+                    .get("Fn::GetAtt")
+                    .is_some()
+                    || r["Properties"]["KmsMasterKeyId"].get("Ref").is_some() =>
+            {
+                let mut t = template.clone();
+                t["Resources"][id]["Properties"]["KmsMasterKeyId"] = json!({"Fn::Sub": "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/aws/sns"});
+                out.push(Mutation {
+                    what: format!("{id} on the AWS managed key alias/aws/sns"),
+                    template: t,
+                });
             }
             Some("AWS::Lambda::Permission" | "AWS::Lambda::EventSourceMapping") => {
                 let mut t = template.clone();

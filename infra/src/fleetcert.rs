@@ -29,6 +29,7 @@ use crate::generated::iot_scheduled_audit::{
 use crate::generated::iot_topic_rule::{
     Action, LambdaAction, SqsAction, TopicRule, TopicRulePayload,
 };
+use crate::generated::kms_key::Key;
 use crate::generated::lambda_event_source_mapping::EventSourceMapping;
 use crate::generated::lambda_function::{
     Code, DeadLetterConfig, Environment, Function, FunctionArchitecturesItem, FunctionRuntime,
@@ -143,6 +144,7 @@ struct Refs {
     table: Handle<Table>,
     queue: Handle<Queue>,
     support: Handle<Topic>,
+    support_key: Handle<Key>,
     /// fleetcert's device policy, unless `policies.device_policy = "none"`.
     device_policy: Option<Handle<IotPolicy>>,
 }
@@ -190,14 +192,26 @@ fn publish_topics(f: Fn_) -> &'static [&'static str] {
     }
 }
 
+/// The KMS actions SNS performs with a publisher's credentials on the key
+/// of an encrypted topic (SNS's key management page: a publisher needs
+/// `kms:GenerateDataKey` and `kms:Decrypt` on the topic's key).
+pub const SNS_PUBLISHER_KMS_ACTIONS: [&str; 2] = ["kms:GenerateDataKey", "kms:Decrypt"];
+
 /// The actions `f`'s role needs beyond its port operations, with the
 /// resources each acts on: finding the iot-data endpoint at start-up
-/// (functions that publish) and reading its SQS event source
-/// (rotation-starter; the Lambda service polls with the function's role).
+/// (functions that publish), reading its SQS event source
+/// (rotation-starter; the Lambda service polls with the function's role),
+/// and the support topic's key (functions that notify support: SNS calls
+/// KMS with the publisher's credentials).
 pub fn role_extras(f: Fn_) -> Vec<(&'static str, &'static [Resource])> {
     let mut extras: Vec<(&'static str, &'static [Resource])> = Vec::new();
     if rules::functions::publishes(f) {
         extras.push(("iot:DescribeEndpoint", &[]));
+    }
+    if rules::functions::operations(f).contains(&rules::functions::Operation::NotifySupport) {
+        for action in SNS_PUBLISHER_KMS_ACTIONS {
+            extras.push((action, &[Resource::SupportTopicKey]));
+        }
     }
     if f == Fn_::RotationStarter {
         for action in [
@@ -304,6 +318,7 @@ fn sid(scope: &Scope) -> String {
                 Resource::DueIndex => "RotationTableDueIndex",
                 Resource::SupportTopic => "SupportTopic",
                 Resource::WorkQueue => "RotationQueue",
+                Resource::SupportTopicKey => "SupportTopicKey",
                 _ => "Other",
             })
             .collect::<Vec<_>>()
@@ -367,6 +382,7 @@ fn arns(f: Fn_, resource: Resource, r: &Refs) -> Vec<Json> {
         ],
         Resource::WorkQueue => vec![r.queue.arn().to_json()],
         Resource::SupportTopic => vec![r.support.r#ref().to_json()],
+        Resource::SupportTopicKey => vec![r.support_key.arn().to_json()],
         other => panic!("no ARN for {other:?}"),
     }
 }
@@ -486,13 +502,19 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
             ..Queue::default()
         },
     );
+    // The audit topic's only publisher is the audit notification role, a
+    // principal of the account, which the AWS managed key's policy lets
+    // use it through SNS. The support topic is also published to by
+    // CloudWatch alarms, a service principal, which an AWS managed key's
+    // policy (fixed by AWS) never lets use it: its own key.
     let kms_sns = Some(sub(
         "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:alias/aws/sns",
     ));
+    let support_key = s.add("SupportTopicKey", support_topic_key());
     let support = s.add(
         "SupportTopic",
         Topic {
-            kms_master_key_id: kms_sns.clone(),
+            kms_master_key_id: Some(support_key.arn()),
             ..Topic::default()
         },
     );
@@ -510,6 +532,7 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
         table: table.clone(),
         queue: queue.clone(),
         support: support.clone(),
+        support_key,
         device_policy,
     };
 
@@ -880,6 +903,82 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
         },
     );
     s
+}
+
+/// The key administration actions of KMS's documented key policy for key
+/// administrators (everything but using the key).
+const KEY_ADMINISTRATION: [&str; 14] = [
+    "kms:Create*",
+    "kms:Describe*",
+    "kms:Enable*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Revoke*",
+    "kms:Disable*",
+    "kms:Get*",
+    "kms:Delete*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+];
+
+/// The support topic's customer managed key, rotated yearly. Its policy:
+/// - the account administers the key (KMS refuses a key policy that would
+///   not let the account call `PutKeyPolicy` again, the lockout check);
+/// - the account's IAM policies decide who may use it, for SNS only
+///   (`kms:ViaService`) and only the two actions SNS performs for a
+///   publisher: each notifying function's role grants them on this key;
+/// - CloudWatch alarms of this stack (`aws:SourceArn`, by the alarm name
+///   prefix `watch::alarm_name` gives them) in this account
+///   (`aws:SourceAccount`) may use it to publish, as CloudWatch's and
+///   SNS's documentation give the statement (`kms:Decrypt`,
+///   `kms:GenerateDataKey*`).
+pub fn support_topic_key() -> Key {
+    let root = sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root").to_json();
+    Key {
+        description: Some("fleetcert: the support topic's messages (functions and alarms)".into()),
+        enable_key_rotation: Some(true.into()),
+        key_policy: Some(json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "AccountAdministersTheKey",
+                    "Effect": "Allow",
+                    "Principal": { "AWS": root },
+                    "Action": KEY_ADMINISTRATION,
+                    "Resource": "*"
+                },
+                {
+                    "Sid": "IamPoliciesGrantUseThroughSns",
+                    "Effect": "Allow",
+                    "Principal": { "AWS": root },
+                    "Action": SNS_PUBLISHER_KMS_ACTIONS,
+                    "Resource": "*",
+                    "Condition": { "StringEquals": {
+                        "kms:ViaService": sub("sns.${AWS::Region}.amazonaws.com").to_json(),
+                        "kms:CallerAccount": { "Ref": "AWS::AccountId" }
+                    } }
+                },
+                {
+                    "Sid": "CloudWatchAlarmsPublish",
+                    "Effect": "Allow",
+                    "Principal": { "Service": "cloudwatch.amazonaws.com" },
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                    "Resource": "*",
+                    "Condition": {
+                        "StringEquals": { "aws:SourceAccount": { "Ref": "AWS::AccountId" } },
+                        "ArnLike": { "aws:SourceArn": sub(format!(
+                            "arn:${{AWS::Partition}}:cloudwatch:${{AWS::Region}}:${{AWS::AccountId}}:alarm:{}",
+                            crate::watch::alarm_name("*")
+                        )).to_json() }
+                    }
+                }
+            ]
+        })),
+        ..Key::default()
+    }
 }
 
 fn day_of_week(d: &str) -> Option<ScheduledAuditDayOfWeek> {

@@ -272,6 +272,11 @@ fn each_role_allows_exactly_what_its_handler_calls() {
         if lambdas::handlers::closes_rotations(f) {
             expected.insert("dynamodb:UpdateItem".to_owned());
         }
+        // SNS uses the support topic's key with the publisher's
+        // credentials.
+        if lambdas::handlers::operations(f).contains(&lambdas::ports::Operation::NotifySupport) {
+            expected.extend(["kms:GenerateDataKey", "kms:Decrypt"].map(str::to_owned));
+        }
         assert_eq!(allowed, expected, "{}", f.name());
     }
 }

@@ -283,6 +283,9 @@ pub enum Resource {
     SupportTopic,
     /// The rotation work queue (`sqs` `queue`).
     WorkQueue,
+    /// The customer managed key the support topic is encrypted with (`kms`
+    /// `key`): SNS uses it with the publisher's credentials.
+    SupportTopicKey,
 }
 
 impl Resource {
@@ -299,6 +302,7 @@ impl Resource {
             Self::DueIndex => ("dynamodb", "index"),
             Self::SupportTopic => ("sns", "topic"),
             Self::WorkQueue => ("sqs", "queue"),
+            Self::SupportTopicKey => ("kms", "key"),
         }
     }
 }

@@ -24,6 +24,7 @@ const ALLOWED: &[(&str, &str, bool)] = &[
     ("harness", "device", false),
     ("harness", "infra", false),
     ("harness", "test-support", false),
+    ("harness", "plot", false),
     ("cli", "rules", false),
     ("cli", "infra", false),
     ("cli", "harness", true),

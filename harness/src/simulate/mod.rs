@@ -7,7 +7,8 @@
 //! policies and device shapes (`brownfield`), the [`Report`] (`report`),
 //! the [`Fleet`] of agents (`fleet`), the deterministic [`Rng`] (`rng`), the
 //! injected faults (`faults`), the agents' child process (`child`), the
-//! crypto bound (`bound`), the event tracker (`tracker`) and the run itself
+//! crypto bound (`bound`), the event tracker (`tracker`), the sampled
+//! series (`timeline`), the HTML report (`html`) and the run itself
 //! ([`simulate`], `run`).
 
 mod bound;
@@ -15,21 +16,25 @@ pub mod brownfield;
 mod child;
 mod faults;
 mod fleet;
+mod html;
 mod options;
 mod report;
 mod rng;
 mod run;
 mod system;
+mod timeline;
 mod tracker;
 
 pub use bound::crypto_bound;
 pub use child::agents_child_main;
 pub use fleet::{AgentSettings, Fleet, FleetDevice, FleetEvent};
+pub use html::render_html;
 pub use options::{AgentHost, DEFAULT_MAX_OPEN_ROTATIONS, Options};
 pub use report::{BrownfieldMix, Report};
 pub use rng::Rng;
 pub use run::simulate;
 pub use system::{open_files_limit, peak_memory_bytes};
+pub use timeline::{MAX_SAMPLES, Sample, Timeline};
 
 use emulator::Deployment;
 

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use super::timeline::Timeline;
+
 /// The simulation's result.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -58,6 +60,8 @@ pub struct Report {
     pub crypto_bound_per_second: Option<f64>,
     /// `rotations_per_second` / `crypto_bound_per_second`.
     pub ratio_to_crypto_bound: Option<f64>,
+    /// The rotation phase over time, sampled (what `--html` plots).
+    pub timeline: Timeline,
     /// What a brownfield fleet (`--brownfield`) was made of.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub brownfield: Option<BrownfieldMix>,

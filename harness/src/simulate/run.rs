@@ -18,6 +18,7 @@ use super::fleet::{AgentSettings, Fleet, FleetDevice};
 use super::options::{AgentHost, Options};
 use super::report::{BrownfieldMix, Report, percentile};
 use super::system::{open_files_limit, peak_memory_bytes};
+use super::timeline::Sample;
 use super::tracker::Tracker;
 use super::{TestCa, synthesized_deployment};
 
@@ -91,7 +92,25 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
     progress.set_message("rotating");
     progress.set_position(0);
     progress.set_length(expiring as u64);
-    let rotations = rotate(&cloud, opts, deadline, &mut rx, &mut state, &progress).await?;
+    let child_restarts = child.as_ref().map(|c| c.restarts.clone());
+    let faults_now = |s: &mut Sample| {
+        s.messages_dropped = fault_counters.dropped.load(Ordering::Relaxed);
+        s.messages_duplicated = fault_counters.duplicated.load(Ordering::Relaxed);
+        s.commits_lost = fault_counters.commits_lost.load(Ordering::Relaxed);
+        s.device_restarts = fleet.restarts()
+            + child_restarts
+                .as_ref()
+                .map_or(0, |r| r.load(Ordering::Relaxed));
+    };
+    let rotations = rotate(
+        &cloud,
+        opts,
+        deadline,
+        (&mut rx, &mut state),
+        &progress,
+        &faults_now,
+    )
+    .await?;
     // drain what is left of the events
     while let Ok(ev) = rx.try_recv() {
         state.observe(&ev);
@@ -144,6 +163,7 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
             + child.as_ref().map_or(0, AgentChild::peak_memory_bytes),
         crypto_bound_per_second: None,
         ratio_to_crypto_bound: None,
+        timeline: state.timeline.clone(),
         brownfield: opts.brownfield.then(|| brownfield_mix(&fleet.devices)),
     };
     fleet.stop(Duration::from_secs(10)).await;
@@ -330,15 +350,36 @@ struct Rotations {
 /// Audits until an audit finds nothing (or `opts.max_audit_cycles`, or the
 /// deadline); after each audit, follows the events until no rotation is
 /// open and the queue is empty.
+///
+/// Samples the fleet into the tracker's timeline as it goes (`faults`
+/// fills in the faults injected so far).
 async fn rotate(
     cloud: &Cloud,
     opts: &Options,
     deadline: Instant,
-    rx: &mut mpsc::UnboundedReceiver<super::FleetEvent>,
-    state: &mut Tracker,
+    (rx, state): (
+        &mut mpsc::UnboundedReceiver<super::FleetEvent>,
+        &mut Tracker,
+    ),
     progress: &ProgressBar,
+    faults: &dyn Fn(&mut Sample),
 ) -> anyhow::Result<Rotations> {
     let started = Instant::now();
+    let sample = |state: &mut Tracker, force: bool| {
+        let t_s = started.elapsed().as_secs_f64();
+        if force || state.timeline.due(t_s) {
+            let mut s = Sample {
+                t_s,
+                rotated: state.rotated_devices.len(),
+                open_rotations: cloud.ports().ports.store.unsettled_count(),
+                queued: cloud.queued(),
+                ..Sample::default()
+            };
+            faults(&mut s);
+            state.timeline.record(s);
+        }
+    };
+    sample(state, true);
     let mut last_rotation = started;
     let mut cycles = 0;
     let mut converged = false;
@@ -368,6 +409,7 @@ async fn rotate(
                     () = &mut tick => break,
                 }
             }
+            sample(state, false);
             // open rotations and cleanups still owed (the sweeper finishes
             // those after their deadline)
             let unsettled = cloud.ports().ports.store.unsettled_count();
@@ -384,6 +426,7 @@ async fn rotate(
             }
         }
     }
+    sample(state, true);
     if !converged {
         converged = expiring_left(cloud, opts.threshold_days) == 0;
     }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use device::AgentEvent;
 
 use super::fleet::FleetEvent;
+use super::timeline::Timeline;
 
 /// Follows the fleet's events.
 #[derive(Debug)]
@@ -15,6 +16,8 @@ pub(super) struct Tracker {
     pub(super) rotation_events: usize,
     pub(super) rollbacks: usize,
     pub(super) latencies_ms: Vec<f64>,
+    /// The sampled series of the rotation phase.
+    pub(super) timeline: Timeline,
 }
 
 impl Tracker {
@@ -26,6 +29,7 @@ impl Tracker {
             rotation_events: 0,
             rollbacks: 0,
             latencies_ms: Vec::new(),
+            timeline: Timeline::default(),
         }
     }
 
@@ -44,7 +48,9 @@ impl Tracker {
                 self.rotation_events += 1;
                 self.rotated_devices.insert(ev.device);
                 if let Some(l) = latency {
-                    self.latencies_ms.push(l.as_secs_f64() * 1000.0);
+                    let ms = l.as_secs_f64() * 1000.0;
+                    self.latencies_ms.push(ms);
+                    self.timeline.latency(ms);
                 }
                 true
             }

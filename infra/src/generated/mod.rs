@@ -32,6 +32,9 @@ pub mod iot_scheduled_audit;
 /// `AWS::IoT::TopicRule`.
 #[rustfmt::skip]
 pub mod iot_topic_rule;
+/// `AWS::KMS::Key`.
+#[rustfmt::skip]
+pub mod kms_key;
 /// `AWS::Lambda::EventSourceMapping`.
 #[rustfmt::skip]
 pub mod lambda_event_source_mapping;
