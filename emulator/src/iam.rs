@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use lambdas::ports::{
     CaCertificateDescription, CertificateDescription, CertificateStatus, CreatedCertificate,
-    FailedEntry, IotRegistry, Notifier, Operation, Page, PortError, PortResult, Ports, Publisher,
-    QueueMessage, Resource, RotationStore, ThingDescription, WorkQueue,
+    FailedEntry, IotRegistry, Notifier, Operation, Page, PortError, PortResult, Ports,
+    PrincipalThing, Publisher, QueueMessage, Resource, RotationStore, ThingDescription,
+    ThingPrincipalType, WorkQueue,
 };
 use rules::contracts::AuditFinding;
 use rules::iam::{Decision, IamPolicy, Request, evaluate, request_resources};
@@ -411,10 +412,26 @@ impl<P: Ports> IotRegistry for Authorized<P> {
             .await
     }
 
-    async fn attach_thing_principal(
+    async fn list_principal_things_v2(
+        &self,
+        principal_arn: &str,
+        next_token: Option<String>,
+    ) -> PortResult<Page<PrincipalThing>> {
+        self.op(
+            Operation::ListPrincipalThingsV2,
+            vec![(Resource::Certificate, principal_arn.to_owned())],
+        )?;
+        self.inner
+            .registry()
+            .list_principal_things_v2(principal_arn, next_token)
+            .await
+    }
+
+    async fn attach_thing_principal_as(
         &self,
         thing_name: &str,
         principal_arn: &str,
+        kind: ThingPrincipalType,
     ) -> PortResult<()> {
         self.op(
             Operation::AttachThingPrincipal,
@@ -422,7 +439,7 @@ impl<P: Ports> IotRegistry for Authorized<P> {
         )?;
         self.inner
             .registry()
-            .attach_thing_principal(thing_name, principal_arn)
+            .attach_thing_principal_as(thing_name, principal_arn, kind)
             .await
     }
 

@@ -43,8 +43,9 @@ use rules::rotation::Rotation;
 
 use crate::ports::{
     CaCertificateDescription, CertificateDescription, CertificateStatus, CreatedCertificate,
-    FailedEntry, IotRegistry, Notifier, Operation, Page, PortError, PortResult, Ports, Publisher,
-    QueueMessage, RotationStore, ThingDescription, WorkQueue,
+    FailedEntry, IotRegistry, Notifier, Operation, Page, PortError, PortResult, Ports,
+    PrincipalThing, Publisher, QueueMessage, RotationStore, ThingDescription, ThingPrincipalType,
+    WorkQueue,
 };
 
 /// Requests per second for an operation without a published quota.
@@ -516,14 +517,27 @@ impl<P: Ports, T: Timer> IotRegistry for Limited<P, T> {
         .await
     }
 
-    async fn attach_thing_principal(
+    async fn list_principal_things_v2(
+        &self,
+        principal_arn: &str,
+        next_token: Option<String>,
+    ) -> PortResult<Page<PrincipalThing>> {
+        let r = self.inner.registry();
+        self.call(Operation::ListPrincipalThingsV2, || {
+            r.list_principal_things_v2(principal_arn, next_token.clone())
+        })
+        .await
+    }
+
+    async fn attach_thing_principal_as(
         &self,
         thing_name: &str,
         principal_arn: &str,
+        kind: ThingPrincipalType,
     ) -> PortResult<()> {
         let r = self.inner.registry();
         self.call(Operation::AttachThingPrincipal, || {
-            r.attach_thing_principal(thing_name, principal_arn)
+            r.attach_thing_principal_as(thing_name, principal_arn, kind)
         })
         .await
     }

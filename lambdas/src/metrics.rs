@@ -50,8 +50,9 @@ use serde_json::{Map, Value, json};
 use crate::handlers::{HandlerError, Outcome};
 use crate::ports::{
     CaCertificateDescription, CertificateDescription, CertificateStatus, CreatedCertificate,
-    FailedEntry, IotRegistry, Notifier, Operation, Page, PortError, PortResult, Ports, Publisher,
-    QueueMessage, RotationStore, ThingDescription, WorkQueue,
+    FailedEntry, IotRegistry, Notifier, Operation, Page, PortError, PortResult, Ports,
+    PrincipalThing, Publisher, QueueMessage, RotationStore, ThingDescription, ThingPrincipalType,
+    WorkQueue,
 };
 
 /// The CloudWatch namespace of every fleetcert metric.
@@ -651,15 +652,29 @@ impl<P: Ports> IotRegistry for Metered<P> {
         self.metrics.observe(r)
     }
 
-    async fn attach_thing_principal(
+    async fn list_principal_things_v2(
+        &self,
+        principal_arn: &str,
+        next_token: Option<String>,
+    ) -> PortResult<Page<PrincipalThing>> {
+        let r = self
+            .inner
+            .registry()
+            .list_principal_things_v2(principal_arn, next_token)
+            .await;
+        self.metrics.observe(r)
+    }
+
+    async fn attach_thing_principal_as(
         &self,
         thing_name: &str,
         principal_arn: &str,
+        kind: ThingPrincipalType,
     ) -> PortResult<()> {
         let r = self
             .inner
             .registry()
-            .attach_thing_principal(thing_name, principal_arn)
+            .attach_thing_principal_as(thing_name, principal_arn, kind)
             .await;
         self.metrics.observe(r)
     }

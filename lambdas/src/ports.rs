@@ -211,6 +211,27 @@ impl<T> Page<T> {
 /// A certificate status as AWS IoT names it (defined once, in `rules`).
 pub use rules::status::CertificateStatus;
 
+/// How a principal (certificate) is attached to a thing
+/// (`thingPrincipalType`; AWS's default is non-exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub enum ThingPrincipalType {
+    /// `EXCLUSIVE_THING`: the thing is the only one attached to the
+    /// principal.
+    Exclusive,
+    /// `NON_EXCLUSIVE_THING`: several things may be attached.
+    #[default]
+    NonExclusive,
+}
+
+/// One thing a principal is attached to, and how (`PrincipalThingObject`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PrincipalThing {
+    /// The thing.
+    pub thing_name: String,
+    /// How it is attached.
+    pub kind: ThingPrincipalType,
+}
+
 /// What `DescribeCertificate` returns that fleetcert uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateDescription {
@@ -326,13 +347,34 @@ pub trait IotRegistry: Send + Sync {
         next_token: Option<String>,
     ) -> impl Future<Output = PortResult<Page<String>>> + Send;
 
-    /// `AttachThingPrincipal`: idempotent; [`PortError::NotFound`] when the
-    /// thing does not exist.
+    /// `ListPrincipalThingsV2(principal)`: one page of the things and how
+    /// each is attached.
+    fn list_principal_things_v2(
+        &self,
+        principal_arn: &str,
+        next_token: Option<String>,
+    ) -> impl Future<Output = PortResult<Page<PrincipalThing>>> + Send;
+
+    /// `AttachThingPrincipal` with its `thingPrincipalType`: idempotent;
+    /// [`PortError::NotFound`] when the thing does not exist;
+    /// [`PortError::Invalid`] when the attachment would break an
+    /// exclusive one ("the thing will be the only thing that's attached to
+    /// the principal", AWS IoT API reference).
+    fn attach_thing_principal_as(
+        &self,
+        thing_name: &str,
+        principal_arn: &str,
+        kind: ThingPrincipalType,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+
+    /// `AttachThingPrincipal` non-exclusively (AWS's default).
     fn attach_thing_principal(
         &self,
         thing_name: &str,
         principal_arn: &str,
-    ) -> impl Future<Output = PortResult<()>> + Send;
+    ) -> impl Future<Output = PortResult<()>> + Send {
+        self.attach_thing_principal_as(thing_name, principal_arn, ThingPrincipalType::NonExclusive)
+    }
 
     /// `DetachThingPrincipal`: detaching what is not attached succeeds.
     fn detach_thing_principal(

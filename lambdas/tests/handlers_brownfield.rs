@@ -303,3 +303,55 @@ fn a_certificate_attached_to_no_thing_is_reported_not_rotated() {
     assert_eq!(w.ports.ports.notifier.sent().len(), 1);
     assert!(w.ports.ports.store.rows().is_empty());
 }
+
+#[test]
+fn an_exclusive_attachment_stays_exclusive_and_a_shared_one_shared() {
+    use lambdas::ports::ThingPrincipalType;
+    let w = World::new();
+    // thing-x's certificate is attached exclusively (EXCLUSIVE_THING)
+    let mut dev = run(async {
+        let key = p256_key();
+        let registry = w.ports.registry();
+        w.registry().add_thing("excl-1");
+        let cert = registry
+            .create_certificate_from_csr(&csr_pem(&key, "excl-1"), true)
+            .await
+            .expect("certificate");
+        registry
+            .attach_policy(POLICY, &cert.certificate_arn)
+            .await
+            .expect("policy");
+        registry
+            .attach_thing_principal_as(
+                "excl-1",
+                &cert.certificate_arn,
+                ThingPrincipalType::Exclusive,
+            )
+            .await
+            .expect("exclusive");
+        // AWS: the thing is the only one attached to the principal
+        w.registry().add_thing("intruder");
+        let refused = registry
+            .attach_thing_principal("intruder", &cert.certificate_arn)
+            .await
+            .expect_err("a second thing on an exclusive attachment");
+        assert!(
+            matches!(refused, lambdas::ports::PortError::Invalid { .. }),
+            "{refused:?}"
+        );
+        w.ports.instruments.reset_calls();
+        Device {
+            thing: "excl-1".to_owned(),
+            key,
+            held: [cert.certificate_id.clone()].into(),
+            cert_id: cert.certificate_id,
+        }
+    });
+    let id = start(&w, &dev);
+    let new_id = answer_and_ack(&w, &mut dev, &id, "excl-1");
+    let new = w.registry().certificate(&new_id).expect("new");
+    assert_eq!(new.exclusive_thing.as_deref(), Some("excl-1"));
+    assert_eq!(new.things.len(), 1);
+    w.assert_invariants(&dev);
+    w.assert_no_orphans(&[&dev]);
+}

@@ -77,6 +77,9 @@ pub enum Operation {
     DetachPolicy,
     /// `iot:ListPrincipalThings`.
     ListPrincipalThings,
+    /// `iot:ListPrincipalThingsV2`: the things with how each is attached
+    /// (exclusively or not).
+    ListPrincipalThingsV2,
     /// `iot:AttachThingPrincipal`.
     AttachThingPrincipal,
     /// `iot:DetachThingPrincipal`.
@@ -110,7 +113,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 22] = [
+    pub const ALL: [Operation; 23] = [
         Operation::DescribeCertificate,
         Operation::CreateCertificateFromCsr,
         Operation::UpdateCertificate,
@@ -119,6 +122,7 @@ impl Operation {
         Operation::AttachPolicy,
         Operation::DetachPolicy,
         Operation::ListPrincipalThings,
+        Operation::ListPrincipalThingsV2,
         Operation::AttachThingPrincipal,
         Operation::DetachThingPrincipal,
         Operation::DescribeThing,
@@ -148,6 +152,7 @@ impl Operation {
             Self::AttachPolicy => "AttachPolicy",
             Self::DetachPolicy => "DetachPolicy",
             Self::ListPrincipalThings => "ListPrincipalThings",
+            Self::ListPrincipalThingsV2 => "ListPrincipalThingsV2",
             Self::AttachThingPrincipal => "AttachThingPrincipal",
             Self::DetachThingPrincipal => "DetachThingPrincipal",
             Self::DescribeThing => "DescribeThing",
@@ -184,6 +189,7 @@ impl Operation {
             Self::AttachPolicy => &["iot:AttachPolicy"],
             Self::DetachPolicy => &["iot:DetachPolicy"],
             Self::ListPrincipalThings => &["iot:ListPrincipalThings"],
+            Self::ListPrincipalThingsV2 => &["iot:ListPrincipalThingsV2"],
             Self::AttachThingPrincipal => &["iot:AttachThingPrincipal"],
             Self::DetachThingPrincipal => &["iot:DetachThingPrincipal"],
             Self::DescribeThing => &["iot:DescribeThing"],
@@ -214,7 +220,8 @@ impl Operation {
             | Self::UpdateCertificate
             | Self::DeleteCertificate
             | Self::ListAttachedPolicies
-            | Self::ListPrincipalThings => &[Resource::Certificate],
+            | Self::ListPrincipalThings
+            | Self::ListPrincipalThingsV2 => &[Resource::Certificate],
             Self::AttachPolicy | Self::DetachPolicy => &[Resource::Certificate, Resource::Policy],
             Self::AttachThingPrincipal | Self::DetachThingPrincipal => {
                 &[Resource::Certificate, Resource::Thing]
@@ -360,9 +367,12 @@ pub fn operations(function: Function) -> &'static [Operation] {
     // Every function that advances a row may find it closed with cleanup
     // still owed, finish it and send the notification the earlier
     // invocation did not (`advance`): NotifySupport.
-    const ISSUER: [Operation; 15] = cat(
+    // The issuer attaches the new certificate to each thing of the old one
+    // as the old one is attached (exclusively or not): ListPrincipalThingsV2.
+    const ISSUER: [Operation; 16] = cat(
         cat::<3, 7, 10>(ROW, CLEANUP),
         [
+            O::ListPrincipalThingsV2,
             O::CreateCertificateFromCsr,
             O::AttachPolicy,
             O::AttachThingPrincipal,

@@ -6,6 +6,7 @@
 
 use aws_sdk_iot::Client;
 use aws_sdk_iot::types::CertificateStatus as SdkCertificateStatus;
+use aws_sdk_iot::types::ThingPrincipalType as SdkThingPrincipalType;
 use rules::contracts::{
     AdditionalInfo, AuditFinding, CertificateId, CheckName, MillisString, NonCompliantResource,
     ReasonCode, ResourceIdentifier,
@@ -14,7 +15,7 @@ use rules::contracts::{
 use super::error::{classify, unexpected};
 use crate::ports::{
     CaCertificateDescription, CertificateDescription, CertificateStatus, CreatedCertificate,
-    IotRegistry, Operation, Page, PortResult, ThingDescription,
+    IotRegistry, Operation, Page, PortResult, PrincipalThing, ThingDescription, ThingPrincipalType,
 };
 
 /// Page size of `ListAuditFindings` (AWS's maximum).
@@ -222,16 +223,57 @@ impl IotRegistry for AwsRegistry {
         })
     }
 
-    async fn attach_thing_principal(
+    async fn list_principal_things_v2(
+        &self,
+        principal_arn: &str,
+        next_token: Option<String>,
+    ) -> PortResult<Page<PrincipalThing>> {
+        let op = Operation::ListPrincipalThingsV2;
+        let out = self
+            .client
+            .list_principal_things_v2()
+            .principal(principal_arn)
+            .set_next_token(next_token)
+            .set_max_results(self.page_size)
+            .send()
+            .await
+            .map_err(|e| classify(op, &e))?;
+        let items = out
+            .principal_thing_objects()
+            .iter()
+            .map(|o| PrincipalThing {
+                thing_name: o.thing_name().to_owned(),
+                // absent means AWS's default (moto omits it)
+                kind: match o.thing_principal_type() {
+                    Some(SdkThingPrincipalType::ExclusiveThing) => ThingPrincipalType::Exclusive,
+                    _ => ThingPrincipalType::NonExclusive,
+                },
+            })
+            .collect();
+        Ok(Page {
+            items,
+            next_token: out.next_token().map(str::to_owned),
+        })
+    }
+
+    async fn attach_thing_principal_as(
         &self,
         thing_name: &str,
         principal_arn: &str,
+        kind: ThingPrincipalType,
     ) -> PortResult<()> {
         let op = Operation::AttachThingPrincipal;
+        // AWS's default (non-exclusive) is sent as no parameter, as every
+        // caller before thingPrincipalType existed sent it
+        let kind = match kind {
+            ThingPrincipalType::Exclusive => Some(SdkThingPrincipalType::ExclusiveThing),
+            ThingPrincipalType::NonExclusive => None,
+        };
         self.client
             .attach_thing_principal()
             .thing_name(thing_name)
             .principal(principal_arn)
+            .set_thing_principal_type(kind)
             .send()
             .await
             .map_err(|e| classify(op, &e))?;

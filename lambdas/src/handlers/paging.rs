@@ -6,7 +6,7 @@ use std::future::Future;
 use rules::functions::Function;
 
 use super::outcome::{HandlerError, port};
-use crate::ports::{IotRegistry, Operation, Page, PortResult, Ports};
+use crate::ports::{IotRegistry, Operation, Page, PortResult, Ports, PrincipalThing};
 
 /// Upper bound on list pages followed in one call (a million-device
 /// listing at 250 per page is 4000 pages).
@@ -48,14 +48,14 @@ impl PageBudget {
 /// Every item of a paginated listing: `fetch` is called with each page's
 /// token until a page has none ([`HandlerError::TooManyPages`] past
 /// [`MAX_PAGES`]).
-async fn all_pages<F, Fut>(
+async fn all_pages<T, F, Fut>(
     function: Function,
     operation: Operation,
     mut fetch: F,
-) -> Result<Vec<String>, HandlerError>
+) -> Result<Vec<T>, HandlerError>
 where
     F: FnMut(Option<String>) -> Fut,
-    Fut: Future<Output = PortResult<Page<String>>>,
+    Fut: Future<Output = PortResult<Page<T>>>,
 {
     let mut out = Vec::new();
     let mut token = None;
@@ -91,6 +91,18 @@ pub(crate) async fn all_things<P: Ports>(
 ) -> Result<Vec<String>, HandlerError> {
     all_pages(function, Operation::ListPrincipalThings, |token| {
         ports.registry().list_principal_things(arn, token)
+    })
+    .await
+}
+
+/// Every thing attached to `arn` and how (exclusively or not), all pages.
+pub(crate) async fn all_principal_things<P: Ports>(
+    ports: &P,
+    function: Function,
+    arn: &str,
+) -> Result<Vec<PrincipalThing>, HandlerError> {
+    all_pages(function, Operation::ListPrincipalThingsV2, |token| {
+        ports.registry().list_principal_things_v2(arn, token)
     })
     .await
 }

@@ -11,11 +11,11 @@ use serde::Serialize;
 
 use super::cleanup::{remove_certificate, run_cleanup, settle};
 use super::outcome::{HandlerError, Outcome, parse_event, port, reject};
-use super::paging::{all_policies, all_things};
+use super::paging::{all_policies, all_principal_things};
 use crate::config::Config;
 use crate::ports::{
-    CertificateDescription, CertificateStatus, IotRegistry, Notifier, Ports, Publisher,
-    RotationStore,
+    CertificateDescription, CertificateStatus, IotRegistry, Notifier, Ports, PrincipalThing,
+    Publisher, RotationStore, ThingPrincipalType,
 };
 
 /// The support notification body: a JSON document.
@@ -355,14 +355,18 @@ async fn attach_like_old<P: Ports>(
             .map_err(port(function))?;
     }
     // Every thing the old certificate is attached to (a certificate may
-    // be shared by several), and the rotation's own in any case.
-    let mut things = all_things(ports, function, &old.certificate_arn).await?;
-    if !things.contains(&row.thing_name) {
-        things.push(row.thing_name.clone());
+    // be shared by several), as it is attached (exclusively or not), and
+    // the rotation's own in any case.
+    let mut things = all_principal_things(ports, function, &old.certificate_arn).await?;
+    if !things.iter().any(|t| t.thing_name == row.thing_name) {
+        things.push(PrincipalThing {
+            thing_name: row.thing_name.clone(),
+            kind: ThingPrincipalType::NonExclusive,
+        });
     }
     for thing in &things {
         registry
-            .attach_thing_principal(thing, &new.certificate_arn)
+            .attach_thing_principal_as(&thing.thing_name, &new.certificate_arn, thing.kind)
             .await
             .map_err(port(function))?;
     }

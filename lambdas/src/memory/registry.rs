@@ -16,7 +16,8 @@ use tokio::sync::broadcast;
 use super::{Instruments, lock};
 use crate::ports::{
     CaCertificateDescription, CertificateDescription, CertificateStatus, CreatedCertificate,
-    IotRegistry, Operation, Page, PortError, PortResult, ThingDescription,
+    IotRegistry, Operation, Page, PortError, PortResult, PrincipalThing, ThingDescription,
+    ThingPrincipalType,
 };
 
 const ARN_PREFIX: &str = "arn:aws:iot:us-east-1:123456789012:";
@@ -55,6 +56,8 @@ pub struct CertificateSnapshot {
     pub policies: BTreeSet<String>,
     /// Attached thing names.
     pub things: BTreeSet<String>,
+    /// The thing it is attached to exclusively (`EXCLUSIVE_THING`), if so.
+    pub exclusive_thing: Option<String>,
     /// Validity start (ms).
     pub not_before_ms: i64,
     /// Validity end (ms).
@@ -277,6 +280,7 @@ impl MemoryRegistry {
                 ca_certificate_id: Some(ca_id),
                 policies: BTreeSet::new(),
                 things: BTreeSet::new(),
+                exclusive_thing: None,
                 not_before_ms: i64::try_from(info.not_before_ms).unwrap_or(i64::MAX),
                 not_after_ms: i64::try_from(info.not_after_ms).unwrap_or(i64::MAX),
             },
@@ -416,6 +420,7 @@ impl MemoryRegistry {
                 ca_certificate_id: None,
                 policies: BTreeSet::new(),
                 things: BTreeSet::new(),
+                exclusive_thing: None,
                 not_before_ms,
                 not_after_ms,
             },
@@ -659,10 +664,35 @@ impl IotRegistry for MemoryRegistry {
         after.finish(page_of(op, &things, next_token, LIST_PAGE))
     }
 
-    async fn attach_thing_principal(
+    async fn list_principal_things_v2(
+        &self,
+        principal_arn: &str,
+        next_token: Option<String>,
+    ) -> PortResult<Page<PrincipalThing>> {
+        let op = Operation::ListPrincipalThingsV2;
+        let after = self.instruments.enter(op)?;
+        let mut state = lock(&self.state);
+        let cert = Self::cert_by_arn(&mut state, op, principal_arn)?;
+        let things: Vec<PrincipalThing> = cert
+            .things
+            .iter()
+            .map(|t| PrincipalThing {
+                thing_name: t.clone(),
+                kind: if cert.exclusive_thing.as_deref() == Some(t) {
+                    ThingPrincipalType::Exclusive
+                } else {
+                    ThingPrincipalType::NonExclusive
+                },
+            })
+            .collect();
+        after.finish(page_of(op, &things, next_token, LIST_PAGE))
+    }
+
+    async fn attach_thing_principal_as(
         &self,
         thing_name: &str,
         principal_arn: &str,
+        kind: ThingPrincipalType,
     ) -> PortResult<()> {
         let op = Operation::AttachThingPrincipal;
         let after = self.instruments.enter(op)?;
@@ -670,9 +700,44 @@ impl IotRegistry for MemoryRegistry {
         if !state.things.contains(thing_name) {
             return Err(not_found(op, "thing", thing_name));
         }
-        Self::cert_by_arn(&mut state, op, principal_arn)?
-            .things
-            .insert(thing_name.to_owned());
+        let cert = Self::cert_by_arn(&mut state, op, principal_arn)?;
+        // "EXCLUSIVE_THING: the thing will be the only thing that's
+        // attached to the principal" (AWS IoT API reference,
+        // AttachThingPrincipal): an exclusive attachment admits no other.
+        let other = cert.things.iter().any(|t| t != thing_name);
+        let breaks = match kind {
+            ThingPrincipalType::Exclusive => other,
+            ThingPrincipalType::NonExclusive => cert
+                .exclusive_thing
+                .as_ref()
+                .is_some_and(|t| t != thing_name),
+        };
+        if breaks {
+            return Err(PortError::Invalid {
+                operation: op,
+                message: format!(
+                    "{principal_arn} is attached {} and cannot also be attached to {thing_name} {}",
+                    cert.exclusive_thing.as_ref().map_or_else(
+                        || format!(
+                            "to {}",
+                            cert.things.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                        |t| format!("exclusively to {t}")
+                    ),
+                    if kind == ThingPrincipalType::Exclusive {
+                        "exclusively"
+                    } else {
+                        ""
+                    }
+                )
+                .trim_end()
+                .to_owned(),
+            });
+        }
+        cert.things.insert(thing_name.to_owned());
+        if kind == ThingPrincipalType::Exclusive {
+            cert.exclusive_thing = Some(thing_name.to_owned());
+        }
         after.finish(Ok(()))
     }
 
@@ -687,9 +752,11 @@ impl IotRegistry for MemoryRegistry {
         if !state.things.contains(thing_name) {
             return Err(not_found(op, "thing", thing_name));
         }
-        Self::cert_by_arn(&mut state, op, principal_arn)?
-            .things
-            .remove(thing_name);
+        let cert = Self::cert_by_arn(&mut state, op, principal_arn)?;
+        cert.things.remove(thing_name);
+        if cert.exclusive_thing.as_deref() == Some(thing_name) {
+            cert.exclusive_thing = None;
+        }
         after.finish(Ok(()))
     }
 
