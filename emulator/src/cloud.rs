@@ -34,6 +34,8 @@ use crate::{Deployment, Emulator, EmulatorConfig, EmulatorError};
 
 /// The check fleetcert's audit reacts to, as the emulated audit names it.
 pub const EXPIRING_CHECK: &str = "DEVICE_CERTIFICATE_EXPIRING_CHECK";
+/// The certificate-age check, run when the template enables it.
+pub const AGE_CHECK: &str = "DEVICE_CERTIFICATE_AGE_CHECK";
 /// The device policy's name in the synthesized template (its logical id).
 pub const DEVICE_POLICY: &str = "DevicePolicy";
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -171,6 +173,10 @@ pub struct Provisioning<'a> {
     pub common_name: &'a str,
     /// Days until the certificate expires.
     pub validity_days: u32,
+    /// Days ago the certificate was issued (its notBefore): a fleet's
+    /// certificates were issued before fleetcert came, which the
+    /// certificate-age check looks at. 0: now.
+    pub issued_days_ago: u32,
     /// IoT policies attached to the certificate (the deployment's).
     pub policies: &'a [&'a str],
     /// Further things the certificate is attached to.
@@ -476,6 +482,7 @@ impl Cloud {
             thing: thing_name,
             common_name: thing_name,
             validity_days,
+            issued_days_ago: 0,
             policies: &[policy.as_str()],
             other_things: &[],
         })
@@ -483,8 +490,9 @@ impl Cloud {
     }
 
     /// Provisions a device as a fleet fleetcert did not provision may have
-    /// it: a P-256 key, a certificate with its own subject CN valid for
-    /// `validity_days` (signed by the registry's root CA), ACTIVE, attached
+    /// it: a P-256 key, a certificate with its own subject CN, issued
+    /// `issued_days_ago` and valid for `validity_days` from now (signed by
+    /// the registry's root CA), ACTIVE, attached
     /// to its policies (each one of the deployment's) and to its thing and
     /// any other things (all created).
     ///
@@ -510,12 +518,18 @@ impl Cloud {
             .map_err(key_err)?;
         let registry = self.registry();
         registry.set_now_ms(now_ms());
+        let issued = i64::from(device.issued_days_ago) * DAY_MS;
         let reg_err = |what: &str| {
             let what = format!("{what} for {thing_name}");
             move |source| CloudError::Registry { what, source }
         };
         let created = registry
-            .issue_certificate(&csr, true, i64::from(device.validity_days) * DAY_MS)
+            .issue_certificate_issued_ago(
+                &csr,
+                true,
+                issued,
+                issued + i64::from(device.validity_days) * DAY_MS,
+            )
             .map_err(reg_err("issuing the certificate"))?;
         let arn = &created.certificate_arn;
         for policy in device.policies {
@@ -730,49 +744,94 @@ pub async fn run_audit(
         });
     }
     let total = certs.len();
-    let findings: Vec<AuditFinding> = if denied.is_some() {
-        Vec::new()
-    } else {
-        certs
+    let finding =
+        |check: &str, c: &lambdas::memory::CertificateSnapshot, reason: &str, info: Value| {
+            let mut resource = json!({
+                "resourceType": "DEVICE_CERTIFICATE",
+                "resourceIdentifier": {"deviceCertificateId": c.certificate_id},
+            });
+            if !info.is_null() {
+                resource["additionalInfo"] = info;
+            }
+            serde_json::from_value::<AuditFinding>(json!({
+                "findingId": format!("f-{}-{}-{}", &task_id, check, &c.certificate_id[..16]),
+                "taskId": task_id,
+                "checkName": check,
+                "nonCompliantResource": resource,
+                "reasonForNonComplianceCode": reason,
+                "severity": if check == AGE_CHECK { "LOW" } else { "MEDIUM" }
+            }))
+            .ok()
+        };
+    // Each enabled check: the expiry check, and the age check when the
+    // template enables it ("active for a number of days greater than or
+    // equal to" its threshold; ACTIVE certificates, by their notBefore).
+    let mut checks: Vec<(&str, Vec<AuditFinding>)> = Vec::new();
+    let expiring = certs
+        .iter()
+        .filter(|c| c.status == CertificateStatus::Active && c.not_after_ms <= horizon)
+        .filter_map(|c| {
+            let past = c.not_after_ms <= now;
+            finding(
+                EXPIRING_CHECK,
+                c,
+                if past {
+                    "CERTIFICATE_PAST_EXPIRATION"
+                } else {
+                    "CERTIFICATE_APPROACHING_EXPIRATION"
+                },
+                json!({"EXPIRATION_TIME": c.not_after_ms.to_string()}),
+            )
+        })
+        .collect();
+    checks.push((EXPIRING_CHECK, expiring));
+    if let Some(days) = config.age_threshold_days {
+        let born_before = now.saturating_sub(i64::from(days) * DAY_MS);
+        let aged = certs
             .iter()
-            .filter(|c| c.status == CertificateStatus::Active && c.not_after_ms <= horizon)
+            .filter(|c| c.status == CertificateStatus::Active && c.not_before_ms <= born_before)
             .filter_map(|c| {
-                let past = c.not_after_ms <= now;
-                serde_json::from_value(json!({
-                    "findingId": format!("f-{}-{}", &task_id, &c.certificate_id[..16]),
-                    "taskId": task_id,
-                    "checkName": EXPIRING_CHECK,
-                    "nonCompliantResource": {
-                        "resourceType": "DEVICE_CERTIFICATE",
-                        "resourceIdentifier": {"deviceCertificateId": c.certificate_id},
-                        "additionalInfo": {"EXPIRATION_TIME": c.not_after_ms.to_string()}
-                    },
-                    "reasonForNonComplianceCode": if past { "CERTIFICATE_PAST_EXPIRATION" } else { "CERTIFICATE_APPROACHING_EXPIRATION" },
-                    "severity": "MEDIUM"
-                }))
-                .ok()
+                finding(
+                    AGE_CHECK,
+                    c,
+                    "CERTIFICATE_PAST_AGE_THRESHOLD",
+                    // AWS documents no additionalInfo for this check
+                    Value::Null,
+                )
             })
-            .collect()
-    };
-    let count = findings.len();
-    registry.set_audit_findings(&task_id, EXPIRING_CHECK, findings);
-    let detail = match &denied {
-        Some(d) => json!({
-            "checkName": EXPIRING_CHECK,
-            "checkRunStatus": "FAILED",
-            "nonCompliantResourcesCount": 0,
-            "totalResourcesCount": 0,
-            "errorCode": INSUFFICIENT_PERMISSIONS,
-            "message": format!("the audit role may not {} on {}", d.action, d.resource)
-        }),
-        None => json!({
-            "checkName": EXPIRING_CHECK,
-            "checkRunStatus": if count > 0 { "COMPLETED_NON_COMPLIANT" } else { "COMPLETED_COMPLIANT" },
-            "nonCompliantResourcesCount": count,
-            "totalResourcesCount": total
-        }),
-    };
-    let failed_checks = u64::from(denied.is_some());
+            .collect();
+        checks.push((AGE_CHECK, aged));
+    }
+    let mut count = 0;
+    let mut details = Vec::new();
+    for (check, findings) in checks {
+        let found = if denied.is_some() { 0 } else { findings.len() };
+        count += found;
+        if denied.is_none() {
+            registry.set_audit_findings(&task_id, check, findings);
+        }
+        details.push(match &denied {
+            Some(d) => json!({
+                "checkName": check,
+                "checkRunStatus": "FAILED",
+                "nonCompliantResourcesCount": 0,
+                "totalResourcesCount": 0,
+                "errorCode": INSUFFICIENT_PERMISSIONS,
+                "message": format!("the audit role may not {} on {}", d.action, d.resource)
+            }),
+            None => json!({
+                "checkName": check,
+                "checkRunStatus": if found > 0 { "COMPLETED_NON_COMPLIANT" } else { "COMPLETED_COMPLIANT" },
+                "nonCompliantResourcesCount": found,
+                "totalResourcesCount": total
+            }),
+        });
+    }
+    let non_compliant = details
+        .iter()
+        .filter(|d| d["checkRunStatus"] == "COMPLETED_NON_COMPLIANT")
+        .count();
+    let failed_checks = if denied.is_some() { details.len() } else { 0 };
     let message = json!({
         "accountId": scope.account,
         "taskId": task_id,
@@ -780,11 +839,11 @@ pub async fn run_audit(
         "taskType": "ON_DEMAND_AUDIT_TASK",
         "failedChecksCount": failed_checks,
         "canceledChecksCount": 0,
-        "nonCompliantChecksCount": u64::from(count > 0),
-        "compliantChecksCount": u64::from(count == 0 && denied.is_none()),
-        "totalChecksCount": 1,
+        "nonCompliantChecksCount": non_compliant,
+        "compliantChecksCount": details.len() - non_compliant - failed_checks,
+        "totalChecksCount": details.len(),
         "taskStartTime": now,
-        "auditDetails": [detail]
+        "auditDetails": details
     });
     let report = |outcome: String| AuditReport {
         task_id: task_id.clone(),

@@ -83,6 +83,9 @@ pub struct AuditDef {
     pub expiring_check_enabled: bool,
     /// Its threshold in days, if configured.
     pub expiring_threshold_days: Option<u32>,
+    /// The threshold of `DEVICE_CERTIFICATE_AGE_CHECK` in days, when that
+    /// check is enabled.
+    pub age_threshold_days: Option<u32>,
     /// The SNS notification target: (role logical id, topic ARN), when
     /// enabled.
     pub notification: Option<(String, String)>,
@@ -314,13 +317,24 @@ impl Wiring {
                         .and_then(|c| c.get("Enabled"))
                         .and_then(Value::as_bool)
                         .unwrap_or(false);
+                    let days = |v: &Value| match v {
+                        Value::String(s) => s.parse().ok(),
+                        Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+                        _ => None,
+                    };
                     let threshold = check
                         .and_then(|c| c.get("Configuration"))
                         .and_then(|c| c.get("CertExpirationThresholdInDays"))
-                        .and_then(|v| match v {
-                            Value::String(s) => s.parse().ok(),
-                            Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-                            _ => None,
+                        .and_then(days);
+                    // AWS's default threshold for the age check is 365 days
+                    let age = get("AuditCheckConfigurations")
+                        .and_then(|c| c.get("DeviceCertificateAgeCheck"))
+                        .filter(|c| c.get("Enabled").and_then(Value::as_bool) == Some(true))
+                        .map(|c| {
+                            c.get("Configuration")
+                                .and_then(|c| c.get("CertAgeThresholdInDays"))
+                                .and_then(days)
+                                .unwrap_or(365)
                         });
                     let sns =
                         get("AuditNotificationTargetConfigurations").and_then(|c| c.get("Sns"));
@@ -342,6 +356,7 @@ impl Wiring {
                         role,
                         expiring_check_enabled: enabled,
                         expiring_threshold_days: threshold,
+                        age_threshold_days: age,
                         notification,
                     });
                 }

@@ -76,6 +76,11 @@ pub struct Audit {
     /// Days before expiry at which a certificate is reported (AWS accepts
     /// 30 to 3652, [`EXPIRING_THRESHOLD_DAYS`]).
     pub expiring_threshold_days: u32,
+    /// Days a certificate may be active before the certificate-age check
+    /// (`DEVICE_CERTIFICATE_AGE_CHECK`) reports it and it rotates, whatever
+    /// its expiry (AWS accepts 30 to 3652, [`AGE_THRESHOLD_DAYS`]); unset:
+    /// the check is off (AWS's default).
+    pub age_threshold_days: Option<u32>,
     /// Scheduled audit frequency.
     pub frequency: Frequency,
     /// `SUN` … `SAT`, for weekly and biweekly audits.
@@ -88,6 +93,7 @@ impl Default for Audit {
     fn default() -> Self {
         Audit {
             expiring_threshold_days: 30,
+            age_threshold_days: None,
             frequency: Frequency::Daily,
             day_of_week: None,
             day_of_month: None,
@@ -398,6 +404,14 @@ pub const REGIONS: &[&str] = &[
 /// the API refuses a value outside this range, at deploy time.
 pub const EXPIRING_THRESHOLD_DAYS: std::ops::RangeInclusive<u32> = 30..=3652;
 
+/// Device Defender's `DEVICE_CERTIFICATE_AGE_CHECK` threshold,
+/// `CERT_AGE_THRESHOLD_IN_DAYS`: "The certificate age check threshold can
+/// be configured between 30 days (minimum) and 3652 days (10 years,
+/// maximum) with a default value of 365 days." (AWS IoT Device Defender
+/// developer guide, "Device certificate age check",
+/// <https://docs.aws.amazon.com/iot-device-defender/latest/devguide/device-certificate-age-check.html>).
+pub const AGE_THRESHOLD_DAYS: std::ops::RangeInclusive<u32> = 30..=3652;
+
 /// Lambda function memory: "128 MB to 10,240 MB, in 1-MB increments" (AWS
 /// Lambda quotas, <https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>).
 /// The vendored `AWS::Lambda::Function` schema allows `MemorySize` up to
@@ -490,6 +504,18 @@ impl Config {
                     a.expiring_threshold_days,
                     EXPIRING_THRESHOLD_DAYS.start(),
                     EXPIRING_THRESHOLD_DAYS.end()
+                ),
+            ));
+        }
+        if let Some(days) = a.age_threshold_days
+            && !AGE_THRESHOLD_DAYS.contains(&days)
+        {
+            return Err(invalid(
+                "audit.age_threshold_days",
+                format!(
+                    "{days} is outside {} to {} (Device Defender's certificate age check threshold)",
+                    AGE_THRESHOLD_DAYS.start(),
+                    AGE_THRESHOLD_DAYS.end()
                 ),
             ));
         }
@@ -773,6 +799,8 @@ mod tests {
     #[case::sweep_rows("[rotation]\nsweep_max_rows = 0", "rotation.sweep_max_rows")]
     #[case::weak_rsa("[csr]\nmin_rsa_bits = 1024", "csr.min_rsa_bits")]
     #[case::rsa_range("[csr]\nmin_rsa_bits = 4096\nmax_rsa_bits = 3072", "csr.max_rsa_bits")]
+    #[case::age_low("[audit]\nage_threshold_days = 29", "audit.age_threshold_days")]
+    #[case::age_high("[audit]\nage_threshold_days = 3653", "audit.age_threshold_days")]
     #[case::copy_pattern("[policies]\ncopy = [\"Cust*omer\"]", "policies.copy")]
     #[case::copy_empty("[policies]\ncopy = []", "policies.copy")]
     #[case::add_name("[policies]\nadd = [\"has space\"]", "policies.add")]

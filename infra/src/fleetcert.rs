@@ -16,7 +16,8 @@ use crate::generated::events_rule::{Rule, Target};
 use crate::generated::iam_role::{Policy as InlinePolicy, Role};
 use crate::generated::iot_account_audit_configuration::{
     AccountAuditConfiguration, AuditCheckConfigurations, AuditNotificationTarget,
-    AuditNotificationTargetConfigurations, CertExpirationCheckCustomConfiguration,
+    AuditNotificationTargetConfigurations, CertAgeCheckCustomConfiguration,
+    CertExpirationCheckCustomConfiguration, DeviceCertAgeAuditCheckConfiguration,
     DeviceCertExpirationAuditCheckConfiguration,
 };
 use crate::generated::iot_ca_certificate::{
@@ -745,6 +746,16 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
                             }),
                         },
                     ),
+                    // "disabled by default" (Device Defender guide): on
+                    // only with a threshold in the config
+                    device_certificate_age_check: c.audit.age_threshold_days.map(|days| {
+                        DeviceCertAgeAuditCheckConfiguration {
+                            enabled: Some(true.into()),
+                            configuration: Some(CertAgeCheckCustomConfiguration {
+                                cert_age_threshold_in_days: Some(days.to_string().into()),
+                            }),
+                        }
+                    }),
                     ..AuditCheckConfigurations::default()
                 },
                 audit_role.arn(),
@@ -763,7 +774,14 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
                     Frequency::Biweekly => ScheduledAuditFrequency::Biweekly,
                     Frequency::Monthly => ScheduledAuditFrequency::Monthly,
                 },
-                vec![Value::from("DEVICE_CERTIFICATE_EXPIRING_CHECK")],
+                std::iter::once("DEVICE_CERTIFICATE_EXPIRING_CHECK")
+                    .chain(
+                        c.audit
+                            .age_threshold_days
+                            .map(|_| "DEVICE_CERTIFICATE_AGE_CHECK"),
+                    )
+                    .map(Value::from)
+                    .collect::<Vec<_>>(),
             )
         },
         Options {

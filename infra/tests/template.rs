@@ -444,3 +444,32 @@ fn a_fleet_with_its_own_policies_gets_no_device_policy_and_an_allow_list() {
     assert!(c.policy_copy.allows("legacy-3") && !c.policy_copy.allows("Admin"));
     assert_eq!(c.policy_copy.add, ["fleetcert-management"]);
 }
+
+/// `audit.age_threshold_days` turns on Device Defender's certificate-age
+/// check with its threshold and schedules it beside the expiry check.
+#[test]
+fn an_age_threshold_enables_and_schedules_the_age_check() {
+    let v = Config::from_toml("[audit]\nage_threshold_days = 365")
+        .and_then(Config::validate)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = assembly::template(&v, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let checks = &t["Resources"]["AuditConfiguration"]["Properties"]["AuditCheckConfigurations"];
+    assert_eq!(
+        checks["DeviceCertificateAgeCheck"],
+        serde_json::json!({"Enabled": true, "Configuration": {"CertAgeThresholdInDays": "365"}})
+    );
+    assert_eq!(
+        t["Resources"]["ScheduledAudit"]["Properties"]["TargetCheckNames"],
+        serde_json::json!([
+            "DEVICE_CERTIFICATE_EXPIRING_CHECK",
+            "DEVICE_CERTIFICATE_AGE_CHECK"
+        ])
+    );
+    // off by default, as on AWS
+    let t = template();
+    assert!(
+        t["Resources"]["AuditConfiguration"]["Properties"]["AuditCheckConfigurations"]
+            .get("DeviceCertificateAgeCheck")
+            .is_none()
+    );
+}

@@ -83,7 +83,7 @@ fn sns_audit_notifications_in_both_spellings() {
         let notification = event.records[0]
             .audit_notification()
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(notification.expiring_check_noncompliant(), "{name}");
+        assert!(notification.has_rotation_work(), "{name}");
         let inner = json(event.records[0].sns.message.as_bytes());
         assert_eq!(
             serde_json::to_value(&notification).unwrap_or_else(|e| panic!("{e}")),

@@ -391,3 +391,89 @@ fn jitr_retry_after_throttling_completes() {
         CertificateStatus::Active
     );
 }
+
+/// The age check starts rotations as the expiry check does; a certificate
+/// both checks found in one audit is queued once.
+#[test]
+fn the_age_check_queues_too_and_a_certificate_both_checks_found_is_queued_once() {
+    let w = World::new();
+    let age_finding = |id: &str| -> rules::contracts::AuditFinding {
+        serde_json::from_value(json!({
+            "findingId": format!("a-{}", &id[..8]),
+            "taskId": TASK,
+            "checkName": "DEVICE_CERTIFICATE_AGE_CHECK",
+            "nonCompliantResource": {
+                "resourceType": "DEVICE_CERTIFICATE",
+                "resourceIdentifier": {"deviceCertificateId": id}
+            },
+            "reasonForNonComplianceCode": "CERTIFICATE_PAST_AGE_THRESHOLD",
+            "severity": "LOW"
+        }))
+        .expect("age finding")
+    };
+    let ids: Vec<String> = (0..4).map(|i| format!("{i:064x}")).collect();
+    // expiring: 0, 1; old: 1, 2, 3 (1 is both)
+    w.registry().set_audit_findings(
+        TASK,
+        "DEVICE_CERTIFICATE_EXPIRING_CHECK",
+        ids[..2]
+            .iter()
+            .map(|id| {
+                finding(
+                    id,
+                    TASK,
+                    "DEVICE_CERTIFICATE_EXPIRING_CHECK",
+                    NOW + 1,
+                    false,
+                )
+            })
+            .collect(),
+    );
+    w.registry().set_audit_findings(
+        TASK,
+        "DEVICE_CERTIFICATE_AGE_CHECK",
+        ids[1..].iter().map(|id| age_finding(id)).collect(),
+    );
+    let mut event = sns_event(TASK, "DEVICE_CERTIFICATE_EXPIRING_CHECK", 2);
+    let mut message: Value = serde_json::from_str(
+        event["Records"][0]["Sns"]["Message"]
+            .as_str()
+            .expect("message"),
+    )
+    .expect("json");
+    message["auditDetails"]
+        .as_array_mut()
+        .expect("details")
+        .push(json!({"checkName": "DEVICE_CERTIFICATE_AGE_CHECK",
+            "checkRunStatus": "COMPLETED_NON_COMPLIANT",
+            "nonCompliantResourcesCount": 3, "totalResourcesCount": 10}));
+    event["Records"][0]["Sns"]["Message"] = json!(message.to_string());
+    let out = run(audit_fanout::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&event),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    let queued: Vec<Value> = w
+        .ports
+        .ports
+        .queue
+        .drain()
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).expect("work"))
+        .collect();
+    let mut certs: Vec<&str> = queued
+        .iter()
+        .map(|m| m["certificateId"].as_str().expect("id"))
+        .collect();
+    certs.sort_unstable();
+    assert_eq!(certs, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let aged = queued
+        .iter()
+        .find(|m| m["certificateId"] == ids[3].as_str())
+        .expect("aged");
+    assert_eq!(aged["checkName"], "DEVICE_CERTIFICATE_AGE_CHECK");
+    assert_eq!(aged["pastExpiration"], false);
+}

@@ -290,6 +290,7 @@ async fn provision(
                     thing: &shape.thing,
                     common_name: &shape.common_name,
                     validity_days: days,
+                    issued_days_ago: 0,
                     policies: &policies,
                     other_things: &others,
                 })

@@ -1,9 +1,13 @@
 //! `audit-fanout`: SNS audit notification → `ListAuditFindings` for the
-//! expiring-certificate check, every page → one queue message per
-//! certificate, in batches of at most ten. When the check itself failed
+//! checks that start rotations (the expiring-certificate check and the
+//! certificate-age check), every page → one queue message per certificate
+//! (a certificate both checks found is queued once), in batches of at most
+//! ten. When a check itself failed
 //! (`checkRunStatus: FAILED`, e.g. `INSUFFICIENT_PERMISSIONS` when the
 //! audit role may not read the certificates), nothing can rotate: support
 //! is told, once per notification.
+
+use std::collections::HashSet;
 
 use rules::contracts::{RotationWork, SnsEvent};
 use rules::functions::Function;
@@ -55,7 +59,7 @@ pub async fn handle<P: Ports>(
         for detail in notification
             .audit_details
             .iter()
-            .filter(|d| d.check_name.is_certificate_expiring() && d.check_run_status == "FAILED")
+            .filter(|d| d.check_name.starts_rotations() && d.check_run_status == "FAILED")
         {
             failed_checks += 1;
             let detail_text = format!(
@@ -77,27 +81,40 @@ pub async fn handle<P: Ports>(
             notify(
                 ports,
                 FUNCTION,
-                "fleetcert: the expiring-certificate audit check failed",
+                &format!(
+                    "fleetcert: the {} audit check failed",
+                    detail.check_name.as_str()
+                ),
                 &notice,
             )
             .await?;
         }
-        for detail in notification.audit_details.iter().filter(|d| {
-            d.check_name.is_certificate_expiring() && d.non_compliant_resources_count > 0
-        }) {
+        let mut seen = HashSet::new();
+        for detail in notification
+            .audit_details
+            .iter()
+            .filter(|d| d.check_name.starts_rotations() && d.non_compliant_resources_count > 0)
+        {
             checks += 1;
-            queued += fan_out(ports, &notification.task_id, detail.check_name.as_str()).await?;
+            queued += fan_out(
+                ports,
+                &notification.task_id,
+                detail.check_name.as_str(),
+                &mut seen,
+            )
+            .await?;
         }
     }
     if checks == 0 && failed_checks > 0 {
         return Ok(done(
             FUNCTION,
-            format!("{failed_checks} failed expiring-certificate checks reported to support"),
+            format!("{failed_checks} failed rotation checks reported to support"),
         ));
     }
     if checks == 0 {
         let reason = if refused.is_empty() {
-            "no non-compliant expiring-certificate check in the notification".to_owned()
+            "no non-compliant expiring-certificate or certificate-age check in the notification"
+                .to_owned()
         } else {
             refused.join("; ")
         };
@@ -114,10 +131,13 @@ pub async fn handle<P: Ports>(
     ))
 }
 
+/// Queues the findings of one check, every page, skipping certificates in
+/// `seen` (found by another check of the same task) and adding its own.
 async fn fan_out<P: Ports>(
     ports: &P,
     task_id: &str,
     check_name: &str,
+    seen: &mut HashSet<String>,
 ) -> Result<usize, HandlerError> {
     let mut token = None;
     let mut queued = 0;
@@ -134,6 +154,9 @@ async fn fan_out<P: Ports>(
             .iter()
             .filter_map(|f| {
                 let certificate_id = f.device_certificate_id()?.clone();
+                if !seen.insert(certificate_id.as_str().to_owned()) {
+                    return None;
+                }
                 let body = RotationWork {
                     certificate_id,
                     task_id: task_id.to_owned(),

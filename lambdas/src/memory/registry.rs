@@ -352,6 +352,7 @@ impl MemoryRegistry {
         &self,
         csr_pem: &str,
         validity_ms: Option<i64>,
+        issued_ago_ms: i64,
     ) -> PortResult<(String, String, i64, i64)> {
         let invalid = |message: String| PortError::Invalid {
             operation: Operation::CreateCertificateFromCsr,
@@ -375,7 +376,7 @@ impl MemoryRegistry {
             state.serial += 1;
             (
                 state.serial,
-                state.now_ms,
+                state.now_ms.saturating_sub(issued_ago_ms),
                 validity_ms.unwrap_or(state.validity_ms).max(1),
             )
         };
@@ -403,8 +404,10 @@ impl MemoryRegistry {
         csr_pem: &str,
         set_as_active: bool,
         validity_ms: Option<i64>,
+        issued_ago_ms: i64,
     ) -> PortResult<CreatedCertificate> {
-        let (id, pem, not_before_ms, not_after_ms) = self.issue(csr_pem, validity_ms)?;
+        let (id, pem, not_before_ms, not_after_ms) =
+            self.issue(csr_pem, validity_ms, issued_ago_ms)?;
         let status = if set_as_active {
             CertificateStatus::Active
         } else {
@@ -446,7 +449,24 @@ impl MemoryRegistry {
         set_as_active: bool,
         validity_ms: i64,
     ) -> PortResult<CreatedCertificate> {
-        self.insert_issued(csr_pem, set_as_active, Some(validity_ms))
+        self.insert_issued(csr_pem, set_as_active, Some(validity_ms), 0)
+    }
+
+    /// As [`issue_certificate`](Self::issue_certificate), issued
+    /// `issued_ago_ms` before the registry's clock (its notBefore) and
+    /// valid for `validity_ms` from that: a fleet's certificates issued
+    /// before fleetcert came, which the certificate-age check looks at.
+    ///
+    /// # Errors
+    /// [`PortError::Invalid`] for a CSR AWS would not accept.
+    pub fn issue_certificate_issued_ago(
+        &self,
+        csr_pem: &str,
+        set_as_active: bool,
+        issued_ago_ms: i64,
+        validity_ms: i64,
+    ) -> PortResult<CreatedCertificate> {
+        self.insert_issued(csr_pem, set_as_active, Some(validity_ms), issued_ago_ms)
     }
 
     /// Every registered CA certificate, as `DescribeCACertificate`
@@ -544,7 +564,7 @@ impl IotRegistry for MemoryRegistry {
         let after = self
             .instruments
             .enter(Operation::CreateCertificateFromCsr)?;
-        let created = self.insert_issued(csr_pem, set_as_active, None)?;
+        let created = self.insert_issued(csr_pem, set_as_active, None, 0)?;
         after.finish(Ok(created))
     }
 

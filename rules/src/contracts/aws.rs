@@ -88,8 +88,12 @@ open_enum! {
         DeviceCertificateExpiring = "DEVICE_CERTIFICATE_EXPIRING_CHECK",
         /// The certificate-expiry check as some documentation spells it.
         DeviceCertApproachingExpiration = "DEVICE_CERT_APPROACHING_EXPIRATION_CHECK",
+        /// The certificate-age check: a certificate active for at least
+        /// its threshold (30 to 3652 days, AWS IoT Device Defender guide,
+        /// "Device certificate age check").
+        DeviceCertificateAge = "DEVICE_CERTIFICATE_AGE_CHECK",
     }
-    description = "Device Defender audit check name; the device certificate expiry check is spelled two ways in AWS documentation, both accepted; other checks pass through"
+    description = "Device Defender audit check name; the device certificate expiry check is spelled two ways in AWS documentation, both accepted; the age check starts rotations too; other checks pass through"
 }
 
 impl CheckName {
@@ -101,6 +105,12 @@ impl CheckName {
             Self::DeviceCertificateExpiring | Self::DeviceCertApproachingExpiration
         )
     }
+
+    /// Whether this check's findings start rotations: the expiry check
+    /// (either spelling) or the age check.
+    pub fn starts_rotations(&self) -> bool {
+        self.is_certificate_expiring() || *self == Self::DeviceCertificateAge
+    }
 }
 
 open_enum! {
@@ -110,6 +120,9 @@ open_enum! {
         CertificateApproachingExpiration = "CERTIFICATE_APPROACHING_EXPIRATION",
         /// The certificate has expired.
         CertificatePastExpiration = "CERTIFICATE_PAST_EXPIRATION",
+        /// The certificate has been active for at least the age check's
+        /// threshold.
+        CertificatePastAgeThreshold = "CERTIFICATE_PAST_AGE_THRESHOLD",
     }
     description = "reasonForNonComplianceCode of an audit finding"
 }
@@ -224,12 +237,13 @@ impl AuditNotification {
             .find(|d| d.check_name.is_certificate_expiring())
     }
 
-    /// Whether the certificate expiry check found non-compliant
-    /// certificates, i.e. whether there is rotation work to fan out.
-    pub fn expiring_check_noncompliant(&self) -> bool {
+    /// Whether a check that starts rotations (expiry or age) found
+    /// non-compliant certificates, i.e. whether there is rotation work to
+    /// fan out.
+    pub fn has_rotation_work(&self) -> bool {
         self.audit_details
             .iter()
-            .any(|d| d.check_name.is_certificate_expiring() && d.non_compliant_resources_count > 0)
+            .any(|d| d.check_name.starts_rotations() && d.non_compliant_resources_count > 0)
     }
 }
 

@@ -220,7 +220,7 @@ json_object!(CrtErrRuleEvent);
 #[serde(remote = "Self", rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(rename = "RotationWork")]
 pub struct RotationWork {
-    /// The expiring certificate.
+    /// The certificate to rotate (expiring, or past the age threshold).
     pub certificate_id: CertificateId,
     /// The Device Defender audit task that found it.
     pub task_id: String,

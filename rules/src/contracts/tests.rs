@@ -229,7 +229,7 @@ fn expiring_check_in_either_spelling(
     ) else {
         panic!("notification did not validate");
     };
-    assert_eq!(n.expiring_check_noncompliant(), expected);
+    assert_eq!(n.has_rotation_work(), expected);
     assert_eq!(
         n.audit_details[1].check_name.as_str(),
         check,
