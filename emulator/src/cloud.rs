@@ -123,6 +123,9 @@ pub enum CloudError {
         /// The port error.
         source: PortError,
     },
+    /// csr-issuer's issuer settings in the template do not parse.
+    #[error("csr-issuer's issuer in the template: {0}")]
+    Issuer(lambdas::config::ConfigError),
     /// A key or CSR could not be generated.
     #[error("cannot generate a key or csr for {thing}: {reason}")]
     Key {
@@ -324,7 +327,33 @@ impl Cloud {
                 });
             }
         }
-        let ports = MemoryPorts::new();
+        // The issuer csr-issuer's environment in the template names: AWS
+        // Private CA is the memory CA under the template's CA ARN,
+        // registered in AWS IoT as a deployment registers its CA.
+        let mut handlers = config.handlers.clone();
+        let issuer_env = config
+            .deployment
+            .wiring()
+            .functions
+            .get(&rules::functions::Function::CsrIssuer)
+            .map(|def| def.environment.clone())
+            .unwrap_or_default();
+        let issuer = lambdas::config::IssuerConfig::from_lookup(|k| issuer_env.get(k).cloned())
+            .map_err(CloudError::Issuer)?;
+        let ports = match &issuer {
+            lambdas::config::IssuerConfig::PrivateCa(settings) => {
+                let ports = MemoryPorts::with_private_ca(&settings.ca_arn);
+                ports.ports.private_ca.register_in_iot().map_err(|source| {
+                    CloudError::Registry {
+                        what: "registering the private ca".to_owned(),
+                        source,
+                    }
+                })?;
+                handlers.issuer = issuer.clone();
+                ports
+            }
+            lambdas::config::IssuerConfig::AwsIot => MemoryPorts::new(),
+        };
         let registry = ports.ports.registry.clone();
         registry.set_now_ms(now_ms());
         for name in config.deployment.policy_names() {
@@ -333,7 +362,7 @@ impl Cloud {
         let lambda = LambdaService::new(
             ports.clone(),
             config.deployment.clone(),
-            config.handlers.clone(),
+            handlers,
             config.lambda_retries,
             config.retry_delay,
         );
