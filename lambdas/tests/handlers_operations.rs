@@ -170,7 +170,7 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
 }
 
 /// Every scenario, with csr-issuer's certificates from `issuer`.
-fn scenarios(issuer: Issuer, mut cov: &mut Coverage) {
+fn scenarios(issuer: Issuer, cov: &mut Coverage) {
     let check = "DEVICE_CERTIFICATE_EXPIRING_CHECK";
 
     // A rotation named by id all the way: fan-out, start, issue, commit.
@@ -199,10 +199,10 @@ fn scenarios(issuer: Issuer, mut cov: &mut Coverage) {
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(!out.is_rejected(), "{out:?}");
     cov.record(&w, Function::AuditFanout);
-    let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
+    let id = start(&w, cov, &dev.cert_id, false).expect("csr_req");
     // The same message again: the open rotation is found, not re-created.
-    start(&w, &mut cov, &dev.cert_id, false);
-    let new_id = issue(&w, &mut cov, "thing-1", Some(&id));
+    start(&w, cov, &dev.cert_id, false);
+    let new_id = issue(&w, cov, "thing-1", Some(&id));
     let out = run(commit::handle(
         &w.ports,
         &w.cfg,
@@ -218,9 +218,9 @@ fn scenarios(issuer: Issuer, mut cov: &mut Coverage) {
     let w = World::for_issuer(issuer);
     let dev = w.provision("thing-2");
     let expired = w.provision("thing-3");
-    start(&w, &mut cov, &expired.cert_id, true);
+    start(&w, cov, &expired.cert_id, true);
     assert_eq!(w.ports.ports.notifier.sent().len(), 1);
-    start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
+    start(&w, cov, &dev.cert_id, false).expect("csr_req");
     // The ISSUED write is throttled after the certificate was created: the
     // issuer removes the unrecorded certificate, then issues on the retry.
     w.ports
@@ -235,7 +235,7 @@ fn scenarios(issuer: Issuer, mut cov: &mut Coverage) {
     ));
     assert!(matches!(&first, Err(e) if e.is_retryable()), "{first:?}");
     cov.record(&w, Function::CsrIssuer);
-    let new_id = issue(&w, &mut cov, "thing-2", None);
+    let new_id = issue(&w, cov, "thing-2", None);
     let out = run(commit::handle(
         &w.ports,
         &w.cfg,
@@ -251,8 +251,8 @@ fn scenarios(issuer: Issuer, mut cov: &mut Coverage) {
     for (thing, with_id) in [("thing-4", true), ("thing-5", false)] {
         let w = World::for_issuer(issuer);
         let dev = w.provision(thing);
-        let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
-        issue(&w, &mut cov, thing, Some(&id));
+        let id = start(&w, cov, &dev.cert_id, false).expect("csr_req");
+        issue(&w, cov, thing, Some(&id));
         let out = run(error_handler::handle(
             &w.ports,
             &w.cfg,
@@ -279,8 +279,8 @@ fn scenarios(issuer: Issuer, mut cov: &mut Coverage) {
     ] {
         let w = World::for_issuer(issuer);
         let dev = w.provision(thing);
-        let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
-        let new_id = issue(&w, &mut cov, thing, Some(&id));
+        let id = start(&w, cov, &dev.cert_id, false).expect("csr_req");
+        let new_id = issue(&w, cov, thing, Some(&id));
         w.ports
             .instruments
             .fail_next(Operation::DetachPolicy, 1, Fault::Throttled);
@@ -324,8 +324,8 @@ fn scenarios(issuer: Issuer, mut cov: &mut Coverage) {
     // support.
     let w = World::for_issuer(issuer);
     let dev = w.provision("thing-6");
-    let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
-    issue(&w, &mut cov, "thing-6", Some(&id));
+    let id = start(&w, cov, &dev.cert_id, false).expect("csr_req");
+    issue(&w, cov, "thing-6", Some(&id));
     // Past half its time the sweeper sends the `crt` again ...
     let out = run(sweeper::handle(
         &w.ports,
@@ -351,7 +351,7 @@ fn scenarios(issuer: Issuer, mut cov: &mut Coverage) {
     // activation failed), so never sent: the sweeper removes it.
     let w = World::for_issuer(issuer);
     let dev = w.provision("thing-7");
-    let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
+    let id = start(&w, cov, &dev.cert_id, false).expect("csr_req");
     w.ports
         .instruments
         .fail_next(Operation::UpdateCertificate, 1, Fault::Transient);
@@ -382,8 +382,8 @@ fn scenarios(issuer: Issuer, mut cov: &mut Coverage) {
     // finishes it past the deadline (deactivating the old certificate).
     let w = World::for_issuer(issuer);
     let dev = w.provision("thing-8");
-    let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
-    let new_id = issue(&w, &mut cov, "thing-8", Some(&id));
+    let id = start(&w, cov, &dev.cert_id, false).expect("csr_req");
+    let new_id = issue(&w, cov, "thing-8", Some(&id));
     w.ports
         .instruments
         .fail_next(Operation::UpdateCertificate, 1, Fault::Transient);
@@ -417,14 +417,14 @@ fn scenarios(issuer: Issuer, mut cov: &mut Coverage) {
         .registry()
         .auto_register(&device_cert(&ca, "sensor-1"))
         .expect("registered");
-    assert!(!jitr(&w, &mut cov, &cert_id, &ca_id).is_rejected());
+    assert!(!jitr(&w, cov, &cert_id, &ca_id).is_rejected());
     let cert_id = w
         .registry()
         .auto_register(&device_cert(&ca, "sensor-2"))
         .expect("registered");
     w.registry().set_ca_status(&ca_id, "INACTIVE", "ENABLE");
     assert_eq!(
-        jitr(&w, &mut cov, &cert_id, &ca_id).rejection_kind(),
+        jitr(&w, cov, &cert_id, &ca_id).rejection_kind(),
         Some("ca_not_active")
     );
 }
