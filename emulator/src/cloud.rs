@@ -304,6 +304,48 @@ pub fn now_ms() -> i64 {
     i64::try_from(crate::registry::now_ms()).unwrap_or(i64::MAX)
 }
 
+/// The memory adapters and handler configuration for the issuer
+/// csr-issuer's environment in the template names (`ISSUER`, `PCA_*`):
+/// with AWS Private CA, the memory CA under the template's CA ARN,
+/// registered in the registry (ACTIVE) as a deployment registers its CA in
+/// AWS IoT, and `handlers` with that issuer; otherwise fresh adapters and
+/// `handlers` as given.
+///
+/// # Errors
+/// [`CloudError::Issuer`] when csr-issuer's issuer settings do not parse.
+pub fn issuer_ports(
+    deployment: &Deployment,
+    handlers: &HandlerConfig,
+) -> Result<(MemoryPorts, HandlerConfig), CloudError> {
+    let env = deployment
+        .wiring()
+        .functions
+        .get(&rules::functions::Function::CsrIssuer)
+        .map(|def| def.environment.clone())
+        .unwrap_or_default();
+    let issuer = lambdas::config::IssuerConfig::from_lookup(|k| env.get(k).cloned())
+        .map_err(CloudError::Issuer)?;
+    match issuer {
+        lambdas::config::IssuerConfig::AwsIot => Ok((MemoryPorts::new(), handlers.clone())),
+        lambdas::config::IssuerConfig::PrivateCa(settings) => {
+            let ports = MemoryPorts::with_private_ca(&settings.ca_arn);
+            ports
+                .ports
+                .private_ca
+                .register_in_iot()
+                .map_err(|source| CloudError::Registry {
+                    what: "registering the private ca".to_owned(),
+                    source,
+                })?;
+            let handlers = HandlerConfig {
+                issuer: lambdas::config::IssuerConfig::PrivateCa(settings),
+                ..handlers.clone()
+            };
+            Ok((ports, handlers))
+        }
+    }
+}
+
 impl Cloud {
     /// Starts the broker and the cloud's background tasks (publisher,
     /// queue, status watcher, schedules). Must be called inside a tokio
@@ -327,33 +369,7 @@ impl Cloud {
                 });
             }
         }
-        // The issuer csr-issuer's environment in the template names: AWS
-        // Private CA is the memory CA under the template's CA ARN,
-        // registered in AWS IoT as a deployment registers its CA.
-        let mut handlers = config.handlers.clone();
-        let issuer_env = config
-            .deployment
-            .wiring()
-            .functions
-            .get(&rules::functions::Function::CsrIssuer)
-            .map(|def| def.environment.clone())
-            .unwrap_or_default();
-        let issuer = lambdas::config::IssuerConfig::from_lookup(|k| issuer_env.get(k).cloned())
-            .map_err(CloudError::Issuer)?;
-        let ports = match &issuer {
-            lambdas::config::IssuerConfig::PrivateCa(settings) => {
-                let ports = MemoryPorts::with_private_ca(&settings.ca_arn);
-                ports.ports.private_ca.register_in_iot().map_err(|source| {
-                    CloudError::Registry {
-                        what: "registering the private ca".to_owned(),
-                        source,
-                    }
-                })?;
-                handlers.issuer = issuer.clone();
-                ports
-            }
-            lambdas::config::IssuerConfig::AwsIot => MemoryPorts::new(),
-        };
+        let (ports, handlers) = issuer_ports(&config.deployment, &config.handlers)?;
         let registry = ports.ports.registry.clone();
         registry.set_now_ms(now_ms());
         for name in config.deployment.policy_names() {

@@ -121,6 +121,11 @@ impl MemoryPrivateCa {
         lock(&self.state).issued.len()
     }
 
+    /// How many certificates were revoked.
+    pub fn revoked_count(&self) -> usize {
+        lock(&self.state).revoked.len()
+    }
+
     /// Whether the certificate with this serial was revoked.
     pub fn is_revoked(&self, serial: &str) -> bool {
         lock(&self.state).revoked.contains(serial)
