@@ -231,3 +231,33 @@ fn a_certificate_aws_iot_refuses_to_register_is_revoked() {
     assert_eq!(row.state, RotationState::Requested);
     assert_eq!(row.attempts, 1, "the next claim gets a new token");
 }
+
+/// `RegisterCertificate` took effect but its answer was lost: the
+/// registered certificate is removed from AWS IoT again and revoked, and
+/// the retry's certificate is the rotation's; nothing is left behind.
+#[test]
+fn a_registration_whose_answer_was_lost_leaves_nothing_behind() {
+    let w = World::for_issuer(Issuer::PrivateCa);
+    let (mut dev, id) = requested(&w, "thing-1");
+    let csr = csr_pem(&p256_key(), "thing-1");
+    w.ports.instruments.fail_next(
+        Operation::RegisterCertificate,
+        1,
+        Fault::TransientAfterEffect,
+    );
+    let first = send_csr(&w, "thing-1", &csr, &id);
+    assert!(matches!(&first, Err(e) if e.is_retryable()), "{first:?}");
+    assert_eq!(
+        w.registry().certificates().len(),
+        1,
+        "removed from IoT again"
+    );
+    assert_eq!(pca(&w).revoked_count(), 1);
+    let out = send_csr(&w, "thing-1", &csr, &id).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    assert!(w.receive_crt(&mut dev).is_some());
+    assert_eq!(pca(&w).issued_count(), 2);
+    w.assert_invariants(&dev);
+    dev.held.insert(dev.cert_id.clone());
+    w.assert_no_orphans(&[&dev]);
+}

@@ -218,14 +218,18 @@ impl CertificateIssuer for PrivateCaIssuer<'_> {
                             certificate_pem: found.certificate_pem,
                         })
                     }
-                    Ok(found) => Err(discard(PortError::Conflict {
-                        operation: Operation::RegisterCertificate,
-                        message: format!(
-                            "certificate {id} is already registered, {}",
-                            found.status
-                        ),
-                    })
-                    .await),
+                    // In use elsewhere: never revoke it; the next claim
+                    // asks for another certificate.
+                    Ok(found) => Err(IssueFailure {
+                        error: PortError::Conflict {
+                            operation: Operation::RegisterCertificate,
+                            message: format!(
+                                "certificate {id} is already registered, {}",
+                                found.status
+                            ),
+                        },
+                        retake: Retake::NextAttempt,
+                    }),
                     Err(e) => Err(discard(e).await),
                 }
             }
