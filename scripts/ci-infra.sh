@@ -3,7 +3,8 @@
 # fresh machine (Rust, Python 3.11 + pip, Node 20 + npm, gcc):
 #   1. installs cfn-lint + moto, checkov, aws-cdk@2.1148.1 into .tools/
 #   2. `cargo run` synthesizes cdk.out/
-#   3. cfn-lint (zero errors and warnings) and checkov (zero failed checks)
+#   3. cfn-lint (zero errors and warnings) and checkov (zero failed checks),
+#      on the default stack and on one whose issuer is AWS Private CA
 #   4. `cdk synth` and `cdk ls` with the pinned CLI
 #   5. `cdk bootstrap` + `cdk deploy` against moto on 127.0.0.1, asserting
 #      CREATE_COMPLETE and the Lambda code published (skip with SKIP_MOTO=1)
@@ -24,6 +25,19 @@ echo "== cfn-lint $("$T/venv-cfnlint/bin/cfn-lint" --version)"
 
 echo "== checkov"
 "$T/venv-checkov/bin/checkov" -f "$TEMPLATE" --framework cloudformation --compact --quiet --skip-download
+
+echo "== cfn-lint and checkov on a stack whose issuer is AWS Private CA ([issuer] kind = \"private_ca\")"
+PCA_DIR="$(mktemp -d)"
+cat >"$PCA_DIR/fleetcert.toml" <<'TOML'
+[issuer]
+kind = "private_ca"
+ca_arn = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/0b9e8f1c-5a0d-4c8e-9a1b-2f3c4d5e6f70"
+signing_algorithm = "SHA256WITHECDSA"
+TOML
+cargo run --quiet --bin fleetcert -- synth --config "$PCA_DIR/fleetcert.toml" --out "$PCA_DIR/out" >/dev/null
+"$T/venv-cfnlint/bin/cfn-lint" --non-zero-exit-code informational "$PCA_DIR/out/$STACK.template.json"
+"$T/venv-checkov/bin/checkov" -f "$PCA_DIR/out/$STACK.template.json" --framework cloudformation --compact --quiet --skip-download
+rm -rf "$PCA_DIR"
 
 echo "== cdk synth / cdk ls ($(cdk --version))"
 CDK_DISABLE_VERSION_CHECK=1 cdk synth --quiet --no-notices

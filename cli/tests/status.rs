@@ -146,6 +146,7 @@ type Ports = PortSet<
     DynamoStore,
     lambdas::memory::MemoryNotifier,
     MemoryQueue,
+    lambdas::memory::MemoryPrivateCa,
 >;
 
 fn csr(thing: &str) -> String {
@@ -278,6 +279,7 @@ fn status_counts_what_the_handlers_wrote() {
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), TABLE),
             notifier: memory.ports.notifier.clone(),
             queue: memory.ports.queue.clone(),
+            private_ca: memory.ports.private_ca.clone(),
         };
         p.registry.create_policy(POLICY);
         p.registry.set_now_ms(now - 300 * 24 * HOUR);

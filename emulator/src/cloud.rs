@@ -126,6 +126,9 @@ pub enum CloudError {
         /// The port error.
         source: PortError,
     },
+    /// csr-issuer's issuer settings in the template do not parse.
+    #[error("csr-issuer's issuer in the template: {0}")]
+    Issuer(lambdas::config::ConfigError),
     /// A key or CSR could not be generated.
     #[error("cannot generate a key or csr for {thing}: {reason}")]
     Key {
@@ -329,6 +332,48 @@ pub fn now_ms() -> i64 {
     i64::try_from(crate::registry::now_ms()).unwrap_or(i64::MAX)
 }
 
+/// The memory adapters and handler configuration for the issuer
+/// csr-issuer's environment in the template names (`ISSUER`, `PCA_*`):
+/// with AWS Private CA, the memory CA under the template's CA ARN,
+/// registered in the registry (ACTIVE) as a deployment registers its CA in
+/// AWS IoT, and `handlers` with that issuer; otherwise fresh adapters and
+/// `handlers` as given.
+///
+/// # Errors
+/// [`CloudError::Issuer`] when csr-issuer's issuer settings do not parse.
+pub fn issuer_ports(
+    deployment: &Deployment,
+    handlers: &HandlerConfig,
+) -> Result<(MemoryPorts, HandlerConfig), CloudError> {
+    let env = deployment
+        .wiring()
+        .functions
+        .get(&rules::functions::Function::CsrIssuer)
+        .map(|def| def.environment.clone())
+        .unwrap_or_default();
+    let issuer = lambdas::config::IssuerConfig::from_lookup(|k| env.get(k).cloned())
+        .map_err(CloudError::Issuer)?;
+    match issuer {
+        lambdas::config::IssuerConfig::AwsIot => Ok((MemoryPorts::new(), handlers.clone())),
+        lambdas::config::IssuerConfig::PrivateCa(settings) => {
+            let ports = MemoryPorts::with_private_ca(&settings.ca_arn);
+            ports
+                .ports
+                .private_ca
+                .register_in_iot()
+                .map_err(|source| CloudError::Registry {
+                    what: "registering the private ca".to_owned(),
+                    source,
+                })?;
+            let handlers = HandlerConfig {
+                issuer: lambdas::config::IssuerConfig::PrivateCa(settings),
+                ..handlers.clone()
+            };
+            Ok((ports, handlers))
+        }
+    }
+}
+
 impl Cloud {
     /// Starts the broker and the cloud's background tasks (publisher,
     /// queue, status watcher, schedules). Must be called inside a tokio
@@ -352,7 +397,7 @@ impl Cloud {
                 });
             }
         }
-        let ports = MemoryPorts::new();
+        let (ports, handlers) = issuer_ports(&config.deployment, &config.handlers)?;
         let registry = ports.ports.registry.clone();
         registry.set_now_ms(now_ms());
         for name in config.deployment.policy_names() {
@@ -361,7 +406,7 @@ impl Cloud {
         let lambda = LambdaService::new(
             ports.clone(),
             config.deployment.clone(),
-            config.handlers.clone(),
+            handlers,
             config.lambda_retries,
             config.retry_delay,
         );

@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use lambdas::ports::{
     CaCertificateDescription, CertificateDescription, CertificateStatus, CreatedCertificate,
-    FailedEntry, IotRegistry, Notifier, Operation, Page, PortError, PortResult, Ports,
-    PrincipalThing, Publisher, QueueMessage, Resource, RotationStore, ThingDescription,
-    ThingPrincipalType, WorkQueue,
+    FailedEntry, IotRegistry, IssueRequest, IssuedCertificate, Notifier, Operation, Page,
+    PortError, PortResult, Ports, PrincipalThing, PrivateCa, Publisher, QueueMessage, Resource,
+    RotationStore, ThingDescription, ThingPrincipalType, WorkQueue,
 };
 use rules::contracts::AuditFinding;
 use rules::iam::{Decision, IamPolicy, Request, evaluate, request_resources};
@@ -104,6 +104,20 @@ impl Principal {
     /// # Errors
     /// The denial, when IAM refuses.
     pub fn authorize(&self, action: &str, named: &[(&str, String)]) -> Result<(), Denial> {
+        self.authorize_in(action, named, BTreeMap::new())
+    }
+
+    /// [`authorize`](Self::authorize) with the request's condition keys
+    /// (`acm-pca:TemplateArn`, ...).
+    ///
+    /// # Errors
+    /// The denial, when IAM refuses.
+    pub fn authorize_in(
+        &self,
+        action: &str,
+        named: &[(&str, String)],
+        context: BTreeMap<String, String>,
+    ) -> Result<(), Denial> {
         let deny = |resource: String, reason: String| Denial {
             caller: self.caller.clone(),
             role: self.role.clone(),
@@ -124,7 +138,7 @@ impl Principal {
                 let request = Request {
                     action: action.to_owned(),
                     resources,
-                    context: BTreeMap::new(),
+                    context,
                 };
                 match evaluate(&self.policies, &request) {
                     Decision::Allowed => Ok(()),
@@ -252,6 +266,17 @@ impl<P: Ports> Authorized<P> {
         actions: &[&str],
         resources: Vec<(Resource, String)>,
     ) -> PortResult<()> {
+        self.check_in(operation, actions, resources, &BTreeMap::new())
+    }
+
+    /// [`check`](Self::check) with the request's condition keys.
+    fn check_in(
+        &self,
+        operation: Operation,
+        actions: &[&str],
+        resources: Vec<(Resource, String)>,
+        context: &BTreeMap<String, String>,
+    ) -> PortResult<()> {
         for action in actions {
             let service = action.split(':').next().unwrap_or_default();
             let named: Vec<(&str, String)> = resources
@@ -260,7 +285,7 @@ impl<P: Ports> Authorized<P> {
                 .map(|(r, arn)| self.named(*r, arn.clone()))
                 .collect();
             self.principal
-                .authorize(action, &named)
+                .authorize_in(action, &named, context.clone())
                 .map_err(|d| PortError::AccessDenied {
                     operation,
                     message: format!(
@@ -331,6 +356,19 @@ impl<P: Ports> IotRegistry for Authorized<P> {
         self.inner
             .registry()
             .create_certificate_from_csr(csr_pem, set_as_active)
+            .await
+    }
+
+    async fn register_certificate(
+        &self,
+        certificate_pem: &str,
+        ca_certificate_pem: &str,
+        status: CertificateStatus,
+    ) -> PortResult<CreatedCertificate> {
+        self.op(Operation::RegisterCertificate, vec![])?;
+        self.inner
+            .registry()
+            .register_certificate(certificate_pem, ca_certificate_pem, status)
             .await
     }
 
@@ -585,14 +623,63 @@ impl<P: Ports> WorkQueue for Authorized<P> {
     }
 }
 
+/// AWS Private CA: each call on the CA it names (the function's configured
+/// `PCA_CA_ARN`), `IssueCertificate` with the request's
+/// `acm-pca:TemplateArn`.
+impl<P: Ports> PrivateCa for Authorized<P> {
+    async fn issue_certificate(&self, request: &IssueRequest<'_>) -> PortResult<String> {
+        let context = BTreeMap::from([(
+            "acm-pca:TemplateArn".to_owned(),
+            request.template_arn.to_owned(),
+        )]);
+        self.check_in(
+            Operation::IssueCertificate,
+            Operation::IssueCertificate.iam_actions(),
+            vec![(Resource::PrivateCa, request.ca_arn.to_owned())],
+            &context,
+        )?;
+        self.inner.private_ca().issue_certificate(request).await
+    }
+
+    async fn get_certificate(
+        &self,
+        ca_arn: &str,
+        certificate_arn: &str,
+    ) -> PortResult<IssuedCertificate> {
+        self.op(
+            Operation::GetCertificate,
+            vec![(Resource::PrivateCa, ca_arn.to_owned())],
+        )?;
+        self.inner
+            .private_ca()
+            .get_certificate(ca_arn, certificate_arn)
+            .await
+    }
+
+    async fn revoke_certificate(&self, ca_arn: &str, certificate_serial: &str) -> PortResult<()> {
+        self.op(
+            Operation::RevokeCertificate,
+            vec![(Resource::PrivateCa, ca_arn.to_owned())],
+        )?;
+        self.inner
+            .private_ca()
+            .revoke_certificate(ca_arn, certificate_serial)
+            .await
+    }
+}
+
 impl<P: Ports> Ports for Authorized<P> {
     type Registry = Self;
     type Publisher = Self;
     type Store = Self;
     type Notifier = Self;
     type Queue = Self;
+    type PrivateCa = Self;
 
     fn registry(&self) -> &Self {
+        self
+    }
+    fn private_ca(&self) -> &Self {
         self
     }
     fn publisher(&self) -> &Self {

@@ -19,6 +19,11 @@
 //!   managed key, makes at least one scenario fail (nothing granted is
 //!   unneeded). The matrix is
 //!   printed (`cargo test -p emulator --test iam_matrix -- --nocapture`).
+//! - The same for a stack whose issuer is AWS Private CA: every scenario
+//!   passes, plus a rotation issued by the (memory) Private CA and a
+//!   certificate issued but not recorded, revoked at the CA; dropping any
+//!   of csr-issuer's issuing grants, scoping them to another CA or pinning
+//!   another template is detected.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -83,17 +88,14 @@ impl World {
     fn new(template: &Value) -> Result<World, String> {
         let deployment = Deployment::from_template(template, &Deployment::default_scope())
             .map_err(|e| format!("template: {e}"))?;
-        let ports = MemoryPorts::new();
+        // csr-issuer's issuer as the template's environment names it
+        let (ports, handlers) =
+            emulator::cloud::issuer_ports(&deployment, &HandlerConfig::local(DEVICE_POLICY))
+                .map_err(|e| e.to_string())?;
         for name in deployment.policy_names() {
             ports.ports.registry.create_policy(name);
         }
-        let lambda = LambdaService::new(
-            ports,
-            deployment,
-            HandlerConfig::local(DEVICE_POLICY),
-            1,
-            Duration::from_millis(1),
-        );
+        let lambda = LambdaService::new(ports, deployment, handlers, 1, Duration::from_millis(1));
         Ok(World { lambda })
     }
 
@@ -914,4 +916,161 @@ fn every_grant_of_the_template_is_needed_and_nothing_needed_is_missing() {
         undetected.is_empty(),
         "grants no scenario needs: {undetected:#?}"
     );
+}
+
+/// The CA of the Private CA matrix below (any ARN: the memory CA takes the
+/// template's).
+const PCA_ARN: &str = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/0b9e8f1c-5a0d-4c8e-9a1b-2f3c4d5e6f70";
+
+/// The template for a fleet whose issuer is AWS Private CA.
+fn private_ca_template(ca_id: &str) -> Value {
+    let toml = format!(
+        "[issuer]\nkind = \"private_ca\"\nca_arn = \"{PCA_ARN}\"\nsigning_algorithm = \"SHA256WITHECDSA\"\n[jitr]\nca_certificate_ids = [\"{ca_id}\"]\n"
+    );
+    let v = infra::config::Config::from_toml(&toml)
+        .and_then(infra::config::Config::validate)
+        .unwrap_or_else(|e| panic!("{e}"));
+    infra::assembly::template(&v, &infra::assembly::unbuilt_assets())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A rotation whose certificate came from the Private CA.
+async fn rotation_by_private_ca(w: &World) -> Outcome {
+    rotation(w).await?;
+    let pca = &w.ports().ports.private_ca;
+    check(pca.issued_count() == 1, || {
+        format!("the private ca issued {} certificates", pca.issued_count())
+    })?;
+    check(
+        w.ports()
+            .instruments
+            .calls(Operation::CreateCertificateFromCsr)
+            == 0,
+        || "CreateCertificateFromCsr was called".into(),
+    )
+}
+
+/// The ISSUED write fails once after the Private CA issued: the
+/// certificate is removed from AWS IoT and revoked at the CA, the retry
+/// issues the one the rotation keeps.
+async fn unrecorded_by_private_ca(w: &World) -> Outcome {
+    let (old, _) = w.device("matrix-pca-unrecorded", 5).await;
+    w.start_rotation("matrix-pca-unrecorded").await?;
+    w.ports()
+        .instruments
+        .fail_after(Operation::UpdateRotation, 1, 1, Fault::Throttled);
+    let result = w.issue("matrix-pca-unrecorded", &old).await;
+    w.ports().instruments.clear_faults();
+    result?;
+    let pca = &w.ports().ports.private_ca;
+    check(pca.revoked_count() == 1, || {
+        format!("{} certificates revoked, not 1", pca.revoked_count())
+    })
+}
+
+/// Scenarios of a Private CA stack: every scenario of the default stack,
+/// plus the Private CA's own.
+async fn private_ca_scenarios(template: &Value, ca: &Ca) -> BTreeMap<&'static str, String> {
+    let mut failures = scenarios(template, ca).await;
+    let w = match World::new(template) {
+        Ok(w) => w,
+        Err(e) => {
+            failures.insert("deploy", e);
+            return failures;
+        }
+    };
+    for (name, outcome) in [
+        ("rotation_by_private_ca", rotation_by_private_ca(&w).await),
+        (
+            "unrecorded_by_private_ca",
+            unrecorded_by_private_ca(&w).await,
+        ),
+    ] {
+        if let Err(e) = outcome {
+            failures.insert(name, e);
+        }
+    }
+    failures
+}
+
+/// With `[issuer] kind = "private_ca"`: the template passes every scenario
+/// with no call denied, and each change to csr-issuer's issuing grants is
+/// detected: dropping an acm-pca action or RegisterCertificate, scoping
+/// the acm-pca statements to another CA, pinning another template.
+#[test]
+fn a_private_ca_issuer_needs_exactly_its_grants_on_its_ca() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let ca = customer_ca();
+    let base = private_ca_template(&ca.id);
+    let failures = rt.block_on(private_ca_scenarios(&base, &ca));
+    assert!(
+        failures.is_empty(),
+        "the private ca template fails: {failures:#?}"
+    );
+
+    let issuing = |what: &str| {
+        what.starts_with("CsrIssuerRole ")
+            && (what.contains("acm-pca:") || what.contains("iot:RegisterCertificate"))
+    };
+    let mut mutated: Vec<Mutation> = mutations(&base)
+        .into_iter()
+        .filter(|m| issuing(&m.what))
+        .collect();
+    assert_eq!(
+        mutated.len(),
+        4,
+        "IssueCertificate, GetCertificate, RevokeCertificate, RegisterCertificate"
+    );
+    let statements = base["Resources"]["CsrIssuerRole"]["Properties"]["Policies"][0]
+        ["PolicyDocument"]["Statement"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let other_ca = PCA_ARN.replace("0b9e8f1c", "ffffffff");
+    for (i, statement) in statements.iter().enumerate() {
+        let pca = statement["Action"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|a| a.as_str().is_some_and(|a| a.starts_with("acm-pca:")))
+        });
+        if !pca {
+            continue;
+        }
+        let sid = statement["Sid"].as_str().unwrap_or("-").to_owned();
+        let mut t = base.clone();
+        t["Resources"]["CsrIssuerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            [i]["Resource"] = json!([other_ca]);
+        mutated.push(Mutation {
+            what: format!("CsrIssuerRole {sid} scoped to another ca"),
+            template: t,
+        });
+        if statement.get("Condition").is_some() {
+            let mut t = base.clone();
+            t["Resources"]["CsrIssuerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+                [i]["Condition"]["StringEquals"]["acm-pca:TemplateArn"] =
+                json!("arn:aws:acm-pca:::template/SubordinateCACertificate_PathLen0/V1");
+            mutated.push(Mutation {
+                what: format!("CsrIssuerRole {sid} pinned to another template"),
+                template: t,
+            });
+        }
+    }
+    let mut undetected = Vec::new();
+    for m in &mutated {
+        let failures = rt.block_on(private_ca_scenarios(&m.template, &ca));
+        match failures.iter().next() {
+            Some((scenario, reason)) => {
+                let reason: String = reason.chars().take(110).collect();
+                println!("{:<70} {scenario}: {reason}", m.what);
+            }
+            None => {
+                println!("{:<70} NOTHING", m.what);
+                undetected.push(m.what.clone());
+            }
+        }
+    }
+    assert!(mutated.len() >= 7, "{} mutations", mutated.len());
+    assert!(undetected.is_empty(), "not detected: {undetected:#?}");
 }

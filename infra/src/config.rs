@@ -326,6 +326,119 @@ pub struct Config {
     pub alarms: Alarms,
     /// fleetcert's device policy, and which policies rotations copy.
     pub policies: Policies,
+    /// Where csr-issuer's new certificates come from.
+    pub issuer: IssuerSection,
+}
+
+/// `[issuer] kind`: AWS IoT's CA or AWS Private CA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IssuerKind {
+    /// AWS IoT's CA: `CreateCertificateFromCsr` (the default, the
+    /// original protocol).
+    #[default]
+    AwsIot,
+    /// AWS Private CA (`acm-pca:IssueCertificate` on `ca_arn`), the
+    /// certificate then registered in AWS IoT (`RegisterCertificate`; the
+    /// CA must be registered there, ACTIVE).
+    PrivateCa,
+}
+
+/// Where csr-issuer's new certificates come from (`[issuer]`). A fleet on
+/// its own CA keeps it: with `private_ca`, the certificates come from the
+/// AWS Private CA `ca_arn`, and the role may call that CA only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IssuerSection {
+    /// `aws_iot` (the default) or `private_ca`.
+    pub kind: IssuerKind,
+    /// The certificate authority
+    /// (`arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<id>`);
+    /// required with `private_ca`.
+    pub ca_arn: Option<String>,
+    /// ACM PCA's `SigningAlgorithm` matching the CA's key (e.g.
+    /// `SHA256WITHECDSA`, `SHA256WITHRSA`); required with `private_ca`.
+    pub signing_algorithm: Option<String>,
+    /// Validity of each certificate in days (1 to 3650, fleetcert's own
+    /// bound; ACM PCA refuses one that outlives the CA). Default 365.
+    pub validity_days: u32,
+    /// An ACM PCA template (`arn:<partition>:acm-pca:::template/<name>/V<n>`);
+    /// default ACM PCA's `EndEntityCertificate/V1`. The role pins it
+    /// (`acm-pca:TemplateArn`).
+    pub template_arn: Option<String>,
+}
+
+impl Default for IssuerSection {
+    fn default() -> Self {
+        IssuerSection {
+            kind: IssuerKind::AwsIot,
+            ca_arn: None,
+            signing_algorithm: None,
+            validity_days: rules::issuer::DEFAULT_VALIDITY_DAYS,
+            template_arn: None,
+        }
+    }
+}
+
+impl IssuerSection {
+    /// The issuer, as `rules::functions` names it.
+    pub fn kind(&self) -> rules::functions::Issuer {
+        match self.kind {
+            IssuerKind::AwsIot => rules::functions::Issuer::AwsIot,
+            IssuerKind::PrivateCa => rules::functions::Issuer::PrivateCa,
+        }
+    }
+
+    /// The Private CA settings (`None` with `aws_iot`).
+    ///
+    /// # Errors
+    /// The `issuer.*` field ACM PCA would refuse, a required one missing,
+    /// or a Private CA setting given with `aws_iot`.
+    pub fn private_ca(&self) -> Result<Option<rules::issuer::PrivateCaSettings>, ConfigError> {
+        let invalid = |field: &'static str, reason: String| ConfigError::Invalid { field, reason };
+        if self.kind == IssuerKind::AwsIot {
+            let set = [
+                ("issuer.ca_arn", self.ca_arn.is_some()),
+                ("issuer.signing_algorithm", self.signing_algorithm.is_some()),
+                ("issuer.template_arn", self.template_arn.is_some()),
+            ];
+            if let Some((field, _)) = set.iter().find(|(_, is_set)| *is_set) {
+                return Err(invalid(
+                    field,
+                    "is a Private CA setting; set issuer.kind = \"private_ca\" or remove it".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let ca_arn = self.ca_arn.as_deref().ok_or_else(|| {
+            invalid(
+                "issuer.ca_arn",
+                "required with kind = \"private_ca\"".into(),
+            )
+        })?;
+        let algorithm = self.signing_algorithm.as_deref().ok_or_else(|| {
+            invalid(
+                "issuer.signing_algorithm",
+                "required with kind = \"private_ca\"".into(),
+            )
+        })?;
+        rules::issuer::PrivateCaSettings::new(
+            ca_arn,
+            algorithm,
+            u64::from(self.validity_days),
+            self.template_arn.as_deref(),
+        )
+        .map(Some)
+        .map_err(|e| {
+            let field = match e.field() {
+                "ca_arn" => "issuer.ca_arn",
+                "signing_algorithm" => "issuer.signing_algorithm",
+                "validity_days" => "issuer.validity_days",
+                _ => "issuer.template_arn",
+            };
+            invalid(field, e.to_string())
+        })
+    }
 }
 
 impl Default for Config {
@@ -341,6 +454,7 @@ impl Default for Config {
             rotation_ttl_days: rules::functions::DEFAULT_ROTATION_TTL_DAYS,
             alarms: Alarms::default(),
             policies: Policies::default(),
+            issuer: IssuerSection::default(),
         }
     }
 }
@@ -441,6 +555,8 @@ pub struct Validated {
     pub config: Config,
     /// CA PEM and verification PEM, when JITR registers a CA.
     pub jitr_ca: Option<(String, Option<String>)>,
+    /// The AWS Private CA csr-issuer uses, when `issuer.kind = "private_ca"`.
+    pub private_ca: Option<rules::issuer::PrivateCaSettings>,
 }
 
 impl Config {
@@ -601,6 +717,7 @@ impl Config {
             ));
         }
         self.policies.copy_rule()?;
+        let private_ca = self.issuer.private_ca()?;
         if let Some(name) = &self.jitr.policy_name
             && !rules::policy_copy::is_policy_name(name)
         {
@@ -717,6 +834,7 @@ impl Config {
             }
         };
         Ok(Validated {
+            private_ca,
             config: self,
             jitr_ca,
         })
@@ -802,6 +920,30 @@ mod tests {
     #[case::age_low("[audit]\nage_threshold_days = 29", "audit.age_threshold_days")]
     #[case::age_high("[audit]\nage_threshold_days = 3653", "audit.age_threshold_days")]
     #[case::copy_pattern("[policies]\ncopy = [\"Cust*omer\"]", "policies.copy")]
+    #[case::issuer_ca_missing(
+        "[issuer]\nkind = \"private_ca\"\nsigning_algorithm = \"SHA256WITHECDSA\"",
+        "issuer.ca_arn"
+    )]
+    #[case::issuer_ca_shape(
+        "[issuer]\nkind = \"private_ca\"\nca_arn = \"arn:aws:acm:eu-west-1:123456789012:certificate/x\"\nsigning_algorithm = \"SHA256WITHECDSA\"",
+        "issuer.ca_arn"
+    )]
+    #[case::issuer_algorithm(
+        "[issuer]\nkind = \"private_ca\"\nca_arn = \"arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/x\"\nsigning_algorithm = \"SHA1WITHRSA\"",
+        "issuer.signing_algorithm"
+    )]
+    #[case::issuer_validity(
+        "[issuer]\nkind = \"private_ca\"\nca_arn = \"arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/x\"\nsigning_algorithm = \"SHA256WITHRSA\"\nvalidity_days = 0",
+        "issuer.validity_days"
+    )]
+    #[case::issuer_template(
+        "[issuer]\nkind = \"private_ca\"\nca_arn = \"arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/x\"\nsigning_algorithm = \"SHA256WITHRSA\"\ntemplate_arn = \"EndEntity\"",
+        "issuer.template_arn"
+    )]
+    #[case::issuer_pca_setting_without_pca(
+        "[issuer]\nca_arn = \"arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/x\"",
+        "issuer.ca_arn"
+    )]
     #[case::copy_empty("[policies]\ncopy = []", "policies.copy")]
     #[case::add_name("[policies]\nadd = [\"has space\"]", "policies.add")]
     #[case::jitr_policy_name("[jitr]\npolicy_name = \"a/b\"", "jitr.policy_name")]

@@ -42,7 +42,8 @@ use crate::generated::sns_topic::{Subscription, Topic};
 use crate::generated::sqs_queue::Queue;
 use crate::intrinsics::{Pseudo, Value, join, sub, sub_if_needed};
 use crate::stack::{Handle, Options, Stack, checkov_skips};
-use rules::functions::{DEADLINE_ATTRIBUTE, DUE_INDEX, DUE_KEY_ATTRIBUTE, Resource};
+use rules::functions::{DEADLINE_ATTRIBUTE, DUE_INDEX, DUE_KEY_ATTRIBUTE, Issuer, Resource};
+use rules::issuer::PrivateCaSettings;
 
 /// AWS's managed policy for the Device Defender audit role (the partition
 /// is substituted).
@@ -67,8 +68,11 @@ pub struct LambdaAsset {
 /// many calls of each a single invocation makes: reserved concurrency is
 /// the largest that keeps every call under its quota, assuming an
 /// invocation lasts about one second.
-fn reserved_concurrency(f: Fn_) -> u32 {
+fn reserved_concurrency(f: Fn_, issuer: Issuer) -> u32 {
     let calls: &[(u32, u32)] = match f {
+        // RegisterCertificate 10, AttachPolicy 15, AttachThingPrincipal 15
+        // (ACM PCA's IssueCertificate quota is higher).
+        Fn_::CsrIssuer if issuer == Issuer::PrivateCa => &[(10, 1), (15, 1), (15, 1)],
         // ListAuditFindings pages (no published quota; keep it serial).
         Fn_::AuditFanout => &[(1, 1)],
         // batch of 10 messages → 10 ListPrincipalThings (10 rps).
@@ -93,8 +97,13 @@ fn reserved_concurrency(f: Fn_) -> u32 {
 /// The settings of the configuration a function reads (the environment
 /// `rules::functions::Config::from_env` parses): the rotation deadline for
 /// the functions that set and sweep it, the CSR policy for csr-issuer, the
-/// sweep bound for the sweeper, thing creation for jitr-activator.
-fn function_settings(f: Fn_, c: &crate::config::Config) -> Vec<(&'static str, String)> {
+/// sweep bound for the sweeper, thing creation for jitr-activator, the
+/// issuer for csr-issuer (nothing for AWS IoT's CA, the default).
+fn function_settings(
+    f: Fn_,
+    c: &crate::config::Config,
+    private_ca: Option<&PrivateCaSettings>,
+) -> Vec<(&'static str, String)> {
     let deadline_ms = || {
         (
             "ROTATION_DEADLINE_MS",
@@ -107,7 +116,7 @@ fn function_settings(f: Fn_, c: &crate::config::Config) -> Vec<(&'static str, St
             deadline_ms(),
             ("SWEEP_MAX_ROWS", c.rotation.sweep_max_rows.to_string()),
         ],
-        Fn_::CsrIssuer => vec![
+        Fn_::CsrIssuer => [
             ("COPY_POLICIES", c.policies.copy.join(",")),
             ("ADD_POLICIES", c.policies.add.join(",")),
             ("CSR_MIN_RSA_BITS", c.csr.min_rsa_bits.to_string()),
@@ -119,7 +128,18 @@ fn function_settings(f: Fn_, c: &crate::config::Config) -> Vec<(&'static str, St
                 "CSR_REQUIRE_CN_MATCHES_THING",
                 c.csr.require_cn_matches_thing.to_string(),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(private_ca.into_iter().flat_map(|p| {
+            [
+                ("ISSUER", Issuer::PrivateCa.name().to_owned()),
+                ("PCA_CA_ARN", p.ca_arn.clone()),
+                ("PCA_SIGNING_ALGORITHM", p.signing_algorithm.to_string()),
+                ("PCA_VALIDITY_DAYS", p.validity_days.to_string()),
+                ("PCA_TEMPLATE_ARN", p.template_arn.clone()),
+            ]
+        }))
+        .collect(),
         Fn_::JitrActivator => vec![("JITR_CREATE_THING", c.jitr.create_thing.to_string())],
         Fn_::AuditFanout | Fn_::Commit | Fn_::ErrorHandler => Vec::new(),
     }
@@ -148,6 +168,18 @@ struct Refs {
     support_key: Handle<Key>,
     /// fleetcert's device policy, unless `policies.device_policy = "none"`.
     device_policy: Option<Handle<IotPolicy>>,
+    /// csr-issuer's AWS Private CA, when `issuer.kind = "private_ca"`.
+    private_ca: Option<PrivateCaSettings>,
+}
+
+impl Refs {
+    fn issuer(&self) -> Issuer {
+        if self.private_ca.is_some() {
+            Issuer::PrivateCa
+        } else {
+            Issuer::AwsIot
+        }
+    }
 }
 
 /// Whether Lambda invokes `f` asynchronously (topic rules, SNS, the
@@ -227,13 +259,13 @@ pub fn role_extras(f: Fn_) -> Vec<(&'static str, &'static [Resource])> {
 }
 
 /// Every action `f`'s role allows for its work (without the logging and
-/// dead-letter statements), with the resources of fleetcert's it acts on:
-/// the IAM actions of the operations its handler calls
-/// (`rules::functions::operations`, `Operation::resources`) and
-/// [`role_extras`].
-pub fn role_grants(f: Fn_) -> BTreeMap<&'static str, BTreeSet<Resource>> {
+/// dead-letter statements) when csr-issuer's certificates come from
+/// `issuer`, with the resources of fleetcert's it acts on: the IAM actions
+/// of the operations its handler calls (`rules::functions::operations_for`,
+/// `Operation::resources`) and [`role_extras`].
+pub fn role_grants(f: Fn_, issuer: Issuer) -> BTreeMap<&'static str, BTreeSet<Resource>> {
     let mut grants: BTreeMap<&'static str, BTreeSet<Resource>> = BTreeMap::new();
-    for op in rules::functions::operations(f) {
+    for op in rules::functions::operations_for(f, issuer) {
         for action in op.iam_actions() {
             grants
                 .entry(action)
@@ -257,8 +289,8 @@ pub fn role_grants(f: Fn_) -> BTreeMap<&'static str, BTreeSet<Resource>> {
 }
 
 /// The actions of [`role_grants`].
-pub fn role_actions(f: Fn_) -> BTreeSet<&'static str> {
-    role_grants(f).into_keys().collect()
+pub fn role_actions(f: Fn_, issuer: Issuer) -> BTreeSet<&'static str> {
+    role_grants(f, issuer).into_keys().collect()
 }
 
 /// What one statement of a role is scoped to, decided by AWS's Service
@@ -320,6 +352,7 @@ fn sid(scope: &Scope) -> String {
                 Resource::SupportTopic => "SupportTopic",
                 Resource::WorkQueue => "RotationQueue",
                 Resource::SupportTopicKey => "SupportTopicKey",
+                Resource::PrivateCa => "PrivateCa",
                 _ => "Other",
             })
             .collect::<Vec<_>>()
@@ -328,35 +361,55 @@ fn sid(scope: &Scope) -> String {
 }
 
 /// The actions of `f` that AWS authorizes on `*` only.
-pub fn unscoped_actions(f: Fn_) -> Vec<&'static str> {
-    role_grants(f)
+pub fn unscoped_actions(f: Fn_, issuer: Issuer) -> Vec<&'static str> {
+    role_grants(f, issuer)
         .into_iter()
         .filter(|(action, resources)| scope_of(action, resources) == Scope::Unscoped)
         .map(|(action, _)| action)
         .collect()
 }
 
+/// One statement of a role: sid, actions, resources, and its `Condition`.
+type Statement = (String, Vec<&'static str>, Vec<Json>, Option<Json>);
+
+/// The action ACM PCA lets a role pin the certificate template of, with
+/// the condition key (`acm-pca:TemplateArn`, in AWS's data).
+const TEMPLATE_PINNED: (&str, &str) = ("acm-pca:IssueCertificate", "acm-pca:TemplateArn");
+
 /// Least-privilege statements of one function, as `(sid, actions,
-/// resources)`, derived from [`role_grants`] and AWS's data: one statement
-/// per [`Scope`].
-fn statements(f: Fn_, r: &Refs) -> Vec<(String, Vec<&'static str>, Vec<Json>)> {
+/// resources, condition)`, derived from [`role_grants`] and AWS's data:
+/// one statement per [`Scope`], except `acm-pca:IssueCertificate`, which
+/// has its own, pinned to the configured template.
+fn statements(f: Fn_, r: &Refs) -> Vec<Statement> {
     let mut scopes: BTreeMap<Scope, Vec<&'static str>> = BTreeMap::new();
-    for (action, resources) in role_grants(f) {
-        scopes
-            .entry(scope_of(action, &resources))
-            .or_default()
-            .push(action);
+    let mut pinned = Vec::new();
+    for (action, resources) in role_grants(f, r.issuer()) {
+        let scope = scope_of(action, &resources);
+        if action == TEMPLATE_PINNED.0 {
+            pinned.push((action, scope));
+            continue;
+        }
+        scopes.entry(scope).or_default().push(action);
     }
-    scopes
+    let resources_of = |scope: &Scope| match scope {
+        Scope::Unscoped => vec![json!("*")],
+        Scope::Resources(set) => set.iter().flat_map(|res| arns(f, *res, r)).collect(),
+    };
+    let mut out: Vec<Statement> = scopes
         .into_iter()
-        .map(|(scope, actions)| {
-            let resources = match &scope {
-                Scope::Unscoped => vec![json!("*")],
-                Scope::Resources(set) => set.iter().flat_map(|res| arns(f, *res, r)).collect(),
-            };
-            (sid(&scope), actions, resources)
-        })
-        .collect()
+        .map(|(scope, actions)| (sid(&scope), actions, resources_of(&scope), None))
+        .collect();
+    for (action, scope) in pinned {
+        let template = r.private_ca.as_ref().map(|p| p.template_arn.clone());
+        let condition = template.map(|t| json!({ "StringEquals": { TEMPLATE_PINNED.1: t } }));
+        out.push((
+            "IssueFromTemplate".to_owned(),
+            vec![action],
+            resources_of(&scope),
+            condition,
+        ));
+    }
+    out
 }
 
 /// The ARNs (patterns) of one kind of fleetcert resource, for `f`'s role.
@@ -384,6 +437,7 @@ fn arns(f: Fn_, resource: Resource, r: &Refs) -> Vec<Json> {
         Resource::WorkQueue => vec![r.queue.arn().to_json()],
         Resource::SupportTopic => vec![r.support.r#ref().to_json()],
         Resource::SupportTopicKey => vec![r.support_key.arn().to_json()],
+        Resource::PrivateCa => r.private_ca.iter().map(|p| json!(p.ca_arn)).collect(),
         other => panic!("no ARN for {other:?}"),
     }
 }
@@ -400,12 +454,18 @@ fn assume(service: &str) -> Json {
     })
 }
 
-fn policy_doc(statements: Vec<(String, Vec<&str>, Vec<Json>)>) -> Json {
+fn policy_doc(statements: Vec<Statement>) -> Json {
     json!({
         "Version": "2012-10-17",
-        "Statement": statements.into_iter().map(|(sid, actions, resources)| json!({
-            "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources
-        })).collect::<Vec<_>>()
+        "Statement": statements.into_iter().map(|(sid, actions, resources, condition)| {
+            let mut statement = json!({
+                "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources
+            });
+            if let (Some(condition), Some(map)) = (condition, statement.as_object_mut()) {
+                map.insert("Condition".to_owned(), condition);
+            }
+            statement
+        }).collect::<Vec<_>>()
     })
 }
 
@@ -535,7 +595,9 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
         support: support.clone(),
         support_key,
         device_policy,
+        private_ca: v.private_ca.clone(),
     };
+    let issuer = refs.issuer();
 
     // --- functions --------------------------------------------------------
     let mut functions: BTreeMap<Fn_, Handle<Function>> = BTreeMap::new();
@@ -572,6 +634,7 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
                 .to_json(),
                 log.arn().to_json(),
             ],
+            None,
         ));
         // Lambda sends an event to the dead-letter queue only after every
         // retry of an asynchronous invocation failed (rules, SNS, the
@@ -582,11 +645,12 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
                 "DeadLetter".to_owned(),
                 vec!["sqs:SendMessage"],
                 vec![dlq.arn().to_json()],
+                None,
             ));
         }
         let star_reason = format!(
             "the only * resources are {}, which AWS's Service Authorization Reference authorizes on * only (rules/data/aws-iam.json)",
-            unscoped_actions(f).join(", ")
+            unscoped_actions(f, issuer).join(", ")
         );
         let role = s.add_with(
             &format!("{id}Role"),
@@ -630,7 +694,7 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
             vars.insert("DEVICE_POLICY_NAME".to_owned(), name);
         }
         // an unset list is an absent variable, not an empty one
-        for (name, value) in function_settings(f, c)
+        for (name, value) in function_settings(f, c, v.private_ca.as_ref())
             .into_iter()
             .filter(|(_, v)| !v.is_empty())
         {
@@ -640,7 +704,7 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
         // function's instances together stay under the account's quota.
         vars.insert(
             "FLEETCERT_CONCURRENCY".to_owned(),
-            json!(reserved_concurrency(f).to_string()),
+            json!(reserved_concurrency(f, issuer).to_string()),
         );
         let function = s.add_with(
             &id,
@@ -654,7 +718,9 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
                 description: Some(format!("fleetcert {}", f.name()).into()),
                 memory_size: Some(i64::from(c.lambda.memory_mb).into()),
                 timeout: Some(i64::from(c.lambda.timeout_seconds).into()),
-                reserved_concurrent_executions: Some(i64::from(reserved_concurrency(f)).into()),
+                reserved_concurrent_executions: Some(
+                    i64::from(reserved_concurrency(f, issuer)).into(),
+                ),
                 dead_letter_config: invoked_asynchronously(f).then(|| DeadLetterConfig {
                     target_arn: Some(dlq.arn()),
                 }),
@@ -717,6 +783,7 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
                     "PublishAuditNotifications".to_owned(),
                     vec!["sns:Publish"],
                     vec![audit_topic.r#ref().to_json()],
+                    None,
                 )]),
                 "audit-notifications",
             )]),
@@ -849,6 +916,7 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
                     "RecordRuleErrors".to_owned(),
                     vec!["sqs:SendMessage"],
                     vec![rule_errors.arn().to_json()],
+                    None,
                 )]),
                 "rule-errors",
             )]),

@@ -473,3 +473,105 @@ fn an_age_threshold_enables_and_schedules_the_age_check() {
             .is_none()
     );
 }
+
+const PCA_CA: &str = "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/0b9e8f1c-5a0d-4c8e-9a1b-2f3c4d5e6f70";
+
+fn private_ca_template() -> Json {
+    let toml = format!(
+        r#"
+        [issuer]
+        kind = "private_ca"
+        ca_arn = "{PCA_CA}"
+        signing_algorithm = "SHA256WITHECDSA"
+        validity_days = 90
+    "#
+    );
+    let v = Config::from_toml(&toml)
+        .and_then(Config::validate)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assembly::template(&v, &assembly::unbuilt_assets()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `[issuer] kind = "private_ca"`: csr-issuer's role calls that CA only
+/// (IssueCertificate pinned to the template), registers certificates, and
+/// no longer creates them from CSRs; csr-issuer reads the issuer back from
+/// its environment; every other role and function is as with AWS IoT's CA.
+#[test]
+fn a_private_ca_issuer_grants_csr_issuer_that_ca_only() {
+    use std::collections::BTreeSet;
+
+    let (t, plain) = (private_ca_template(), template());
+    let role = &t["Resources"]["CsrIssuerRole"]["Properties"]["Policies"][0]["PolicyDocument"];
+    insta::with_settings!({ sort_maps => true }, {
+        insta::assert_json_snapshot!(role);
+    });
+    let statements = role["Statement"].as_array().expect("statements");
+    let mut actions = BTreeSet::new();
+    for s in statements {
+        for a in s["Action"].as_array().expect("actions") {
+            let a = a.as_str().expect("action");
+            actions.insert(a.to_owned());
+            if a.starts_with("acm-pca:") {
+                assert_eq!(s["Resource"], serde_json::json!([PCA_CA]), "{a}");
+            }
+            if a == "acm-pca:IssueCertificate" {
+                assert_eq!(
+                    s["Condition"],
+                    serde_json::json!({"StringEquals": {
+                        "acm-pca:TemplateArn": "arn:aws:acm-pca:::template/EndEntityCertificate/V1"
+                    }})
+                );
+            }
+        }
+    }
+    let pca_ops = lambdas::handlers::operations_for(
+        rules::functions::Function::CsrIssuer,
+        rules::functions::Issuer::PrivateCa,
+    );
+    for op in pca_ops {
+        for a in op.iam_actions() {
+            assert!(actions.contains(*a), "{a} missing");
+        }
+    }
+    assert!(!actions.contains("iot:CreateCertificateFromCsr"));
+    assert!(actions.contains("iot:RegisterCertificate"));
+
+    let env: std::collections::HashMap<String, String> = t["Resources"]["CsrIssuer"]["Properties"]
+        ["Environment"]["Variables"]
+        .as_object()
+        .expect("variables")
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().unwrap_or("resolved-at-deploy").to_owned(),
+            )
+        })
+        .collect();
+    let c = lambdas::config::Config::from_lookup(|k| env.get(k).cloned())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lambdas::config::IssuerConfig::PrivateCa(pca) = &c.issuer else {
+        panic!("{:?}", c.issuer)
+    };
+    assert_eq!((pca.ca_arn.as_str(), pca.validity_days), (PCA_CA, 90));
+    // RegisterCertificate's 10 per second bounds csr-issuer
+    assert_eq!(
+        t["Resources"]["CsrIssuer"]["Properties"]["ReservedConcurrentExecutions"],
+        10
+    );
+
+    // Nothing else changes.
+    for (id, r) in t["Resources"].as_object().expect("resources") {
+        if id == "CsrIssuerRole" || id == "CsrIssuer" {
+            continue;
+        }
+        let mut r = r.clone();
+        let mut p = plain["Resources"][id].clone();
+        for x in [&mut r, &mut p] {
+            if let Some(props) = x.get_mut("Properties").and_then(Json::as_object_mut) {
+                props.remove("Code");
+            }
+        }
+        assert_eq!(r, p, "{id}");
+    }
+}

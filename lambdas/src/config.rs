@@ -1,6 +1,8 @@
 //! Handler configuration, read from the environment infra sets.
 
 use rules::csr::CsrPolicy;
+use rules::functions::Issuer;
+use rules::issuer::{DEFAULT_VALIDITY_DAYS, PrivateCaSettings};
 use rules::jitr::JitrConfig;
 use rules::policy_copy::PolicyCopy;
 
@@ -46,6 +48,43 @@ pub struct Config {
     /// `JITR_CREATE_THING` (default true) and `JITR_ALLOWED_CA_IDS`
     /// (comma-separated, default any); the policy is `DEVICE_POLICY_NAME`.
     pub jitr: JitrConfig,
+    /// `ISSUER` (`aws_iot`, the default, or `private_ca`) and, for
+    /// `private_ca`, `PCA_CA_ARN`, `PCA_SIGNING_ALGORITHM`,
+    /// `PCA_VALIDITY_DAYS` (default 365) and `PCA_TEMPLATE_ARN` (default
+    /// ACM PCA's end-entity template): where csr-issuer's certificates come
+    /// from.
+    pub issuer: IssuerConfig,
+}
+
+/// Where csr-issuer's new certificates come from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum IssuerConfig {
+    /// AWS IoT's CA (`CreateCertificateFromCsr`).
+    #[default]
+    AwsIot,
+    /// AWS Private CA (`acm-pca:IssueCertificate`, then
+    /// `iot:RegisterCertificate`).
+    PrivateCa(PrivateCaSettings),
+}
+
+impl IssuerConfig {
+    /// Reads `ISSUER` and the `PCA_*` variables through `lookup` (what
+    /// [`Config::from_lookup`] does; the emulator reads csr-issuer's
+    /// environment from the template with it).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first missing or unreadable variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        issuer_from(&lookup)
+    }
+
+    /// Which issuer.
+    pub fn kind(&self) -> Issuer {
+        match self {
+            Self::AwsIot => Issuer::AwsIot,
+            Self::PrivateCa(_) => Issuer::PrivateCa,
+        }
+    }
 }
 
 /// A missing or unreadable environment variable.
@@ -88,6 +127,7 @@ impl Config {
                 policy_name: device_policy_name.to_owned(),
                 ..JitrConfig::default()
             },
+            issuer: IssuerConfig::AwsIot,
         }
     }
 
@@ -177,6 +217,7 @@ impl Config {
                 expected: "at least 1",
             });
         }
+        let issuer = issuer_from(&lookup)?;
         Ok(Self {
             rotation_table: required("ROTATION_TABLE")?,
             rotation_queue_url: required("ROTATION_QUEUE_URL")?,
@@ -188,8 +229,76 @@ impl Config {
             sweep_max_rows,
             csr_policy,
             jitr,
+            issuer,
         })
     }
+}
+
+fn issuer_from(lookup: &impl Fn(&str) -> Option<String>) -> Result<IssuerConfig, ConfigError> {
+    let kind = lookup("ISSUER").filter(|v| !v.trim().is_empty());
+    let kind = match kind.as_deref().map(str::trim) {
+        None => Issuer::AwsIot,
+        Some(v) => Issuer::from_name(v).ok_or_else(|| ConfigError::Invalid {
+            name: "ISSUER",
+            value: v.to_owned(),
+            expected: "aws_iot or private_ca",
+        })?,
+    };
+    if kind == Issuer::AwsIot {
+        return Ok(IssuerConfig::AwsIot);
+    }
+    let ca_arn = lookup("PCA_CA_ARN")
+        .filter(|v| !v.is_empty())
+        .ok_or(ConfigError::Missing { name: "PCA_CA_ARN" })?;
+    if rules::issuer::check_ca_arn(&ca_arn).is_err() {
+        return Err(ConfigError::Invalid {
+            name: "PCA_CA_ARN",
+            value: ca_arn,
+            expected: "arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<id>",
+        });
+    }
+    let algorithm = lookup("PCA_SIGNING_ALGORITHM")
+        .filter(|v| !v.is_empty())
+        .ok_or(ConfigError::Missing {
+            name: "PCA_SIGNING_ALGORITHM",
+        })?;
+    let days: u64 = parse_or(
+        lookup,
+        "PCA_VALIDITY_DAYS",
+        u64::from(DEFAULT_VALIDITY_DAYS),
+    )?;
+    let template = lookup("PCA_TEMPLATE_ARN").filter(|v| !v.is_empty());
+    PrivateCaSettings::new(&ca_arn, &algorithm, days, template.as_deref())
+        .map(IssuerConfig::PrivateCa)
+        .map_err(|e| {
+            let (name, value, expected) = match e.field() {
+                "ca_arn" => (
+                    "PCA_CA_ARN",
+                    ca_arn.clone(),
+                    "arn:<partition>:acm-pca:<region>:<account>:certificate-authority/<id>",
+                ),
+                "signing_algorithm" => (
+                    "PCA_SIGNING_ALGORITHM",
+                    algorithm.clone(),
+                    "one of ACM PCA's signing algorithms (e.g. SHA256WITHECDSA)",
+                ),
+                "validity_days" => (
+                    "PCA_VALIDITY_DAYS",
+                    days.to_string(),
+                    "a number of days from 1 to 3650",
+                ),
+                _ => (
+                    "PCA_TEMPLATE_ARN",
+                    template.clone().unwrap_or_default(),
+                    "arn:<partition>:acm-pca:::template/<name>/V<n>",
+                ),
+            };
+            ConfigError::Invalid {
+                name,
+                value,
+                expected,
+            }
+        })
 }
 
 fn parse_or<T: std::str::FromStr>(
@@ -347,5 +456,72 @@ mod tests {
         assert_eq!(c.jitr.allowed_ca_ids, ["a", "b"]);
         assert!(c.policy_copy.allows("legacy-7") && !c.policy_copy.allows("Admin"));
         assert_eq!(c.policy_copy.add, ["extra"]);
+        assert_eq!(c.issuer, IssuerConfig::AwsIot);
+    }
+
+    const CA: &str = "arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/abc";
+
+    #[test]
+    fn reads_a_private_ca_issuer() {
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("ISSUER", "private_ca"),
+            ("PCA_CA_ARN", CA),
+            ("PCA_SIGNING_ALGORITHM", "SHA256WITHECDSA"),
+        ]);
+        let c = Config::from_lookup(env(&pairs)).unwrap_or_else(|e| panic!("{e}"));
+        let IssuerConfig::PrivateCa(pca) = &c.issuer else {
+            panic!("{:?}", c.issuer)
+        };
+        assert_eq!(c.issuer.kind(), Issuer::PrivateCa);
+        assert_eq!(pca.ca_arn, CA);
+        assert_eq!(pca.validity_days, DEFAULT_VALIDITY_DAYS);
+        assert_eq!(
+            pca.template_arn,
+            "arn:aws:acm-pca:::template/EndEntityCertificate/V1"
+        );
+    }
+
+    #[test]
+    fn a_bad_issuer_setting_names_its_variable() {
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (&[("ISSUER", "acm")], "ISSUER"),
+            (&[("ISSUER", "private_ca")], "PCA_CA_ARN"),
+            (
+                &[("ISSUER", "private_ca"), ("PCA_CA_ARN", "arn:aws:iot:x")],
+                "PCA_CA_ARN",
+            ),
+            (
+                &[("ISSUER", "private_ca"), ("PCA_CA_ARN", CA)],
+                "PCA_SIGNING_ALGORITHM",
+            ),
+            (
+                &[
+                    ("ISSUER", "private_ca"),
+                    ("PCA_CA_ARN", CA),
+                    ("PCA_SIGNING_ALGORITHM", "SHA256WITHRSA"),
+                    ("PCA_VALIDITY_DAYS", "0"),
+                ],
+                "PCA_VALIDITY_DAYS",
+            ),
+            (
+                &[
+                    ("ISSUER", "private_ca"),
+                    ("PCA_CA_ARN", CA),
+                    ("PCA_SIGNING_ALGORITHM", "SHA256WITHRSA"),
+                    ("PCA_TEMPLATE_ARN", "EndEntity"),
+                ],
+                "PCA_TEMPLATE_ARN",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let mut pairs = BASE.to_vec();
+            pairs.extend_from_slice(extra);
+            let named = match Config::from_lookup(env(&pairs)) {
+                Err(ConfigError::Missing { name } | ConfigError::Invalid { name, .. }) => name,
+                other => panic!("{extra:?}: {other:?}"),
+            };
+            assert_eq!(named, expected, "{extra:?}");
+        }
     }
 }

@@ -43,9 +43,9 @@ use rules::rotation::Rotation;
 
 use crate::ports::{
     CaCertificateDescription, CertificateDescription, CertificateStatus, CreatedCertificate,
-    FailedEntry, IotRegistry, Notifier, Operation, Page, PortError, PortResult, Ports,
-    PrincipalThing, Publisher, QueueMessage, RotationStore, ThingDescription, ThingPrincipalType,
-    WorkQueue,
+    FailedEntry, IotRegistry, IssueRequest, IssuedCertificate, Notifier, Operation, Page,
+    PortError, PortResult, Ports, PrincipalThing, PrivateCa, Publisher, QueueMessage,
+    RotationStore, ThingDescription, ThingPrincipalType, WorkQueue,
 };
 
 /// Requests per second for an operation without a published quota.
@@ -457,6 +457,19 @@ impl<P: Ports, T: Timer> IotRegistry for Limited<P, T> {
         .await
     }
 
+    async fn register_certificate(
+        &self,
+        certificate_pem: &str,
+        ca_certificate_pem: &str,
+        status: CertificateStatus,
+    ) -> PortResult<CreatedCertificate> {
+        let r = self.inner.registry();
+        self.call(Operation::RegisterCertificate, || {
+            r.register_certificate(certificate_pem, ca_certificate_pem, status.clone())
+        })
+        .await
+    }
+
     async fn update_certificate(
         &self,
         certificate_id: &str,
@@ -655,14 +668,49 @@ impl<P: Ports, T: Timer> WorkQueue for Limited<P, T> {
     }
 }
 
+// `IssueCertificate` carries the claim's idempotency token, so a retry
+// after a transient failure gets the same certificate; `GetCertificate`'s
+// `RequestInProgressException` is transient: the back-off polls it.
+impl<P: Ports, T: Timer> PrivateCa for Limited<P, T> {
+    async fn issue_certificate(&self, request: &IssueRequest<'_>) -> PortResult<String> {
+        let c = self.inner.private_ca();
+        self.call(Operation::IssueCertificate, || c.issue_certificate(request))
+            .await
+    }
+
+    async fn get_certificate(
+        &self,
+        ca_arn: &str,
+        certificate_arn: &str,
+    ) -> PortResult<IssuedCertificate> {
+        let c = self.inner.private_ca();
+        self.call(Operation::GetCertificate, || {
+            c.get_certificate(ca_arn, certificate_arn)
+        })
+        .await
+    }
+
+    async fn revoke_certificate(&self, ca_arn: &str, certificate_serial: &str) -> PortResult<()> {
+        let c = self.inner.private_ca();
+        self.call(Operation::RevokeCertificate, || {
+            c.revoke_certificate(ca_arn, certificate_serial)
+        })
+        .await
+    }
+}
+
 impl<P: Ports, T: Timer> Ports for Limited<P, T> {
     type Registry = Self;
     type Publisher = Self;
     type Store = Self;
     type Notifier = Self;
     type Queue = Self;
+    type PrivateCa = Self;
 
     fn registry(&self) -> &Self {
+        self
+    }
+    fn private_ca(&self) -> &Self {
         self
     }
     fn publisher(&self) -> &Self {

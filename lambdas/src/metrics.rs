@@ -50,9 +50,9 @@ use serde_json::{Map, Value, json};
 use crate::handlers::{HandlerError, Outcome};
 use crate::ports::{
     CaCertificateDescription, CertificateDescription, CertificateStatus, CreatedCertificate,
-    FailedEntry, IotRegistry, Notifier, Operation, Page, PortError, PortResult, Ports,
-    PrincipalThing, Publisher, QueueMessage, RotationStore, ThingDescription, ThingPrincipalType,
-    WorkQueue,
+    FailedEntry, IotRegistry, IssueRequest, IssuedCertificate, Notifier, Operation, Page,
+    PortError, PortResult, Ports, PrincipalThing, PrivateCa, Publisher, QueueMessage,
+    RotationStore, ThingDescription, ThingPrincipalType, WorkQueue,
 };
 
 /// The CloudWatch namespace of every fleetcert metric.
@@ -586,6 +586,20 @@ impl<P: Ports> IotRegistry for Metered<P> {
         self.metrics.observe(r)
     }
 
+    async fn register_certificate(
+        &self,
+        certificate_pem: &str,
+        ca_certificate_pem: &str,
+        status: CertificateStatus,
+    ) -> PortResult<CreatedCertificate> {
+        let r = self
+            .inner
+            .registry()
+            .register_certificate(certificate_pem, ca_certificate_pem, status)
+            .await;
+        self.metrics.observe(r)
+    }
+
     async fn update_certificate(
         &self,
         certificate_id: &str,
@@ -792,14 +806,47 @@ impl<P: Ports> WorkQueue for Metered<P> {
     }
 }
 
+impl<P: Ports> PrivateCa for Metered<P> {
+    async fn issue_certificate(&self, request: &IssueRequest<'_>) -> PortResult<String> {
+        let r = self.inner.private_ca().issue_certificate(request).await;
+        self.metrics.observe(r)
+    }
+
+    async fn get_certificate(
+        &self,
+        ca_arn: &str,
+        certificate_arn: &str,
+    ) -> PortResult<IssuedCertificate> {
+        let r = self
+            .inner
+            .private_ca()
+            .get_certificate(ca_arn, certificate_arn)
+            .await;
+        self.metrics.observe(r)
+    }
+
+    async fn revoke_certificate(&self, ca_arn: &str, certificate_serial: &str) -> PortResult<()> {
+        let r = self
+            .inner
+            .private_ca()
+            .revoke_certificate(ca_arn, certificate_serial)
+            .await;
+        self.metrics.observe(r)
+    }
+}
+
 impl<P: Ports> Ports for Metered<P> {
     type Registry = Self;
     type Publisher = Self;
     type Store = Self;
     type Notifier = Self;
     type Queue = Self;
+    type PrivateCa = Self;
 
     fn registry(&self) -> &Self {
+        self
+    }
+    fn private_ca(&self) -> &Self {
         self
     }
     fn publisher(&self) -> &Self {

@@ -1,6 +1,7 @@
 //! The ports the handlers are written against: the AWS IoT registry, MQTT
-//! publishing (iot-data), rotation state, support notifications and the
-//! rotation work queue.
+//! publishing (iot-data), rotation state, support notifications, the
+//! rotation work queue and AWS Private CA (the issuer of fleets on their own
+//! CA).
 //!
 //! No AWS SDK type appears here. The AWS adapters (`lambdas::aws`, feature
 //! `aws`) and the in-memory adapters ([`crate::memory`]) implement these
@@ -32,11 +33,14 @@ pub const fn port_of(operation: Operation) -> PortKind {
         | Operation::ListDueRotations => PortKind::RotationStore,
         Operation::NotifySupport => PortKind::Notifier,
         Operation::SendMessageBatch => PortKind::WorkQueue,
+        Operation::IssueCertificate | Operation::GetCertificate | Operation::RevokeCertificate => {
+            PortKind::PrivateCa
+        }
         _ => PortKind::Registry,
     }
 }
 
-/// Which of the five ports an [`Operation`] belongs to.
+/// Which of the six ports an [`Operation`] belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PortKind {
     /// [`IotRegistry`].
@@ -49,6 +53,8 @@ pub enum PortKind {
     Notifier,
     /// [`WorkQueue`].
     WorkQueue,
+    /// [`PrivateCa`].
+    PrivateCa,
 }
 
 /// A failed port call, classified for the handlers: retryable errors
@@ -305,6 +311,17 @@ pub trait IotRegistry: Send + Sync {
         set_as_active: bool,
     ) -> impl Future<Output = PortResult<CreatedCertificate>> + Send;
 
+    /// `RegisterCertificate`: registers `certificate_pem`, signed by the CA
+    /// `ca_certificate_pem` that is registered (and ACTIVE) in AWS IoT, with
+    /// `status`, attached to nothing. [`PortError::Conflict`] when it is
+    /// registered already (`ResourceAlreadyExistsException`).
+    fn register_certificate(
+        &self,
+        certificate_pem: &str,
+        ca_certificate_pem: &str,
+        status: CertificateStatus,
+    ) -> impl Future<Output = PortResult<CreatedCertificate>> + Send;
+
     /// `UpdateCertificate`: sets the status (`ACTIVE`, `INACTIVE`, `REVOKED`).
     fn update_certificate(
         &self,
@@ -410,6 +427,82 @@ pub trait IotRegistry: Send + Sync {
     ) -> impl Future<Output = PortResult<Page<AuditFinding>>> + Send;
 }
 
+/// What `acm-pca:IssueCertificate` is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueRequest<'a> {
+    /// The certificate authority's ARN.
+    pub ca_arn: &'a str,
+    /// The CSR in PEM form.
+    pub csr_pem: &'a str,
+    /// ACM PCA's `SigningAlgorithm` (e.g. `SHA256WITHECDSA`).
+    pub signing_algorithm: &'a str,
+    /// `Validity` in days.
+    pub validity_days: u32,
+    /// `TemplateArn`.
+    pub template_arn: &'a str,
+    /// `IdempotencyToken` (1 to 36 characters): the same token gives the
+    /// same certificate for a while.
+    pub idempotency_token: &'a str,
+}
+
+/// What `acm-pca:GetCertificate` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCertificate {
+    /// The certificate in PEM form.
+    pub certificate_pem: String,
+    /// The chain in PEM form, the issuing CA's certificate first (empty
+    /// for a certificate of the root itself).
+    pub certificate_chain_pem: String,
+}
+
+/// The serial number of the certificate `pem` as ACM PCA's
+/// `RevokeCertificate` takes it: lowercase hex bytes joined by colons,
+/// without the sign byte DER adds to a serial whose first bit is set.
+///
+/// # Errors
+/// When `pem` is not a certificate.
+pub fn certificate_serial(pem: &str) -> Result<String, String> {
+    let info = rules::csr::inspect_certificate(pem).map_err(|e| e.to_string())?;
+    let hex = info.serial_hex;
+    let hex = match hex.strip_prefix("00") {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => hex.as_str(),
+    };
+    Ok(hex
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| String::from_utf8_lossy(pair).into_owned())
+        .collect::<Vec<_>>()
+        .join(":"))
+}
+
+/// AWS Private CA (`acm-pca`): the issuer of a fleet on its own CA.
+pub trait PrivateCa: Send + Sync {
+    /// `IssueCertificate`: the new certificate's ARN (issuance is
+    /// asynchronous; [`get_certificate`](Self::get_certificate) fetches it).
+    fn issue_certificate(
+        &self,
+        request: &IssueRequest<'_>,
+    ) -> impl Future<Output = PortResult<String>> + Send;
+
+    /// `GetCertificate`: [`PortError::Transient`] while the certificate is
+    /// still being issued (`RequestInProgressException`).
+    fn get_certificate(
+        &self,
+        ca_arn: &str,
+        certificate_arn: &str,
+    ) -> impl Future<Output = PortResult<IssuedCertificate>> + Send;
+
+    /// `RevokeCertificate` (reason `SUPERSEDED`) of the certificate with
+    /// this serial number (hex, colon separated); revoking it again
+    /// succeeds (`RequestAlreadyProcessedException`).
+    fn revoke_certificate(
+        &self,
+        ca_arn: &str,
+        certificate_serial: &str,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+}
+
 /// MQTT publishing through the iot-data plane.
 pub trait Publisher: Send + Sync {
     /// Publishes `payload` to `topic` with QoS `qos` (0 or 1).
@@ -497,7 +590,7 @@ pub trait WorkQueue: Send + Sync {
     ) -> impl Future<Output = PortResult<Vec<FailedEntry>>> + Send;
 }
 
-/// The five ports a handler may use, as one bundle.
+/// The six ports a handler may use, as one bundle.
 pub trait Ports: Send + Sync {
     /// The registry adapter.
     type Registry: IotRegistry;
@@ -509,6 +602,9 @@ pub trait Ports: Send + Sync {
     type Notifier: Notifier;
     /// The work queue adapter.
     type Queue: WorkQueue;
+    /// The AWS Private CA adapter (called only when csr-issuer's issuer is
+    /// [`rules::functions::Issuer::PrivateCa`]).
+    type PrivateCa: PrivateCa;
 
     /// The registry.
     fn registry(&self) -> &Self::Registry;
@@ -520,11 +616,13 @@ pub trait Ports: Send + Sync {
     fn notifier(&self) -> &Self::Notifier;
     /// The work queue.
     fn queue(&self) -> &Self::Queue;
+    /// AWS Private CA.
+    fn private_ca(&self) -> &Self::PrivateCa;
 }
 
-/// A [`Ports`] bundle from five adapters.
+/// A [`Ports`] bundle from six adapters.
 #[derive(Debug, Clone, Default)]
-pub struct PortSet<R, P, S, N, Q> {
+pub struct PortSet<R, P, S, N, Q, C> {
     /// The registry.
     pub registry: R,
     /// The iot-data publisher.
@@ -535,21 +633,25 @@ pub struct PortSet<R, P, S, N, Q> {
     pub notifier: N,
     /// The work queue.
     pub queue: Q,
+    /// AWS Private CA.
+    pub private_ca: C,
 }
 
-impl<R, P, S, N, Q> Ports for PortSet<R, P, S, N, Q>
+impl<R, P, S, N, Q, C> Ports for PortSet<R, P, S, N, Q, C>
 where
     R: IotRegistry,
     P: Publisher,
     S: RotationStore,
     N: Notifier,
     Q: WorkQueue,
+    C: PrivateCa,
 {
     type Registry = R;
     type Publisher = P;
     type Store = S;
     type Notifier = N;
     type Queue = Q;
+    type PrivateCa = C;
 
     fn registry(&self) -> &R {
         &self.registry
@@ -565,6 +667,9 @@ where
     }
     fn queue(&self) -> &Q {
         &self.queue
+    }
+    fn private_ca(&self) -> &C {
+        &self.private_ca
     }
 }
 
@@ -585,6 +690,8 @@ mod tests {
         for op in Operation::ALL {
             if port_of(op) == PortKind::Registry {
                 assert_eq!(op.iam_actions(), [format!("iot:{}", op.name())]);
+            } else if port_of(op) == PortKind::PrivateCa {
+                assert_eq!(op.iam_actions(), [format!("acm-pca:{}", op.name())]);
             } else {
                 assert!(!op.iam_actions().is_empty(), "{op}");
             }

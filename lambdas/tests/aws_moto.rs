@@ -1106,3 +1106,185 @@ fn a_shared_certificate_with_a_customer_policy_rotates_on_aws_ports() {
         assert_eq!(certs.certificates().len(), 1, "no certificate was created");
     });
 }
+
+/// A root CA in moto's ACM PCA, activated as a deployment activates one
+/// (its CSR signed with the root template, the certificate imported):
+/// `(ca arn, ca certificate pem)`.
+async fn moto_private_ca(sdk: &SdkConfig) -> (String, String) {
+    use aws_sdk_acmpca::primitives::Blob;
+    use aws_sdk_acmpca::types::{
+        Asn1Subject, CertificateAuthorityConfiguration, CertificateAuthorityType, KeyAlgorithm,
+        SigningAlgorithm, Validity, ValidityPeriodType,
+    };
+    let pca = aws_sdk_acmpca::Client::new(sdk);
+    let arn = pca
+        .create_certificate_authority()
+        .certificate_authority_type(CertificateAuthorityType::Root)
+        .certificate_authority_configuration(
+            CertificateAuthorityConfiguration::builder()
+                .key_algorithm(KeyAlgorithm::Rsa2048)
+                .signing_algorithm(SigningAlgorithm::Sha256Withrsa)
+                .subject(Asn1Subject::builder().common_name("Fleet PCA").build())
+                .build()
+                .expect("configuration"),
+        )
+        .send()
+        .await
+        .expect("create ca")
+        .certificate_authority_arn()
+        .expect("arn")
+        .to_owned();
+    let csr = pca
+        .get_certificate_authority_csr()
+        .certificate_authority_arn(&arn)
+        .send()
+        .await
+        .expect("ca csr")
+        .csr()
+        .expect("csr")
+        .to_owned();
+    let root = pca
+        .issue_certificate()
+        .certificate_authority_arn(&arn)
+        .csr(Blob::new(csr.as_bytes()))
+        .signing_algorithm(SigningAlgorithm::Sha256Withrsa)
+        .template_arn("arn:aws:acm-pca:::template/RootCACertificate/V1")
+        .validity(
+            Validity::builder()
+                .value(10)
+                .r#type(ValidityPeriodType::Years)
+                .build()
+                .expect("validity"),
+        )
+        .send()
+        .await
+        .expect("issue root")
+        .certificate_arn()
+        .expect("root arn")
+        .to_owned();
+    let root_pem = pca
+        .get_certificate()
+        .certificate_authority_arn(&arn)
+        .certificate_arn(&root)
+        .send()
+        .await
+        .expect("get root")
+        .certificate()
+        .expect("pem")
+        .to_owned();
+    pca.import_certificate_authority_certificate()
+        .certificate_authority_arn(&arn)
+        .certificate(Blob::new(root_pem.as_bytes()))
+        .send()
+        .await
+        .expect("import");
+    (arn, root_pem.trim().to_owned())
+}
+
+/// csr-issuer with AWS Private CA on the AWS adapters against moto (which
+/// models acmpca's IssueCertificate, GetCertificate, RevokeCertificate and
+/// IoT's RegisterCertificate; it ignores the idempotency token, signing
+/// algorithm and validity, so those are proven on the memory adapters):
+/// the certificate comes from the CA, is registered in AWS IoT with it,
+/// attached and activated; the adapter revokes by serial.
+#[test]
+fn a_rotation_issued_by_a_private_ca_on_aws_ports() {
+    let moto = Moto::start();
+    run(async {
+        let sdk = sdk_of(&moto).await;
+        create_policy(&sdk).await;
+        create_rotation_table(&sdk, "fleetcert-rotations").await;
+        let queue_url = create_queue(&sdk, "fleetcert-rotations").await;
+        let (ca_arn, ca_pem) = moto_private_ca(&sdk).await;
+        let iot = aws_sdk_iot::Client::new(&sdk);
+        let ca_id = iot
+            .register_ca_certificate()
+            .ca_certificate(&ca_pem)
+            .set_as_active(true)
+            .send()
+            .await
+            .expect("register the ca in iot")
+            .certificate_id()
+            .expect("ca id")
+            .to_owned();
+        let mut cfg = config(
+            "fleetcert-rotations",
+            &queue_url,
+            "arn:aws:sns:us-east-1:123456789012:none",
+        );
+        cfg.issuer = lambdas::config::IssuerConfig::PrivateCa(
+            rules::issuer::PrivateCaSettings::new(&ca_arn, "SHA256WITHRSA", 30, None)
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let ports = from_sdk_config(&sdk, &cfg, &moto.endpoint);
+        let (old_id, _) = provision(&ports, "thing-1").await;
+        let now = now_ms();
+        let batch = rotation_starter::handle(
+            &ports,
+            &cfg,
+            &bytes(&sqs_event(&[work(&old_id, false)])),
+            now,
+        )
+        .await;
+        assert!(batch.response.batch_item_failures.is_empty(), "{batch:?}");
+        let id = rotation_starter::rotation_id("thing-1", &old_id, TASK);
+        let csr = csr_pem(&p256_key(), "thing-1");
+        let out = csr_issuer::handle(
+            &ports,
+            &cfg,
+            &bytes(&csr_res("thing-1", &csr, Some(&id))),
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!out.is_rejected(), "{out:?}");
+        let row = ports.store.get(&id).await.expect("get").expect("row");
+        let RotationState::Issued {
+            new_certificate_id, ..
+        } = &row.state
+        else {
+            panic!("not issued: {}", row.state)
+        };
+        let r = &ports.registry;
+        let new = r
+            .describe_certificate(new_certificate_id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(new.status, CertificateStatus::Active);
+        // moto's DescribeCertificate leaves caCertificateId out; its
+        // ListCertificatesByCA has it
+        let by_ca = iot
+            .list_certificates_by_ca()
+            .ca_certificate_id(&ca_id)
+            .send()
+            .await
+            .expect("list by ca");
+        assert!(
+            by_ca
+                .certificates()
+                .iter()
+                .any(|c| c.certificate_id() == Some(new_certificate_id.as_str())),
+            "registered with its ca: {by_ca:?}"
+        );
+        let info = rules::csr::inspect_certificate(&new.certificate_pem).expect("certificate");
+        assert_eq!(info.issuer_cn.as_deref(), Some("Fleet PCA"));
+        rules::csr::verify_issued_by(&new.certificate_pem, &ca_pem).expect("signed by the ca");
+        let things = all_pages(|t| r.list_principal_things(&new.certificate_arn, t)).await;
+        assert_eq!(things, ["thing-1"]);
+
+        // Revocation by serial, as the issuer cleans up.
+        let serial = lambdas::ports::certificate_serial(&new.certificate_pem).expect("serial");
+        lambdas::ports::PrivateCa::revoke_certificate(&ports.private_ca, &ca_arn, &serial)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Another CA's ARN is not found.
+        let other = format!("{}0", &ca_arn[..ca_arn.len() - 1]);
+        let e = lambdas::ports::PrivateCa::get_certificate(&ports.private_ca, &other, "x")
+            .await
+            .expect_err("unknown ca");
+        assert!(
+            matches!(e, PortError::NotFound { .. } | PortError::Invalid { .. }),
+            "{e:?}"
+        );
+    });
+}

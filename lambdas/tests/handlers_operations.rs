@@ -2,7 +2,9 @@
 //! every handler scenario below, counted by the memory adapters, calls
 //! only operations of its function's list, and together they call every
 //! listed operation (the list has nothing extra, so the role has no
-//! permission nothing uses).
+//! permission nothing uses). Both issuers run every scenario: csr-issuer's
+//! list is `operations_for(csr-issuer, issuer)`, and only its list depends
+//! on the issuer.
 
 mod common;
 
@@ -14,13 +16,13 @@ use lambdas::handlers::{
 };
 use lambdas::memory::Fault;
 use lambdas::ports::Operation;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rules::functions::Function;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rules::functions::{Function, Issuer};
 use serde_json::{Value, json};
 
-/// The operations each function was seen calling.
+/// The operations each function was seen calling, per issuer.
 #[derive(Default)]
-struct Coverage(BTreeMap<Function, BTreeSet<Operation>>);
+struct Coverage(BTreeMap<(Function, Issuer), BTreeSet<Operation>>);
 
 impl Coverage {
     /// Takes the calls since the last reset as `f`'s, checks them against
@@ -28,15 +30,19 @@ impl Coverage {
     fn record(&mut self, w: &World, f: Function) {
         let calls = w.ports.instruments.all_calls();
         assert!(!calls.is_empty(), "{} called nothing", f.name());
-        let listed = lambdas::handlers::operations(f);
+        let issuer = w.cfg.issuer.kind();
+        let listed = lambdas::handlers::operations_for(f, issuer);
         for op in calls.keys() {
             assert!(
                 listed.contains(op),
-                "{} called {op}, which lambdas::handlers::operations does not list (its role would deny it)",
+                "{} ({issuer}) called {op}, which lambdas::handlers::operations_for does not list (its role would deny it)",
                 f.name()
             );
         }
-        self.0.entry(f).or_default().extend(calls.into_keys());
+        self.0
+            .entry((f, issuer))
+            .or_default()
+            .extend(calls.into_keys());
         w.ports.instruments.reset_calls();
     }
 }
@@ -78,7 +84,7 @@ fn start(w: &World, cov: &mut Coverage, cert_id: &str, past: bool) -> Option<Str
     last_csr_req(w, thing).map(|r| r["rotationId"].as_str().expect("id").to_owned())
 }
 
-fn customer_ca(w: &World) -> (Issuer<'static, KeyPair>, String) {
+fn customer_ca(w: &World) -> (rcgen::Issuer<'static, KeyPair>, String) {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let mut params = CertificateParams::default();
     params
@@ -90,10 +96,10 @@ fn customer_ca(w: &World) -> (Issuer<'static, KeyPair>, String) {
         .registry()
         .register_ca_certificate(&cert.pem())
         .expect("register ca");
-    (Issuer::new(params, key), handle.ca_certificate_id)
+    (rcgen::Issuer::new(params, key), handle.ca_certificate_id)
 }
 
-fn device_cert(ca: &Issuer<'static, KeyPair>, cn: &str) -> String {
+fn device_cert(ca: &rcgen::Issuer<'static, KeyPair>, cn: &str) -> String {
     let key = p256_key();
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::CommonName, cn);
@@ -122,12 +128,53 @@ fn jitr(w: &World, cov: &mut Coverage, cert_id: &str, ca_id: &str) -> lambdas::h
 }
 
 #[test]
+fn only_csr_issuers_operations_depend_on_the_issuer() {
+    for f in Function::ALL {
+        let same = lambdas::handlers::operations_for(f, Issuer::AwsIot)
+            == lambdas::handlers::operations_for(f, Issuer::PrivateCa);
+        assert_eq!(same, f != Function::CsrIssuer, "{}", f.name());
+    }
+    let pca = lambdas::handlers::operations_for(Function::CsrIssuer, Issuer::PrivateCa);
+    assert!(!pca.contains(&Operation::CreateCertificateFromCsr));
+    for op in [
+        Operation::IssueCertificate,
+        Operation::GetCertificate,
+        Operation::RevokeCertificate,
+        Operation::RegisterCertificate,
+    ] {
+        assert!(pca.contains(&op), "{op}");
+    }
+}
+
+#[test]
 fn every_function_calls_only_and_all_of_its_listed_operations() {
     let mut cov = Coverage::default();
+    for issuer in Issuer::ALL {
+        scenarios(issuer, &mut cov);
+    }
+    for f in Function::ALL {
+        for issuer in Issuer::ALL {
+            let listed: BTreeSet<Operation> = lambdas::handlers::operations_for(f, issuer)
+                .iter()
+                .copied()
+                .collect();
+            let called = cov.0.get(&(f, issuer)).cloned().unwrap_or_default();
+            let never: Vec<_> = listed.difference(&called).collect();
+            assert!(
+                never.is_empty(),
+                "{} ({issuer}) lists {never:?} but no scenario calls them: drop them from lambdas::handlers::operations_for (and so from its role) or add the scenario that needs them",
+                f.name()
+            );
+        }
+    }
+}
+
+/// Every scenario, with csr-issuer's certificates from `issuer`.
+fn scenarios(issuer: Issuer, cov: &mut Coverage) {
     let check = "DEVICE_CERTIFICATE_EXPIRING_CHECK";
 
     // A rotation named by id all the way: fan-out, start, issue, commit.
-    let w = World::new();
+    let w = World::for_issuer(issuer);
     let dev = w.provision("thing-1");
     w.registry().set_audit_findings(
         TASK,
@@ -152,10 +199,10 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(!out.is_rejected(), "{out:?}");
     cov.record(&w, Function::AuditFanout);
-    let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
+    let id = start(&w, cov, &dev.cert_id, false).expect("csr_req");
     // The same message again: the open rotation is found, not re-created.
-    start(&w, &mut cov, &dev.cert_id, false);
-    let new_id = issue(&w, &mut cov, "thing-1", Some(&id));
+    start(&w, cov, &dev.cert_id, false);
+    let new_id = issue(&w, cov, "thing-1", Some(&id));
     let out = run(commit::handle(
         &w.ports,
         &w.cfg,
@@ -168,12 +215,12 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
 
     // Devices on the original contract send no rotation id; an expired
     // certificate goes to support.
-    let w = World::new();
+    let w = World::for_issuer(issuer);
     let dev = w.provision("thing-2");
     let expired = w.provision("thing-3");
-    start(&w, &mut cov, &expired.cert_id, true);
+    start(&w, cov, &expired.cert_id, true);
     assert_eq!(w.ports.ports.notifier.sent().len(), 1);
-    start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
+    start(&w, cov, &dev.cert_id, false).expect("csr_req");
     // The ISSUED write is throttled after the certificate was created: the
     // issuer removes the unrecorded certificate, then issues on the retry.
     w.ports
@@ -188,7 +235,7 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
     ));
     assert!(matches!(&first, Err(e) if e.is_retryable()), "{first:?}");
     cov.record(&w, Function::CsrIssuer);
-    let new_id = issue(&w, &mut cov, "thing-2", None);
+    let new_id = issue(&w, cov, "thing-2", None);
     let out = run(commit::handle(
         &w.ports,
         &w.cfg,
@@ -202,10 +249,10 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
     // The device reports an error over the old certificate, with and
     // without a rotation id: the new certificate is removed, support told.
     for (thing, with_id) in [("thing-4", true), ("thing-5", false)] {
-        let w = World::new();
+        let w = World::for_issuer(issuer);
         let dev = w.provision(thing);
-        let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
-        issue(&w, &mut cov, thing, Some(&id));
+        let id = start(&w, cov, &dev.cert_id, false).expect("csr_req");
+        issue(&w, cov, thing, Some(&id));
         let out = run(error_handler::handle(
             &w.ports,
             &w.cfg,
@@ -230,10 +277,10 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
         ("thing-7", Function::CsrIssuer),
         ("thing-8", Function::Commit),
     ] {
-        let w = World::new();
+        let w = World::for_issuer(issuer);
         let dev = w.provision(thing);
-        let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
-        let new_id = issue(&w, &mut cov, thing, Some(&id));
+        let id = start(&w, cov, &dev.cert_id, false).expect("csr_req");
+        let new_id = issue(&w, cov, thing, Some(&id));
         w.ports
             .instruments
             .fail_next(Operation::DetachPolicy, 1, Fault::Throttled);
@@ -275,10 +322,10 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
     // A rotation stuck after issue expires: the sweeper keeps the new
     // certificate it sent (the device may hold only its key) and tells
     // support.
-    let w = World::new();
+    let w = World::for_issuer(issuer);
     let dev = w.provision("thing-6");
-    let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
-    issue(&w, &mut cov, "thing-6", Some(&id));
+    let id = start(&w, cov, &dev.cert_id, false).expect("csr_req");
+    issue(&w, cov, "thing-6", Some(&id));
     // Past half its time the sweeper sends the `crt` again ...
     let out = run(sweeper::handle(
         &w.ports,
@@ -302,9 +349,9 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
 
     // One whose new certificate was never made ACTIVE (the issuer's
     // activation failed), so never sent: the sweeper removes it.
-    let w = World::new();
+    let w = World::for_issuer(issuer);
     let dev = w.provision("thing-7");
-    let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
+    let id = start(&w, cov, &dev.cert_id, false).expect("csr_req");
     w.ports
         .instruments
         .fail_next(Operation::UpdateCertificate, 1, Fault::Transient);
@@ -333,10 +380,10 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
 
     // A retirement whose commit invocation failed midway: the sweeper
     // finishes it past the deadline (deactivating the old certificate).
-    let w = World::new();
+    let w = World::for_issuer(issuer);
     let dev = w.provision("thing-8");
-    let id = start(&w, &mut cov, &dev.cert_id, false).expect("csr_req");
-    let new_id = issue(&w, &mut cov, "thing-8", Some(&id));
+    let id = start(&w, cov, &dev.cert_id, false).expect("csr_req");
+    let new_id = issue(&w, cov, "thing-8", Some(&id));
     w.ports
         .instruments
         .fail_next(Operation::UpdateCertificate, 1, Fault::Transient);
@@ -364,32 +411,20 @@ fn every_function_calls_only_and_all_of_its_listed_operations() {
 
     // JITR: a new device (its thing created), then one from an inactive CA
     // (revoked and reported).
-    let w = World::new();
+    let w = World::for_issuer(issuer);
     let (ca, ca_id) = customer_ca(&w);
     let cert_id = w
         .registry()
         .auto_register(&device_cert(&ca, "sensor-1"))
         .expect("registered");
-    assert!(!jitr(&w, &mut cov, &cert_id, &ca_id).is_rejected());
+    assert!(!jitr(&w, cov, &cert_id, &ca_id).is_rejected());
     let cert_id = w
         .registry()
         .auto_register(&device_cert(&ca, "sensor-2"))
         .expect("registered");
     w.registry().set_ca_status(&ca_id, "INACTIVE", "ENABLE");
     assert_eq!(
-        jitr(&w, &mut cov, &cert_id, &ca_id).rejection_kind(),
+        jitr(&w, cov, &cert_id, &ca_id).rejection_kind(),
         Some("ca_not_active")
     );
-
-    for f in Function::ALL {
-        let listed: BTreeSet<Operation> =
-            lambdas::handlers::operations(f).iter().copied().collect();
-        let called = cov.0.get(&f).cloned().unwrap_or_default();
-        let never: Vec<_> = listed.difference(&called).collect();
-        assert!(
-            never.is_empty(),
-            "{} lists {never:?} but no scenario calls them: drop them from lambdas::handlers::operations (and so from its role) or add the scenario that needs them",
-            f.name()
-        );
-    }
 }

@@ -15,7 +15,7 @@ pub enum Function {
     AuditFanout,
     /// Queue batch → rotation row → `csr_req`.
     RotationStarter,
-    /// `csr_res` rule → `CreateCertificateFromCsr` → `crt`.
+    /// `csr_res` rule → a certificate from the configured [`Issuer`] → `crt`.
     CsrIssuer,
     /// `crt_ack` rule → retire the old certificate.
     Commit,
@@ -92,6 +92,15 @@ pub enum Operation {
     DescribeCaCertificate,
     /// `iot:ListAuditFindings` (Device Defender).
     ListAuditFindings,
+    /// `iot:RegisterCertificate`: a certificate signed by a CA registered
+    /// in AWS IoT (the [`Issuer::PrivateCa`] path).
+    RegisterCertificate,
+    /// `acm-pca:IssueCertificate` (idempotent for one token, for a while).
+    IssueCertificate,
+    /// `acm-pca:GetCertificate` (`RequestInProgressException` until issued).
+    GetCertificate,
+    /// `acm-pca:RevokeCertificate` (a certificate issued but never recorded).
+    RevokeCertificate,
     /// `iot:Publish` (iot-data).
     Publish,
     /// `lambdas::ports::RotationStore::create`: a conditional `dynamodb:PutItem`.
@@ -113,7 +122,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 23] = [
+    pub const ALL: [Operation; 27] = [
         Operation::DescribeCertificate,
         Operation::CreateCertificateFromCsr,
         Operation::UpdateCertificate,
@@ -129,6 +138,10 @@ impl Operation {
         Operation::CreateThing,
         Operation::DescribeCaCertificate,
         Operation::ListAuditFindings,
+        Operation::RegisterCertificate,
+        Operation::IssueCertificate,
+        Operation::GetCertificate,
+        Operation::RevokeCertificate,
         Operation::Publish,
         Operation::CreateRotation,
         Operation::GetRotation,
@@ -159,6 +172,10 @@ impl Operation {
             Self::CreateThing => "CreateThing",
             Self::DescribeCaCertificate => "DescribeCACertificate",
             Self::ListAuditFindings => "ListAuditFindings",
+            Self::RegisterCertificate => "RegisterCertificate",
+            Self::IssueCertificate => "IssueCertificate",
+            Self::GetCertificate => "GetCertificate",
+            Self::RevokeCertificate => "RevokeCertificate",
             Self::Publish => "Publish",
             Self::CreateRotation => "CreateRotation",
             Self::GetRotation => "GetRotation",
@@ -176,7 +193,8 @@ impl Operation {
     }
 
     /// The IAM actions the AWS adapter's call needs: `iot:<name>` for the
-    /// registry (`iot:DescribeCACertificate`), `iot:Publish`, the DynamoDB,
+    /// registry (`iot:DescribeCACertificate`), `acm-pca:<name>` for AWS
+    /// Private CA, `iot:Publish`, the DynamoDB,
     /// SNS and SQS actions behind the rotation store, notifier and queue.
     /// `infra` builds each function's role from these.
     pub const fn iam_actions(self) -> &'static [&'static str] {
@@ -196,6 +214,10 @@ impl Operation {
             Self::CreateThing => &["iot:CreateThing"],
             Self::DescribeCaCertificate => &["iot:DescribeCACertificate"],
             Self::ListAuditFindings => &["iot:ListAuditFindings"],
+            Self::RegisterCertificate => &["iot:RegisterCertificate"],
+            Self::IssueCertificate => &["acm-pca:IssueCertificate"],
+            Self::GetCertificate => &["acm-pca:GetCertificate"],
+            Self::RevokeCertificate => &["acm-pca:RevokeCertificate"],
             Self::Publish => &["iot:Publish"],
             Self::CreateRotation => &["dynamodb:PutItem"],
             // closing a rotation also updates the thing's pointer
@@ -229,7 +251,13 @@ impl Operation {
             Self::DescribeThing | Self::CreateThing => &[Resource::Thing],
             Self::DescribeCaCertificate => &[Resource::CaCertificate],
             // a new certificate has no ARN yet; findings belong to the account
-            Self::CreateCertificateFromCsr | Self::ListAuditFindings => &[],
+            Self::CreateCertificateFromCsr
+            | Self::RegisterCertificate
+            | Self::ListAuditFindings => &[],
+            // the configured CA (`[issuer] ca_arn`), and nothing else
+            Self::IssueCertificate | Self::GetCertificate | Self::RevokeCertificate => {
+                &[Resource::PrivateCa]
+            }
             Self::Publish => &[Resource::DeviceTopic],
             Self::CreateRotation
             | Self::GetRotation
@@ -250,6 +278,7 @@ impl Operation {
             Self::UpdateCertificate
             | Self::DeleteCertificate
             | Self::DescribeCertificate
+            | Self::RegisterCertificate
             | Self::ListPrincipalThings => Some(10),
             Self::AttachPolicy
             | Self::DetachPolicy
@@ -293,6 +322,9 @@ pub enum Resource {
     /// The customer managed key the support topic is encrypted with (`kms`
     /// `key`): SNS uses it with the publisher's credentials.
     SupportTopicKey,
+    /// The AWS Private CA that issues a fleet's certificates (`acm-pca`
+    /// `certificate-authority`): the configured `ca_arn`, never another.
+    PrivateCa,
 }
 
 impl Resource {
@@ -310,6 +342,7 @@ impl Resource {
             Self::SupportTopic => ("sns", "topic"),
             Self::WorkQueue => ("sqs", "queue"),
             Self::SupportTopicKey => ("kms", "key"),
+            Self::PrivateCa => ("acm-pca", "certificate-authority"),
         }
     }
 }
@@ -333,10 +366,55 @@ pub fn closes_rotations(function: Function) -> bool {
     )
 }
 
-/// Every AWS operation `function`'s handler may call; `infra` builds each
-/// role from these, and `lambdas/tests/handlers_operations.rs` proves the
-/// list exact on the memory adapters' call counters.
+/// Where csr-issuer's new certificates come from (`[issuer] kind` in the
+/// stack's configuration, `ISSUER` in csr-issuer's environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Issuer {
+    /// AWS IoT's CA: `CreateCertificateFromCsr` (the original protocol).
+    #[default]
+    AwsIot,
+    /// AWS Private CA: `acm-pca:IssueCertificate` on one configured CA,
+    /// `GetCertificate`, then `iot:RegisterCertificate` (the CA is
+    /// registered in AWS IoT); `RevokeCertificate` for a certificate issued
+    /// but never recorded.
+    PrivateCa,
+}
+
+impl Issuer {
+    /// Both issuers.
+    pub const ALL: [Issuer; 2] = [Issuer::AwsIot, Issuer::PrivateCa];
+
+    /// The configuration spelling: `aws_iot`, `private_ca`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Issuer::AwsIot => "aws_iot",
+            Issuer::PrivateCa => "private_ca",
+        }
+    }
+
+    /// The issuer spelled `name`.
+    pub fn from_name(name: &str) -> Option<Issuer> {
+        Self::ALL.into_iter().find(|i| i.name() == name)
+    }
+}
+
+impl fmt::Display for Issuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// [`operations_for`] with AWS IoT's CA as the issuer (the default).
 pub fn operations(function: Function) -> &'static [Operation] {
+    operations_for(function, Issuer::AwsIot)
+}
+
+/// Every AWS operation `function`'s handler may call when csr-issuer's
+/// certificates come from `issuer` (only csr-issuer's list depends on it);
+/// `infra` builds each role from these, and
+/// `lambdas/tests/handlers_operations.rs` proves the list exact for both
+/// issuers on the memory adapters' call counters.
+pub fn operations_for(function: Function, issuer: Issuer) -> &'static [Operation] {
     use Operation as O;
     const CLEANUP: [Operation; 7] = [
         O::DescribeCertificate,
@@ -380,6 +458,22 @@ pub fn operations(function: Function) -> &'static [Operation] {
             O::NotifySupport,
         ],
     );
+    // AWS Private CA instead of CreateCertificateFromCsr: issue, fetch,
+    // register in AWS IoT, and revoke what was issued but never recorded.
+    const ISSUER_PCA: [Operation; 19] = cat(
+        cat::<3, 7, 10>(ROW, CLEANUP),
+        [
+            O::ListPrincipalThingsV2,
+            O::IssueCertificate,
+            O::GetCertificate,
+            O::RegisterCertificate,
+            O::RevokeCertificate,
+            O::AttachPolicy,
+            O::AttachThingPrincipal,
+            O::Publish,
+            O::NotifySupport,
+        ],
+    );
     const COMMIT: [Operation; 11] = cat(cat::<3, 7, 10>(ROW, CLEANUP), [O::NotifySupport]);
     const ERROR: [Operation; 11] = COMMIT;
     // The sweeper also sends a stalled rotation's message again: Publish.
@@ -402,7 +496,10 @@ pub fn operations(function: Function) -> &'static [Operation] {
             O::Publish,
             O::NotifySupport,
         ],
-        Function::CsrIssuer => &ISSUER,
+        Function::CsrIssuer => match issuer {
+            Issuer::AwsIot => &ISSUER,
+            Issuer::PrivateCa => &ISSUER_PCA,
+        },
         Function::Commit => &COMMIT,
         Function::ErrorHandler => &ERROR,
         Function::Sweeper => &SWEEPER,

@@ -9,6 +9,7 @@ pub mod csr;
 pub mod device_policy;
 pub mod functions;
 pub mod iam;
+pub mod issuer;
 pub mod jitr;
 pub mod js;
 pub mod policy;

@@ -16,7 +16,7 @@ import json
 import sys
 from importlib import metadata
 
-SERVICES = ["iot", "dynamodb", "sns", "sqs", "logs", "lambda", "kms"]
+SERVICES = ["iot", "acm-pca", "dynamodb", "sns", "sqs", "logs", "lambda", "kms"]
 MANAGED_POLICIES = ["service-role/AWSIoTDeviceDefenderAudit"]
 
 

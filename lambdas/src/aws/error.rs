@@ -42,6 +42,9 @@ const TRANSIENT: &[&str] = &[
     "RequestTimeout",
     "TransactionConflict",
     "TransactionInProgress",
+    // ACM PCA's GetCertificate while the certificate is being issued: the
+    // back-off of `limits::Limited` polls it.
+    "RequestInProgress",
 ];
 
 /// Codes meaning the resource does not exist.
@@ -85,6 +88,11 @@ const INVALID: &[&str] = &[
     "BatchRequestTooLong",
     "InvalidMessageContents",
     "ItemCollectionSizeLimitExceeded",
+    // ACM PCA
+    "MalformedCSR",
+    "InvalidArgs",
+    "InvalidArn",
+    "InvalidState",
 ];
 
 /// A service error code without its namespace and `Exception` suffix:
@@ -385,6 +393,12 @@ mod tests {
         "invalid"
     )]
     #[case("InvalidParameter", Some(400), "", "invalid")]
+    // ACM PCA: a certificate still being issued is polled again
+    #[case("RequestInProgressException", Some(400), "", "transient")]
+    #[case("MalformedCSRException", Some(400), "", "invalid")]
+    #[case("InvalidStateException", Some(400), "", "invalid")]
+    #[case("ResourceNotFoundException", Some(400), "", "not_found")]
+    #[case("LimitExceededException", Some(400), "", "other")]
     #[case("SomethingNew", Some(400), "", "other")]
     #[case("SomethingNew", Some(504), "", "transient")]
     fn codes_of_the_other_services(

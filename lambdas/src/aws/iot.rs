@@ -123,6 +123,29 @@ impl IotRegistry for AwsRegistry {
         })
     }
 
+    async fn register_certificate(
+        &self,
+        certificate_pem: &str,
+        ca_certificate_pem: &str,
+        status: CertificateStatus,
+    ) -> PortResult<CreatedCertificate> {
+        let op = Operation::RegisterCertificate;
+        let out = self
+            .client
+            .register_certificate()
+            .certificate_pem(certificate_pem)
+            .ca_certificate_pem(ca_certificate_pem)
+            .status(SdkCertificateStatus::from(status.as_str()))
+            .send()
+            .await
+            .map_err(|e| classify(op, &e))?;
+        Ok(CreatedCertificate {
+            certificate_id: required(op, "certificateId", out.certificate_id())?.to_owned(),
+            certificate_arn: required(op, "certificateArn", out.certificate_arn())?.to_owned(),
+            certificate_pem: certificate_pem.to_owned(),
+        })
+    }
+
     async fn update_certificate(
         &self,
         certificate_id: &str,

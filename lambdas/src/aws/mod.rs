@@ -1,6 +1,6 @@
 //! The AWS SDK adapters of the ports (feature `aws`).
 //!
-//! [`load`] builds all five from the Lambda environment; [`from_sdk_config`]
+//! [`load`] builds all six from the Lambda environment; [`from_sdk_config`]
 //! from a given [`SdkConfig`] (tests point it at moto). Every SDK error is
 //! classified into a [`PortError`] by one
 //! function (`aws/error.rs`), so the handlers and the rate limiter see the
@@ -10,7 +10,9 @@
 //! registry [`Operation`] (and
 //! `iot:DescribeEndpoint` once in [`load`]); the publisher `iot:Publish`;
 //! the store `dynamodb:PutItem`, `dynamodb:UpdateItem`, `dynamodb:GetItem`,
-//! `dynamodb:Scan`; the notifier `sns:Publish`; the queue `sqs:SendMessage`.
+//! `dynamodb:Scan`; the notifier `sns:Publish`; the queue `sqs:SendMessage`;
+//! the Private CA `acm-pca:IssueCertificate`, `GetCertificate`,
+//! `RevokeCertificate`.
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
@@ -23,17 +25,22 @@ pub mod dynamo;
 mod error;
 pub mod iot;
 pub mod iot_data;
+pub mod pca;
 pub mod sns;
 pub mod sqs;
 
 pub use dynamo::DynamoStore;
 pub use iot::AwsRegistry;
 pub use iot_data::AwsPublisher;
+pub use pca::AwsPrivateCa;
 pub use sns::SnsNotifier;
 pub use sqs::SqsQueue;
 
-/// The five AWS adapters as one [`Ports`](crate::ports::Ports) bundle.
-pub type AwsPorts = PortSet<AwsRegistry, AwsPublisher, DynamoStore, SnsNotifier, SqsQueue>;
+/// The six AWS adapters as one [`Ports`](crate::ports::Ports) bundle (the
+/// Private CA client is built for every function and called only by
+/// csr-issuer when its issuer is `private_ca`; building it calls nothing).
+pub type AwsPorts =
+    PortSet<AwsRegistry, AwsPublisher, DynamoStore, SnsNotifier, SqsQueue, AwsPrivateCa>;
 
 /// The environment variable naming the iot-data endpoint (a host such as
 /// `abc123-ats.iot.eu-west-1.amazonaws.com`, or a URL); when unset, [`load`]
@@ -159,5 +166,6 @@ fn build(sdk: &SdkConfig, config: &Config, data_endpoint: Option<&str>) -> AwsPo
             .with_ttl_days(config.rotation_ttl_days),
         notifier: SnsNotifier::new(aws_sdk_sns::Client::new(sdk), &config.support_topic_arn),
         queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &config.rotation_queue_url),
+        private_ca: AwsPrivateCa::new(aws_sdk_acmpca::Client::new(sdk)),
     }
 }

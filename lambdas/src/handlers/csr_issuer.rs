@@ -1,19 +1,19 @@
 //! `csr-issuer`: the `csr_res` rule's event → the rotation row and the CSR
-//! policy → `CreateCertificateFromCsr` exactly once per rotation (the
-//! ISSUING claim is written first) → the old certificate's policies and the
-//! thing attached → ACTIVE → `crt`. A duplicate `csr_res` re-sends the
-//! certificate already issued.
+//! policy → one certificate per ISSUING claim (written first) from the
+//! configured issuer (`CreateCertificateFromCsr`, or AWS Private CA then
+//! `RegisterCertificate`: `handlers::issuer`) → the old certificate's
+//! policies and the thing attached → ACTIVE → `crt`. A duplicate `csr_res`
+//! re-sends the certificate already issued.
 
 use rules::contracts::CsrResRuleEvent;
 use rules::csr::{CsrCheck, inspect_certificate, inspect_csr};
 use rules::functions::Function;
 use rules::rotation::{Event, Rotation, RotationState};
 
+use super::issuer::{AwsIotIssuer, CertificateIssuer, PrivateCaIssuer, Retake};
 use super::paging::all_policies;
-use super::{
-    HandlerError, Outcome, advance, device_event, done, reject, remove_certificate, run_actions,
-};
-use crate::config::Config;
+use super::{HandlerError, Outcome, advance, device_event, done, reject, run_actions};
+use crate::config::{Config, IssuerConfig};
 use crate::ports::{CertificateDescription, IotRegistry, Ports, RotationStore};
 
 const FUNCTION: Function = Function::CsrIssuer;
@@ -156,8 +156,9 @@ pub async fn handle<P: Ports>(
     issue(ports, cfg, &claimed, csr_pem, &fingerprint).await
 }
 
-/// Holds the ISSUING claim: creates the certificate (inactive), records it
-/// (ISSUED), then attaches, activates and publishes.
+/// Holds the ISSUING claim: has the configured issuer create the
+/// certificate (registered inactive), records it (ISSUED), then attaches,
+/// activates and publishes.
 async fn issue<P: Ports>(
     ports: &P,
     cfg: &Config,
@@ -165,17 +166,32 @@ async fn issue<P: Ports>(
     csr_pem: &str,
     fingerprint: &str,
 ) -> Result<Outcome, HandlerError> {
-    let created = match ports
-        .registry()
-        .create_certificate_from_csr(csr_pem, false)
-        .await
-    {
+    match &cfg.issuer {
+        IssuerConfig::AwsIot => {
+            issue_with(ports, cfg, &AwsIotIssuer, claimed, csr_pem, fingerprint).await
+        }
+        IssuerConfig::PrivateCa(settings) => {
+            let issuer = PrivateCaIssuer { settings };
+            issue_with(ports, cfg, &issuer, claimed, csr_pem, fingerprint).await
+        }
+    }
+}
+
+async fn issue_with<P: Ports, I: CertificateIssuer>(
+    ports: &P,
+    cfg: &Config,
+    issuer: &I,
+    claimed: &Rotation,
+    csr_pem: &str,
+    fingerprint: &str,
+) -> Result<Outcome, HandlerError> {
+    let created = match issuer.issue(ports, claimed, csr_pem, fingerprint).await {
         Ok(c) => c,
-        Err(e) => {
-            release_claim(ports, claimed).await;
+        Err(failure) => {
+            release_claim(ports, claimed, failure.retake).await;
             return Err(HandlerError::Port {
                 function: FUNCTION.name(),
-                source: e,
+                source: failure.error,
             });
         }
     };
@@ -190,13 +206,11 @@ async fn issue<P: Ports>(
             return Ok(reject(FUNCTION, rejection.kind(), rejection.to_string()));
         }
         Err(e) => {
-            // Not recorded: remove it (inactive, attached to nothing) and
-            // hand the claim back, so the retry starts over.
-            if let Err(cleanup) = remove_certificate(ports, FUNCTION, &created.certificate_id).await
-            {
-                tracing::error!(function = FUNCTION.name(), certificate_id = %created.certificate_id, error = %cleanup, "could not remove an unrecorded certificate");
-            }
-            release_claim(ports, claimed).await;
+            // Not recorded: remove it (inactive, attached to nothing; and
+            // revoked at a Private CA) and hand the claim back, so the
+            // retry starts over with a new certificate.
+            issuer.discard(ports, &created).await;
+            release_claim(ports, claimed, Retake::NextAttempt).await;
             return Err(e);
         }
     };
@@ -211,6 +225,9 @@ async fn issue<P: Ports>(
             ),
         ))
     } else {
+        // The row's actions removed it from AWS IoT; a Private CA also
+        // revokes it.
+        issuer.discard(ports, &created).await;
         Ok(reject(
             FUNCTION,
             "certificate_not_recorded",
@@ -222,13 +239,19 @@ async fn issue<P: Ports>(
     }
 }
 
-/// ISSUING → REQUESTED after a failed create, so that Lambda's retry of
-/// this event can claim again. Best effort: if it fails, the sweeper
-/// expires the rotation.
-async fn release_claim<P: Ports>(ports: &P, claimed: &Rotation) {
+/// ISSUING → REQUESTED after a failed issue, so that Lambda's retry of
+/// this event can claim again: with the same attempt number (the same
+/// idempotency token) when nothing was issued that must not come back,
+/// with the next when a certificate was discarded. Best effort: if it
+/// fails, the sweeper expires the rotation.
+async fn release_claim<P: Ports>(ports: &P, claimed: &Rotation, retake: Retake) {
+    let attempts = match retake {
+        Retake::SameAttempt => claimed.attempts.saturating_sub(1),
+        Retake::NextAttempt => claimed.attempts,
+    };
     let released = Rotation {
         state: RotationState::Requested,
-        attempts: claimed.attempts.saturating_sub(1),
+        attempts,
         ..claimed.clone()
     };
     if let Err(e) = ports.store().update(claimed, &released).await {

@@ -10,6 +10,7 @@
 //! retried. A retryable port failure is `Err` so that Lambda retries.
 
 mod cleanup;
+mod issuer;
 mod outcome;
 mod paging;
 mod workflow;
@@ -23,7 +24,7 @@ pub mod rotation_starter;
 pub mod sweeper;
 
 pub use outcome::{HandlerError, Outcome};
-pub use rules::functions::{closes_rotations, operations, publishes};
+pub use rules::functions::{closes_rotations, operations, operations_for, publishes};
 
 // what the handlers share, one `use super::{..}` away
 pub(crate) use cleanup::remove_certificate;

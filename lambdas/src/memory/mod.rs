@@ -1,9 +1,9 @@
-//! In-memory adapters for the five ports, for tests and the emulator.
+//! In-memory adapters for the six ports, for tests and the emulator.
 //!
 //! Thread-safe (std `Mutex`), no AWS SDK. Every adapter shares one
 //! [`Instruments`]: call counters per [`Operation`] and fault injection
 //! ("the next N calls of this operation fail"). [`MemoryPorts`] bundles the
-//! five adapters as a [`Ports`](crate::ports::Ports).
+//! six adapters as a [`Ports`](crate::ports::Ports).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,8 +16,10 @@ use crate::ports::{
     Publisher, QueueMessage, RotationStore, WorkQueue,
 };
 
+mod private_ca;
 mod registry;
 
+pub use private_ca::{MEMORY_CA_ARN, MemoryPrivateCa};
 pub use registry::{CaHandle, CertificateSnapshot, MemoryRegistry, StatusChange};
 
 /// Locks a mutex, recovering the data of a poisoned one (a panicking test
@@ -602,9 +604,15 @@ impl WorkQueue for MemoryQueue {
     }
 }
 
-/// The five memory adapters, sharing one [`Instruments`].
-pub type MemoryPortSet =
-    PortSet<MemoryRegistry, MemoryPublisher, MemoryRotationStore, MemoryNotifier, MemoryQueue>;
+/// The six memory adapters, sharing one [`Instruments`].
+pub type MemoryPortSet = PortSet<
+    MemoryRegistry,
+    MemoryPublisher,
+    MemoryRotationStore,
+    MemoryNotifier,
+    MemoryQueue,
+    MemoryPrivateCa,
+>;
 
 /// A [`Ports`](crate::ports::Ports) bundle of memory adapters and their
 /// shared [`Instruments`].
@@ -620,10 +628,18 @@ impl MemoryPorts {
     /// Fresh, empty adapters (the registry knows no policy, thing or
     /// certificate yet).
     pub fn new() -> Self {
+        Self::with_private_ca(MEMORY_CA_ARN)
+    }
+
+    /// [`new`](Self::new), with the Private CA named `ca_arn` (not yet
+    /// registered in the registry: [`MemoryPrivateCa::register_in_iot`]).
+    pub fn with_private_ca(ca_arn: &str) -> Self {
         let instruments = Arc::new(Instruments::default());
+        let registry = MemoryRegistry::new(instruments.clone());
         Self {
             ports: PortSet {
-                registry: MemoryRegistry::new(instruments.clone()),
+                private_ca: MemoryPrivateCa::new(instruments.clone(), registry.clone(), ca_arn),
+                registry,
                 publisher: MemoryPublisher::new(instruments.clone()),
                 store: MemoryRotationStore::new(instruments.clone()),
                 notifier: MemoryNotifier::new(instruments.clone()),
@@ -646,6 +662,7 @@ impl crate::ports::Ports for MemoryPorts {
     type Store = MemoryRotationStore;
     type Notifier = MemoryNotifier;
     type Queue = MemoryQueue;
+    type PrivateCa = MemoryPrivateCa;
 
     fn registry(&self) -> &MemoryRegistry {
         &self.ports.registry
@@ -661,5 +678,8 @@ impl crate::ports::Ports for MemoryPorts {
     }
     fn queue(&self) -> &MemoryQueue {
         &self.ports.queue
+    }
+    fn private_ca(&self) -> &MemoryPrivateCa {
+        &self.ports.private_ca
     }
 }

@@ -568,6 +568,63 @@ impl IotRegistry for MemoryRegistry {
         after.finish(Ok(created))
     }
 
+    async fn register_certificate(
+        &self,
+        certificate_pem: &str,
+        ca_certificate_pem: &str,
+        status: CertificateStatus,
+    ) -> PortResult<CreatedCertificate> {
+        let after = self.instruments.enter(Operation::RegisterCertificate)?;
+        let invalid = |message: String| PortError::Invalid {
+            operation: Operation::RegisterCertificate,
+            message,
+        };
+        let info =
+            rules::csr::inspect_certificate(certificate_pem).map_err(|e| invalid(e.to_string()))?;
+        let ca_id = rules::csr::certificate_id(ca_certificate_pem)
+            .map_err(|e| invalid(format!("ca certificate: {e}")))?;
+        let mut state = lock(&self.state);
+        match state.cas.get(&ca_id) {
+            Some(ca) if ca.status == "ACTIVE" => {
+                rules::csr::verify_issued_by(certificate_pem, &ca.pem)
+                    .map_err(|e| invalid(format!("CertificateValidationException: {e}")))?;
+            }
+            Some(_) => return Err(invalid(format!("ca certificate {ca_id} is not ACTIVE"))),
+            None => {
+                return Err(invalid(format!("ca certificate {ca_id} is not registered")));
+            }
+        }
+        let id = info.certificate_id;
+        if state.certificates.contains_key(&id) {
+            return Err(PortError::Conflict {
+                operation: Operation::RegisterCertificate,
+                message: format!("ResourceAlreadyExistsException: certificate {id}"),
+            });
+        }
+        state.certificates.insert(
+            id.clone(),
+            CertificateSnapshot {
+                certificate_id: id.clone(),
+                certificate_arn: cert_arn(&id),
+                status: status.clone(),
+                certificate_pem: certificate_pem.to_owned(),
+                ca_certificate_id: Some(ca_id),
+                policies: BTreeSet::new(),
+                things: BTreeSet::new(),
+                exclusive_thing: None,
+                not_before_ms: i64::try_from(info.not_before_ms).unwrap_or(i64::MAX),
+                not_after_ms: i64::try_from(info.not_after_ms).unwrap_or(i64::MAX),
+            },
+        );
+        drop(state);
+        self.notify_status(&id, Some(status));
+        after.finish(Ok(CreatedCertificate {
+            certificate_arn: cert_arn(&id),
+            certificate_id: id,
+            certificate_pem: certificate_pem.to_owned(),
+        }))
+    }
+
     async fn update_certificate(
         &self,
         certificate_id: &str,

@@ -71,6 +71,30 @@ impl World {
         }
     }
 
+    /// A world whose csr-issuer gets its certificates from `issuer`: for
+    /// AWS Private CA, the memory CA (registered in the registry) with
+    /// ECDSA signatures and a 365-day validity.
+    pub fn for_issuer(issuer: rules::functions::Issuer) -> Self {
+        let mut w = Self::new();
+        if issuer == rules::functions::Issuer::PrivateCa {
+            w.ports
+                .ports
+                .private_ca
+                .register_in_iot()
+                .expect("register the private ca");
+            w.cfg.issuer = lambdas::config::IssuerConfig::PrivateCa(
+                rules::issuer::PrivateCaSettings::new(
+                    lambdas::memory::MEMORY_CA_ARN,
+                    "SHA256WITHECDSA",
+                    365,
+                    None,
+                )
+                .expect("settings"),
+            );
+        }
+        w
+    }
+
     pub fn registry(&self) -> &lambdas::memory::MemoryRegistry {
         &self.ports.ports.registry
     }
@@ -200,7 +224,7 @@ impl World {
     /// Asserts the calls since the last reset are among those `function`'s
     /// role allows, then resets the counters.
     pub fn assert_calls_within(&self, function: Function) {
-        let allowed = lambdas::handlers::operations(function);
+        let allowed = lambdas::handlers::operations_for(function, self.cfg.issuer.kind());
         for (op, _) in self.ports.instruments.all_calls() {
             assert!(
                 allowed.contains(&op),
