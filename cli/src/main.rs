@@ -19,6 +19,8 @@ mod ca;
 mod check_policy;
 #[cfg(feature = "local")]
 mod local;
+#[cfg(feature = "rotate")]
+mod rotate;
 #[cfg(feature = "status")]
 mod status;
 
@@ -67,6 +69,13 @@ enum Command {
     /// `--features full`).
     #[cfg(not(feature = "ca"))]
     Adopt(NotBuilt),
+    /// Rotate chosen certificates now (things, a thing group, a CA, older
+    /// than a date, a file): asks, then queues them as the audit does.
+    #[cfg(feature = "rotate")]
+    Rotate(rotate::RotateArgs),
+    /// Rotate chosen certificates now (needs a build with `--features full`).
+    #[cfg(not(feature = "rotate"))]
+    Rotate(NotBuilt),
     /// Say which steps of a rotation a customer's IoT policy would block
     /// (exit 1 when one is blocked).
     CheckPolicy(check_policy::CheckPolicyArgs),
@@ -220,6 +229,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Adopt(args)) => adopt::run(args),
         #[cfg(not(feature = "ca"))]
         Some(Command::Adopt(_)) => not_built("adopt", "ca"),
+        #[cfg(feature = "rotate")]
+        Some(Command::Rotate(args)) => rotate::run(args),
+        #[cfg(not(feature = "rotate"))]
+        Some(Command::Rotate(_)) => not_built("rotate", "rotate"),
         #[cfg(feature = "local")]
         Some(Command::Simulate(args)) => local::simulate(args),
         #[cfg(feature = "local")]

@@ -205,32 +205,13 @@ impl Iot {
     /// Loads the standard AWS configuration (environment, profile, SSO,
     /// instance role...) with the overrides given.
     pub async fn connect(conn: &Connection) -> anyhow::Result<Self> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(conn.max_attempts.max(1)))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(30))
-                    .build(),
-            );
-        if let Some(region) = &conn.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(profile) = &conn.profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(url) = &conn.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let config = loader.load().await;
-        let Some(region) = config.region() else {
-            anyhow::bail!(
-                "no AWS region: pass --region, or set AWS_REGION or a region in the AWS profile"
-            );
-        };
+        let config = sdk_config(conn).await?;
         let endpoint = match &conn.endpoint_url {
             Some(url) => url.clone(),
-            None => format!("https://iot.{region}.amazonaws.com"),
+            None => format!(
+                "https://iot.{}.amazonaws.com",
+                config.region().map(|r| r.as_ref()).unwrap_or_default()
+            ),
         };
         Ok(Self::from_client(Client::new(&config), endpoint))
     }
@@ -238,7 +219,41 @@ impl Iot {
     pub fn from_client(client: Client, endpoint: String) -> Self {
         Self { client, endpoint }
     }
+}
 
+/// The standard AWS configuration (environment, profile, SSO, instance
+/// role...) with the overrides given, for any AWS client of the CLI.
+///
+/// # Errors
+/// When no region is configured.
+pub async fn sdk_config(conn: &Connection) -> anyhow::Result<aws_config::SdkConfig> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(conn.max_attempts.max(1)))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .build(),
+        );
+    if let Some(region) = &conn.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(profile) = &conn.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &conn.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        anyhow::bail!(
+            "no AWS region: pass --region, or set AWS_REGION or a region in the AWS profile"
+        );
+    }
+    Ok(config)
+}
+
+impl Iot {
     /// The SDK client, for commands that page listings of their own
     /// (`fleetcert adopt`).
     pub fn client(&self) -> &Client {
