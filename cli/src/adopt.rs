@@ -25,7 +25,7 @@ use rules::policy_copy::PolicyCopy;
 use rules::rotation::primary_thing;
 use serde::Serialize;
 
-use crate::ca::aws::{Connection, Iot, follow_markers};
+use crate::ca::aws::{Connection, Iot, paced_pages};
 use crate::check_policy::scope_in;
 
 /// Arguments of `adopt`.
@@ -130,38 +130,6 @@ pub fn run(args: AdoptArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Limiter = RateLimiter<
-    governor::state::NotKeyed,
-    governor::state::InMemoryState,
-    governor::clock::DefaultClock,
->;
-
-/// Every page of a marker-paged listing (`ca::aws::follow_markers`: a
-/// repeated marker or too many pages is an error), each page paced by
-/// `limiter`.
-async fn pages<T, F, Fut>(
-    limiter: &Limiter,
-    operation: &'static str,
-    mut fetch: F,
-) -> anyhow::Result<Vec<T>>
-where
-    F: FnMut(Option<String>) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, Option<String>)>>,
-{
-    follow_markers(
-        operation,
-        |_| {},
-        |marker| {
-            let page = fetch(marker);
-            async move {
-                limiter.until_ready().await;
-                page.await
-            }
-        },
-    )
-    .await
-}
-
 /// The copy rule: `--copy-policies`, else the config's `[policies]`, else
 /// every policy.
 fn copy_rule(args: &AdoptArgs) -> anyhow::Result<PolicyCopy> {
@@ -194,7 +162,7 @@ async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
         indicatif::ProgressDrawTarget::hidden()
     });
     progress.set_message("listing certificates");
-    let certificates = pages(&limiter, "ListCertificates", |marker| async move {
+    let certificates = paced_pages(&limiter, "ListCertificates", |marker| async move {
         let out = client
             .list_certificates()
             .set_marker(marker)
@@ -239,7 +207,7 @@ async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
             .and_then(|d| d.ca_certificate_id())
             .map(str::to_owned);
         let arn_ref = arn.as_str();
-        let things = pages(&limiter, "ListPrincipalThings", |token| async move {
+        let things = paced_pages(&limiter, "ListPrincipalThings", |token| async move {
             let out = client
                 .list_principal_things()
                 .principal(arn_ref)
@@ -250,7 +218,7 @@ async fn survey(args: &AdoptArgs) -> anyhow::Result<Vec<Candidate>> {
             Ok((out.things().to_vec(), out.next_token().map(str::to_owned)))
         })
         .await?;
-        let policies = pages(&limiter, "ListAttachedPolicies", |marker| async move {
+        let policies = paced_pages(&limiter, "ListAttachedPolicies", |marker| async move {
             let out = client
                 .list_attached_policies()
                 .target(arn_ref)

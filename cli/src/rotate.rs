@@ -25,7 +25,7 @@ use governor::{Quota, RateLimiter};
 use rules::contracts::{CertificateId, CheckName, RotationWork};
 use serde::Serialize;
 
-use crate::ca::aws::{Connection, follow_markers, sdk_config};
+use crate::ca::aws::{Connection, Limiter, paced_pages, sdk_config};
 
 /// The check name of on-demand work (the audit's messages name the
 /// Device Defender check that found the certificate).
@@ -106,12 +106,6 @@ pub struct Outcome {
     /// Whether nothing was sent on purpose.
     pub dry_run: bool,
 }
-
-type Limiter = RateLimiter<
-    governor::state::NotKeyed,
-    governor::state::InMemoryState,
-    governor::clock::DefaultClock,
->;
 
 /// `--older-than` as a cut-off in seconds since the Unix epoch.
 ///
@@ -284,7 +278,7 @@ async fn select(
     }
     if let Some(group) = &args.thing_group {
         progress.set_message(format!("listing thing group {group}"));
-        let members = pages(limiter, "ListThingsInThingGroup", |token| async move {
+        let members = paced_pages(limiter, "ListThingsInThingGroup", |token| async move {
             let out = iot
                 .list_things_in_thing_group()
                 .thing_group_name(group)
@@ -304,7 +298,7 @@ async fn select(
     }
     for (thing, because) in &things {
         progress.set_message(format!("thing {thing}"));
-        let principals = pages(limiter, "ListThingPrincipals", |token| async move {
+        let principals = paced_pages(limiter, "ListThingPrincipals", |token| async move {
             let out = iot
                 .list_thing_principals()
                 .thing_name(thing)
@@ -326,7 +320,7 @@ async fn select(
     }
     if let Some(ca) = &args.ca {
         progress.set_message(format!("certificates of CA {ca}"));
-        let certs = pages(limiter, "ListCertificatesByCA", |marker| async move {
+        let certs = paced_pages(limiter, "ListCertificatesByCA", |marker| async move {
             let out = iot
                 .list_certificates_by_ca()
                 .ca_certificate_id(ca)
@@ -335,14 +329,10 @@ async fn select(
                 .send()
                 .await
                 .with_context(|| format!("ListCertificatesByCA {ca}"))?;
-            let page = out
-                .certificates()
-                .iter()
-                .filter(|c| c.status() == Some(&CertificateStatus::Active))
-                .filter(|c| created_before(c.creation_date(), cutoff))
-                .filter_map(|c| c.certificate_id().map(str::to_owned))
-                .collect();
-            Ok((page, out.next_marker().map(str::to_owned)))
+            Ok((
+                active_before(out.certificates(), cutoff),
+                out.next_marker().map(str::to_owned),
+            ))
         })
         .await?;
         for id in certs {
@@ -357,7 +347,7 @@ async fn select(
         && args.thing_group.is_none();
     if let (true, Some(cut)) = (only_age, cutoff) {
         progress.set_message("listing certificates");
-        let certs = pages(limiter, "ListCertificates", |marker| async move {
+        let certs = paced_pages(limiter, "ListCertificates", |marker| async move {
             let out = iot
                 .list_certificates()
                 .set_marker(marker)
@@ -365,14 +355,10 @@ async fn select(
                 .send()
                 .await
                 .context("ListCertificates")?;
-            let page = out
-                .certificates()
-                .iter()
-                .filter(|c| c.status() == Some(&CertificateStatus::Active))
-                .filter(|c| created_before(c.creation_date(), Some(cut)))
-                .filter_map(|c| c.certificate_id().map(str::to_owned))
-                .collect();
-            Ok((page, out.next_marker().map(str::to_owned)))
+            Ok((
+                active_before(out.certificates(), Some(cut)),
+                out.next_marker().map(str::to_owned),
+            ))
         })
         .await?;
         let since = args.older_than.as_deref().unwrap_or_default();
@@ -412,6 +398,16 @@ async fn select(
         .collect())
 }
 
+/// The ids of a listing page's ACTIVE certificates created before `cutoff`.
+fn active_before(certs: &[aws_sdk_iot::types::Certificate], cutoff: Option<i64>) -> Vec<String> {
+    certs
+        .iter()
+        .filter(|c| c.status() == Some(&CertificateStatus::Active))
+        .filter(|c| created_before(c.creation_date(), cutoff))
+        .filter_map(|c| c.certificate_id().map(str::to_owned))
+        .collect()
+}
+
 /// Whether a certificate created at `date` is older than `cutoff` (always,
 /// without a cut-off).
 fn created_before(date: Option<&aws_sdk_iot::primitives::DateTime>, cutoff: Option<i64>) -> bool {
@@ -420,30 +416,6 @@ fn created_before(date: Option<&aws_sdk_iot::primitives::DateTime>, cutoff: Opti
         (Some(cut), Some(d)) => d.secs() < cut,
         (Some(_), None) => false,
     }
-}
-
-/// Every page of a listing, each paced by `limiter`.
-async fn pages<T, F, Fut>(
-    limiter: &Limiter,
-    operation: &'static str,
-    mut fetch: F,
-) -> anyhow::Result<Vec<T>>
-where
-    F: FnMut(Option<String>) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, Option<String>)>>,
-{
-    follow_markers(
-        operation,
-        |_| {},
-        |marker| {
-            let page = fetch(marker);
-            async move {
-                limiter.until_ready().await;
-                page.await
-            }
-        },
-    )
-    .await
 }
 
 /// One `SendMessageBatch` of up to ten `rotation_work` messages; entries

@@ -32,7 +32,7 @@ const REGION: &str = "us-east-1";
 
 // ---------------------------------------------------------------- helpers --
 
-use test_support::{Moto, free_port};
+use test_support::{IsolatedAws, Moto, free_port};
 
 /// Runs the real `fleetcert` with dummy credentials, isolated from the
 /// user's AWS configuration, against `endpoint`.
@@ -41,14 +41,7 @@ fn fleetcert(endpoint: &str, args: &[&str]) -> Output {
         .arg("ca")
         .args(args)
         .args(["--endpoint-url", endpoint, "--region", REGION])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/fleetcert-test")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/fleetcert-test")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_SESSION_TOKEN")
+        .isolated_aws()
         .stdin(Stdio::null())
         .output()
         .expect("run fleetcert");
@@ -806,13 +799,7 @@ fn fleetcert_on_a_terminal(endpoint: &str, args: &[&str], input: &str) -> (Optio
     cmd.extend(["--endpoint-url", endpoint, "--region", REGION].map(quote));
     let mut child = Command::new("script")
         .args(["-qec", &cmd.join(" "), "/dev/null"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/fleetcert-test")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/fleetcert-test")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
+        .isolated_aws()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1231,13 +1218,7 @@ async fn adopt_says_which_certificates_would_rotate_and_what_blocks_the_others()
                 REGION,
             ])
             .args(extra)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent/fleetcert-test")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/fleetcert-test")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT_URL")
+            .isolated_aws()
             .stdin(Stdio::null())
             .output()
             .expect("run fleetcert adopt");

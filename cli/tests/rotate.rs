@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use aws_sdk_iot::config::{BehaviorVersion, Credentials, Region};
 use rules::contracts::RotationWork;
 use serde_json::Value;
-use test_support::Moto;
+use test_support::{IsolatedAws, Moto};
 
 const REGION: &str = "us-east-1";
 
@@ -22,13 +22,7 @@ fn fleetcert(moto: &Moto, args: &[&str]) -> Output {
         .arg("rotate")
         .args(args)
         .args(["--endpoint-url", &moto.endpoint, "--region", REGION])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/fleetcert-test")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/fleetcert-test")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
+        .isolated_aws()
         .stdin(Stdio::null())
         .output()
         .expect("run fleetcert rotate")

@@ -5,10 +5,8 @@
 //! issuance), then the real binary's counts, by state and by age, from the
 //! due index (paged), from a Scan, and for one thing.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Output, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
@@ -23,69 +21,21 @@ use lambdas::memory::{MemoryPorts, MemoryPublisher, MemoryQueue, MemoryRegistry}
 use lambdas::ports::{IotRegistry, PortSet};
 use rcgen::{CertificateParams, DnType, KeyPair};
 use serde_json::{Value, json};
+use test_support::{IsolatedAws, Moto};
 
 const REGION: &str = "us-east-1";
 const TABLE: &str = "rotations";
 const POLICY: &str = "fleetcert-device";
 const HOUR: i64 = 3_600_000;
 
-/// A moto server on 127.0.0.1, killed on drop.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Moto {
-    fn start() -> Self {
-        let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(".tools/venv-cfnlint/bin/moto_server");
-        assert!(
-            bin.exists(),
-            "{} is missing: run `bash scripts/install-infra-tools.sh` in the workspace root",
-            bin.display()
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let moto = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen in 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    async fn sdk(&self) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-            .endpoint_url(&self.url)
-            .load()
-            .await
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The SDK's configuration for `moto`, with dummy credentials.
+async fn sdk(moto: &Moto) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .endpoint_url(&moto.endpoint)
+        .load()
+        .await
 }
 
 fn now_ms() -> i64 {
@@ -230,18 +180,11 @@ fn fleetcert(moto: &Moto, args: &[&str]) -> Output {
             "--table",
             TABLE,
             "--endpoint-url",
-            &moto.url,
+            &moto.endpoint,
             "--region",
             REGION,
         ])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/fleetcert-test")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/fleetcert-test")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_SESSION_TOKEN")
+        .isolated_aws()
         .env_remove("FLEETCERT_TABLE")
         .stdin(Stdio::null())
         .output()
@@ -270,7 +213,7 @@ fn status_counts_what_the_handlers_wrote() {
         .expect("runtime");
     let now = now_ms();
     runtime.block_on(async {
-        let sdk = moto.sdk().await;
+        let sdk = sdk(&moto).await;
         create_rotation_table(&sdk).await;
         let memory = MemoryPorts::new();
         let p: Ports = PortSet {

@@ -17,5 +17,5 @@ mod moto;
 mod rng;
 
 pub use ca::{DeviceCert, TestCa};
-pub use moto::{Moto, free_port, workspace_root};
+pub use moto::{IsolatedAws, Moto, free_port, workspace_root};
 pub use rng::{TestRng, rsa_key, rsa_keypair};

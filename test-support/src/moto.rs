@@ -117,3 +117,25 @@ mod tests {
         assert_eq!(listening_port("Press CTRL+C to quit"), None);
     }
 }
+
+/// Isolates an AWS client child process (the `fleetcert` binary) from the
+/// user's AWS configuration: dummy credentials, no profile, no config or
+/// credentials file, no instance metadata, no endpoint or session token
+/// from the environment. The test passes `--endpoint-url` itself.
+pub trait IsolatedAws {
+    /// Sets the environment described above.
+    fn isolated_aws(&mut self) -> &mut Self;
+}
+
+impl IsolatedAws for std::process::Command {
+    fn isolated_aws(&mut self) -> &mut Self {
+        self.env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent/fleetcert-test")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/fleetcert-test")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_SESSION_TOKEN")
+    }
+}

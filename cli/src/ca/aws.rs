@@ -554,6 +554,38 @@ where
     }))
 }
 
+/// A limiter of calls per second, one for a whole command.
+pub(crate) type Limiter = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    governor::clock::DefaultClock,
+>;
+
+/// [`follow_markers`] with each page paced by `limiter` (`fleetcert
+/// adopt` and `rotate`, which page with `anyhow`).
+pub(crate) async fn paced_pages<T, F, Fut>(
+    limiter: &Limiter,
+    operation: &'static str,
+    mut fetch: F,
+) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = anyhow::Result<(Vec<T>, Option<String>)>>,
+{
+    follow_markers(
+        operation,
+        |_| {},
+        |marker| {
+            let page = fetch(marker);
+            async move {
+                limiter.until_ready().await;
+                page.await
+            }
+        },
+    )
+    .await
+}
+
 /// A listed certificate's id, which AWS always sends.
 fn required_id(operation: &'static str, id: Option<String>) -> Result<String, CaError> {
     id.ok_or(CaError::MissingField {
