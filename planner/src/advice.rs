@@ -1,0 +1,69 @@
+//! The recommendations of a report: what to change when the configuration
+//! cannot rotate the fleet in time, computed from the run and the bound.
+
+use rules::functions::Function;
+
+use crate::deployment::Deployment;
+use crate::options::PlanOptions;
+use crate::report::Report;
+
+/// What to change, most important first (empty when the plan works).
+pub fn recommend(r: &Report, options: &PlanOptions, d: &Deployment) -> Vec<String> {
+    let mut out = Vec::new();
+    let unrotated: u64 = r.expired_unrotated.values().sum();
+    let deadline_days = d.function(Function::RotationStarter).config.rotation_deadline_ms as f64 / 86_400_000.0;
+    let bound_days = r.bound.seconds / 86_400.0;
+    let threshold_days = d.threshold.as_secs_f64() / 86_400.0;
+    let audit_days = d.audit_period.as_secs_f64() / 86_400.0;
+    if unrotated > 0 {
+        let needed = (r.makespan_hours / 24.0 + audit_days).max(bound_days + audit_days + deadline_days).ceil();
+        if needed > threshold_days {
+            out.push(format!(
+                "{unrotated} certificates expire before they rotate: set audit.expiring_threshold_days to at least {needed:.0} (now {threshold_days:.0}), so that the fleet's makespan ({:.1} days) and one audit period fit before expiry",
+                r.makespan_hours / 24.0
+            ));
+        } else {
+            out.push(format!(
+                "{unrotated} certificates expire before they rotate although the threshold would allow it: see the device classes above (devices that never answer or stay offline cannot rotate)"
+            ));
+        }
+        if bound_days > threshold_days - deadline_days {
+            let q = r.bound.quota.get(&r.bound.binding).copied().unwrap_or(0.0);
+            let factor = bound_days / (threshold_days - deadline_days).max(1.0);
+            out.push(format!(
+                "the {} quota alone needs {bound_days:.1} days for {} devices: ask AWS to raise it from {q} to at least {:.0} requests per second (then pass --quota {}={:.0})",
+                r.bound.binding, options.devices, (q * factor).ceil(), r.bound.binding, (q * factor).ceil()
+            ));
+        }
+    }
+    if r.throttled_failed > 0 {
+        out.push(format!(
+            "{} handler invocations failed on a call still throttled after the limiter's retries: the functions split each quota by their own reserved concurrency, but several functions share one account quota (the busiest: {}); Lambda's retries recovered what the counts above show",
+            r.throttled_failed, r.busiest_quota
+        ));
+    }
+    if let Some(f) = r.functions.get(Function::AuditFanout.name())
+        && f.get("timeouts").copied().unwrap_or(0.0) > 0.0
+    {
+        out.push(format!(
+            "audit-fanout timed out {} times ({} s timeout): one invocation queues every finding of an audit, and {} findings do not fit; raise lambda.timeout_seconds (up to 900)",
+            f["timeouts"],
+            d.function(Function::AuditFanout).timeout.as_secs(),
+            r.audits.iter().map(|(_, n)| *n).max().unwrap_or(0)
+        ));
+    }
+    if r.queue_expired > 0 {
+        out.push(format!(
+            "{} rotation requests waited in the queue longer than its retention and were deleted: rotation-starter (reserved concurrency {}) cannot keep up",
+            r.queue_expired,
+            d.function(Function::RotationStarter).concurrency
+        ));
+    }
+    if r.messages_lost > 0 {
+        out.push(format!(
+            "{} messages to offline devices outlived the persistent session ({} h): the sweeper sends them again at half and three quarters of the deadline; a longer session expiry (up to 7 days) delivers them at the device's next connection",
+            r.messages_lost, options.session_expiry_hours
+        ));
+    }
+    out
+}
