@@ -1,5 +1,8 @@
 fn main() {
-    let n: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100);
     let opts = planner::PlanOptions::new(n);
     let t = std::time::Instant::now();
     let r = planner::plan(&opts, |_, _| {}).unwrap();

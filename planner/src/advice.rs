@@ -11,12 +11,18 @@ use crate::report::Report;
 pub fn recommend(r: &Report, options: &PlanOptions, d: &Deployment) -> Vec<String> {
     let mut out = Vec::new();
     let unrotated: u64 = r.expired_unrotated.values().sum();
-    let deadline_days = d.function(Function::RotationStarter).config.rotation_deadline_ms as f64 / 86_400_000.0;
+    let deadline_days = d
+        .function(Function::RotationStarter)
+        .config
+        .rotation_deadline_ms as f64
+        / 86_400_000.0;
     let bound_days = r.bound.seconds / 86_400.0;
     let threshold_days = d.threshold.as_secs_f64() / 86_400.0;
     let audit_days = d.audit_period.as_secs_f64() / 86_400.0;
     if unrotated > 0 {
-        let needed = (r.makespan_hours / 24.0 + audit_days).max(bound_days + audit_days + deadline_days).ceil();
+        let needed = (r.makespan_hours / 24.0 + audit_days)
+            .max(bound_days + audit_days + deadline_days)
+            .ceil();
         if needed > threshold_days {
             out.push(format!(
                 "{unrotated} certificates expire before they rotate: set audit.expiring_threshold_days to at least {needed:.0} (now {threshold_days:.0}), so that the fleet's makespan ({:.1} days) and one audit period fit before expiry",

@@ -88,7 +88,9 @@ pub fn derive(options: &PlanOptions, deployment: &Deployment) -> Result<QuotaBou
         let rate = q / c;
         bound.calls_per_rotation.insert(op.name().to_owned(), c);
         bound.quota.insert(op.name().to_owned(), q);
-        bound.rotations_per_second.insert(op.name().to_owned(), rate);
+        bound
+            .rotations_per_second
+            .insert(op.name().to_owned(), rate);
         if rate < slowest {
             slowest = rate;
             bound.binding = op.name().to_owned();

@@ -104,13 +104,12 @@ pub fn svg(report: &Report) -> Result<String, String> {
                 Some((op, v, report.operations.get(op).map_or(0.0, |c| c.quota)))
             })
             .collect();
-        let rate_max = quota_ops
-            .iter()
-            .map(|(_, _, q)| *q)
-            .fold(1.0, f64::max)
-            * 1.15;
+        let rate_max = quota_ops.iter().map(|(_, _, q)| *q).fold(1.0, f64::max) * 1.15;
         let mut rates = ChartBuilder::on(&bottom)
-            .caption("calls per second (hourly average) of each quota'd operation; dashed: its quota", ("sans-serif", 16))
+            .caption(
+                "calls per second (hourly average) of each quota'd operation; dashed: its quota",
+                ("sans-serif", 16),
+            )
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(70)

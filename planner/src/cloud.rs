@@ -145,7 +145,9 @@ impl Cloud {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counts a call and takes its token: whether the account admits it.
@@ -153,10 +155,7 @@ impl Cloud {
         let now = self.timer.now_ns();
         let hour = hour_of(now);
         let mut s = self.lock();
-        let admitted = s
-            .buckets
-            .get_mut(&operation)
-            .is_none_or(|b| b.take(now));
+        let admitted = s.buckets.get_mut(&operation).is_none_or(|b| b.take(now));
         let c = &mut s.counters;
         *c.calls.entry(operation).or_default() += 1;
         if admitted {
@@ -261,15 +260,24 @@ impl IotRegistry for SimPorts {
         token: Option<String>,
     ) -> PortResult<Page<String>> {
         self.enter(Operation::ListPrincipalThings).await?;
-        self.0.registry.list_principal_things(principal, token).await
+        self.0
+            .registry
+            .list_principal_things(principal, token)
+            .await
     }
     async fn attach_thing_principal(&self, thing: &str, principal: &str) -> PortResult<()> {
         self.enter(Operation::AttachThingPrincipal).await?;
-        self.0.registry.attach_thing_principal(thing, principal).await
+        self.0
+            .registry
+            .attach_thing_principal(thing, principal)
+            .await
     }
     async fn detach_thing_principal(&self, thing: &str, principal: &str) -> PortResult<()> {
         self.enter(Operation::DetachThingPrincipal).await?;
-        self.0.registry.detach_thing_principal(thing, principal).await
+        self.0
+            .registry
+            .detach_thing_principal(thing, principal)
+            .await
     }
     async fn describe_thing(&self, thing: &str) -> PortResult<ThingDescription> {
         self.enter(Operation::DescribeThing).await?;
@@ -334,7 +342,11 @@ impl RotationStore for SimPorts {
         if expected.state.is_open() && next.state.is_terminal() {
             let hour = hour_of(self.0.timer.now_ns());
             let mut s = self.0.lock();
-            let hourly = s.counters.closed_hourly.entry(next.state.name()).or_default();
+            let hourly = s
+                .counters
+                .closed_hourly
+                .entry(next.state.name())
+                .or_default();
             if hourly.len() <= hour {
                 hourly.resize(hour + 1, 0);
             }

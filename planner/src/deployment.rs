@@ -110,9 +110,10 @@ impl Deployment {
                 .map(|(k, v)| {
                     // a Ref (table, queue, topic, policy) names a resource:
                     // its logical id is enough in memory
-                    let value = v
-                        .as_str()
-                        .map_or_else(|| format!("sim:{}", v["Ref"].as_str().unwrap_or(id)), str::to_owned);
+                    let value = v.as_str().map_or_else(
+                        || format!("sim:{}", v["Ref"].as_str().unwrap_or(id)),
+                        str::to_owned,
+                    );
                     (k.clone(), value)
                 })
                 .collect();
@@ -142,7 +143,10 @@ impl Deployment {
         }
         for f in Function::ALL {
             if !functions.contains_key(&f) {
-                return Err(invalid("template", format!("function {} is not deployed", f.name())));
+                return Err(invalid(
+                    "template",
+                    format!("function {} is not deployed", f.name()),
+                ));
             }
         }
         let (_, mapping) = of_type("AWS::Lambda::EventSourceMapping")
@@ -153,10 +157,14 @@ impl Deployment {
             .as_str()
             .ok_or_else(|| invalid("template", "the event source is not a queue of the stack"))?;
         let queue = &resources[queue_id]["Properties"];
-        let visibility_timeout = Duration::from_secs(queue["VisibilityTimeout"].as_u64().unwrap_or(30));
-        let max_receive_count =
-            u32::try_from(queue["RedrivePolicy"]["maxReceiveCount"].as_u64().unwrap_or(u64::MAX))
-                .unwrap_or(u32::MAX);
+        let visibility_timeout =
+            Duration::from_secs(queue["VisibilityTimeout"].as_u64().unwrap_or(30));
+        let max_receive_count = u32::try_from(
+            queue["RedrivePolicy"]["maxReceiveCount"]
+                .as_u64()
+                .unwrap_or(u64::MAX),
+        )
+        .unwrap_or(u32::MAX);
         let retention = Duration::from_secs(
             queue["MessageRetentionPeriod"]
                 .as_u64()
@@ -204,7 +212,9 @@ impl Deployment {
         if in_flight > SQS_MAX_IN_FLIGHT {
             return Err(invalid(
                 "rotation-starter reserved concurrency × batch size",
-                format!("{in_flight} messages in flight is more than a standard SQS queue holds ({SQS_MAX_IN_FLIGHT})"),
+                format!(
+                    "{in_flight} messages in flight is more than a standard SQS queue holds ({SQS_MAX_IN_FLIGHT})"
+                ),
             ));
         }
         let deadline = Duration::from_millis(

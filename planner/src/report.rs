@@ -58,6 +58,11 @@ pub struct Report {
     pub makespan_hours: f64,
     /// Whether every device rotated.
     pub finished: bool,
+    /// Hours until half, and until 99 %, of the fleet had rotated (`None`:
+    /// never reached).
+    pub rotated_p50_hours: Option<f64>,
+    /// See [`rotated_p50_hours`](Self::rotated_p50_hours).
+    pub rotated_p99_hours: Option<f64>,
     /// Hours simulated.
     pub simulated_hours: f64,
     /// The quota bound.
@@ -120,9 +125,19 @@ impl Report {
         let devices = &outcome.fleet.devices;
         let rotated = devices.iter().filter(|d| d.rotated_ns.is_some()).count() as u64;
         let finished = rotated == devices.len() as u64;
-        let last = devices.iter().filter_map(|d| d.rotated_ns).max().unwrap_or(0);
+        let last = devices
+            .iter()
+            .filter_map(|d| d.rotated_ns)
+            .max()
+            .unwrap_or(0);
         let end = if finished { last } else { outcome.end_ns };
         let makespan_hours = end as f64 / HOUR_NS;
+        let mut times: Vec<u64> = devices.iter().filter_map(|d| d.rotated_ns).collect();
+        times.sort_unstable();
+        let quantile = |q: f64| {
+            let k = ((devices.len() as f64 * q).ceil() as usize).max(1);
+            times.get(k - 1).map(|t| round3(*t as f64 / HOUR_NS))
+        };
         let c = &outcome.counters;
         let hours = crate::cloud::hour_of(outcome.end_ns) + 1;
         let pad = |v: Option<&Vec<u64>>| {
@@ -193,8 +208,14 @@ impl Report {
                         ("errors".to_owned(), s.errors as f64),
                         ("timeouts".to_owned(), s.timeouts as f64),
                         ("dead_letters".to_owned(), s.dead_letters as f64),
-                        ("waited_for_concurrency".to_owned(), s.waited_for_concurrency as f64),
-                        ("gb_seconds".to_owned(), (s.gb_seconds * 1000.0).round() / 1000.0),
+                        (
+                            "waited_for_concurrency".to_owned(),
+                            s.waited_for_concurrency as f64,
+                        ),
+                        (
+                            "gb_seconds".to_owned(),
+                            (s.gb_seconds * 1000.0).round() / 1000.0,
+                        ),
                     ]),
                 )
             })
@@ -217,15 +238,36 @@ impl Report {
         let sweeper = deployment.function(Function::Sweeper);
         for (k, v) in [
             ("lambda timeout", format!("{} s", starter.timeout.as_secs())),
-            ("audit period", format!("{} h", deployment.audit_period.as_secs() / 3600)),
-            ("audit threshold", format!("{} days", deployment.threshold.as_secs() / 86_400)),
-            ("rotation deadline", format!("{} h", starter.config.rotation_deadline_ms / 3_600_000)),
-            ("sweep period", format!("{} min", deployment.sweep_period.as_secs() / 60)),
+            (
+                "audit period",
+                format!("{} h", deployment.audit_period.as_secs() / 3600),
+            ),
+            (
+                "audit threshold",
+                format!("{} days", deployment.threshold.as_secs() / 86_400),
+            ),
+            (
+                "rotation deadline",
+                format!("{} h", starter.config.rotation_deadline_ms / 3_600_000),
+            ),
+            (
+                "sweep period",
+                format!("{} min", deployment.sweep_period.as_secs() / 60),
+            ),
             ("sweep max rows", sweeper.config.sweep_max_rows.to_string()),
             ("queue batch size", deployment.batch_size.to_string()),
-            ("queue visibility timeout", format!("{} s", deployment.visibility_timeout.as_secs())),
-            ("queue max receive count", deployment.max_receive_count.to_string()),
-            ("persistent session expiry", format!("{} h", options.session_expiry_hours)),
+            (
+                "queue visibility timeout",
+                format!("{} s", deployment.visibility_timeout.as_secs()),
+            ),
+            (
+                "queue max receive count",
+                deployment.max_receive_count.to_string(),
+            ),
+            (
+                "persistent session expiry",
+                format!("{} h", options.session_expiry_hours),
+            ),
         ] {
             deployment_facts.insert(k.to_owned(), v);
         }
@@ -237,6 +279,8 @@ impl Report {
             rotated,
             makespan_hours: round3(makespan_hours),
             finished,
+            rotated_p50_hours: quantile(0.5),
+            rotated_p99_hours: quantile(0.99),
             simulated_hours: round3(outcome.end_ns as f64 / HOUR_NS),
             makespan_over_bound: round3(makespan_over_bound),
             bound,
@@ -274,7 +318,11 @@ impl Report {
     pub fn text(&self) -> String {
         let mut s = String::new();
         let w = &mut s;
-        let _ = writeln!(w, "fleetcert plan: {} devices, seed {}", self.devices, self.seed);
+        let _ = writeln!(
+            w,
+            "fleetcert plan: {} devices, seed {}",
+            self.devices, self.seed
+        );
         let _ = writeln!(
             w,
             "memory estimate: {:.1} GiB{}",
@@ -297,16 +345,40 @@ impl Report {
             self.devices,
             if self.finished { "" } else { " (not finished)" }
         );
-        let _ = writeln!(w, "  makespan               {:.2} h ({:.2} days)", self.makespan_hours, self.makespan_hours / 24.0);
+        let _ = writeln!(
+            w,
+            "  makespan               {:.2} h ({:.2} days)",
+            self.makespan_hours,
+            self.makespan_hours / 24.0
+        );
+        let h = |v: Option<f64>| v.map_or_else(|| "never".to_owned(), |h| format!("{h:.2} h"));
+        let _ = writeln!(
+            w,
+            "  half / 99 % rotated    {} / {}",
+            h(self.rotated_p50_hours),
+            h(self.rotated_p99_hours)
+        );
         let _ = writeln!(
             w,
             "  quota bound            {:.2} h, bound by {} ({:.3} calls per rotation at {} /s)",
             self.bound.seconds / 3600.0,
             self.bound.binding,
-            self.bound.calls_per_rotation.get(&self.bound.binding).copied().unwrap_or(0.0),
-            self.bound.quota.get(&self.bound.binding).copied().unwrap_or(0.0)
+            self.bound
+                .calls_per_rotation
+                .get(&self.bound.binding)
+                .copied()
+                .unwrap_or(0.0),
+            self.bound
+                .quota
+                .get(&self.bound.binding)
+                .copied()
+                .unwrap_or(0.0)
         );
-        let _ = writeln!(w, "  makespan / bound       {:.3}", self.makespan_over_bound);
+        let _ = writeln!(
+            w,
+            "  makespan / bound       {:.3}",
+            self.makespan_over_bound
+        );
         let _ = writeln!(w, "  busiest quota          {}", self.busiest_quota);
         let _ = writeln!(w, "  peak open rotations    {}", self.peak_open_rotations);
         let _ = writeln!(
@@ -333,7 +405,11 @@ impl Report {
         let _ = writeln!(w, "\nrotations per hour (committed):");
         let _ = writeln!(w, "  {}", sparkline(&self.rotations_per_hour));
         let busiest = self.rotations_per_hour.iter().copied().max().unwrap_or(0);
-        let _ = writeln!(w, "  busiest hour {busiest}, hours {}", self.rotations_per_hour.len());
+        let _ = writeln!(
+            w,
+            "  busiest hour {busiest}, hours {}",
+            self.rotations_per_hour.len()
+        );
         let _ = writeln!(w, "\ncalls (quota /s, peak hour's rate /s, throttled):");
         for (op, c) in &self.operations {
             let _ = writeln!(
@@ -348,7 +424,11 @@ impl Report {
             let _ = writeln!(
                 w,
                 "  {f:<17} invocations {:>9} errors {:>6} timeouts {:>5} dead letters {:>5} GB-s {:>10.1}",
-                g("invocations"), g("errors"), g("timeouts"), g("dead_letters"), g("gb_seconds")
+                g("invocations"),
+                g("errors"),
+                g("timeouts"),
+                g("dead_letters"),
+                g("gb_seconds")
             );
         }
         if !self.support_notices.is_empty() {
@@ -359,9 +439,17 @@ impl Report {
         }
         let _ = writeln!(w, "\ncost estimate ({}):", self.prices);
         for (service, c) in &self.cost {
-            let _ = writeln!(w, "  {service:<32} {:>12} requests  ${:>10.2}", c.requests, c.usd);
+            let _ = writeln!(
+                w,
+                "  {service:<32} {:>12} requests  ${:>10.2}",
+                c.requests, c.usd
+            );
         }
-        let _ = writeln!(w, "  {:<32} {:>12}           ${:>10.2}", "total", "", self.cost_usd);
+        let _ = writeln!(
+            w,
+            "  {:<32} {:>12}           ${:>10.2}",
+            "total", "", self.cost_usd
+        );
         if !self.recommendations.is_empty() {
             let _ = writeln!(w, "\nrecommendations:");
             for r in &self.recommendations {
@@ -384,35 +472,69 @@ fn sparkline(values: &[u64]) -> String {
         .chunks(step)
         .map(|c| {
             let v = c.iter().copied().max().unwrap_or(0);
-            if v == 0 { ' ' } else { BARS[((v * 7) / max) as usize] }
+            if v == 0 {
+                ' '
+            } else {
+                BARS[((v * 7) / max) as usize]
+            }
         })
         .collect()
 }
 
 /// Requests per service and their cost.
-fn cost(outcome: &Outcome, options: &PlanOptions, prices: &Prices) -> BTreeMap<String, ServiceCost> {
+fn cost(
+    outcome: &Outcome,
+    options: &PlanOptions,
+    prices: &Prices,
+) -> BTreeMap<String, ServiceCost> {
     let c = &outcome.counters;
     let calls = |pred: &dyn Fn(Operation) -> bool| -> u64 {
-        c.calls.iter().filter(|(op, _)| pred(**op)).map(|(_, n)| n).sum()
+        c.calls
+            .iter()
+            .filter(|(op, _)| pred(**op))
+            .map(|(_, n)| n)
+            .sum()
     };
     let mut out = BTreeMap::new();
     let mut put = |name: &str, requests: u64, usd: f64| {
-        out.insert(name.to_owned(), ServiceCost { requests, usd: (usd * 100.0).round() / 100.0 });
+        out.insert(
+            name.to_owned(),
+            ServiceCost {
+                requests,
+                usd: (usd * 100.0).round() / 100.0,
+            },
+        );
     };
     let registry = calls(&|op| port_of(op) == PortKind::Registry);
-    put("AWS IoT Core registry", registry, registry as f64 / 1e6 * prices.per_million("iot_registry_operation"));
+    put(
+        "AWS IoT Core registry",
+        registry,
+        registry as f64 / 1e6 * prices.per_million("iot_registry_operation"),
+    );
     let mqtt = outcome.mqtt_messages;
-    put("AWS IoT Core messaging", mqtt, mqtt as f64 / 1e6 * prices.per_million("iot_message"));
+    put(
+        "AWS IoT Core messaging",
+        mqtt,
+        mqtt as f64 / 1e6 * prices.per_million("iot_message"),
+    );
     let rules = outcome.rule_actions;
     put(
         "AWS IoT Core rules",
         rules,
-        rules as f64 / 1e6 * (prices.per_million("iot_rule_triggered") + prices.per_million("iot_rule_action")),
+        rules as f64 / 1e6
+            * (prices.per_million("iot_rule_triggered") + prices.per_million("iot_rule_action")),
     );
     // a create or a closing update is a two-item transaction (row and
     // pointer): two write units per item written transactionally
     let writes = calls(&|op| matches!(op, Operation::CreateRotation | Operation::UpdateRotation));
-    let reads = calls(&|op| matches!(op, Operation::GetRotation | Operation::LatestRotationForThing | Operation::ListDueRotations));
+    let reads = calls(&|op| {
+        matches!(
+            op,
+            Operation::GetRotation
+                | Operation::LatestRotationForThing
+                | Operation::ListDueRotations
+        )
+    });
     put(
         "Amazon DynamoDB",
         writes + reads,
@@ -420,9 +542,17 @@ fn cost(outcome: &Outcome, options: &PlanOptions, prices: &Prices) -> BTreeMap<S
             + reads as f64 / 1e6 * prices.per_million("dynamodb_read_request"),
     );
     let sqs = calls(&|op| op == Operation::SendMessageBatch) + outcome.sqs_receives;
-    put("Amazon SQS", sqs, sqs as f64 / 1e6 * prices.per_million("sqs_request"));
+    put(
+        "Amazon SQS",
+        sqs,
+        sqs as f64 / 1e6 * prices.per_million("sqs_request"),
+    );
     let sns = calls(&|op| op == Operation::NotifySupport) + outcome.audits.len() as u64;
-    put("Amazon SNS", sns, sns as f64 / 1e6 * prices.per_million("sns_publish"));
+    put(
+        "Amazon SNS",
+        sns,
+        sns as f64 / 1e6 * prices.per_million("sns_publish"),
+    );
     let invocations: u64 = outcome.functions.values().map(|f| f.invocations).sum();
     let gb_s: f64 = outcome.functions.values().map(|f| f.gb_seconds).sum();
     let arch = match options.config.lambda.architecture {

@@ -70,8 +70,17 @@ enum Ev {
     Sweep,
     Resume(usize),
     Invoke(AsyncEvent),
-    Deliver { device: usize, kind: Down, payload: Vec<u8> },
-    Send { device: usize, kind: Up, payload: Vec<u8>, principal: String },
+    Deliver {
+        device: usize,
+        kind: Down,
+        payload: Vec<u8>,
+    },
+    Send {
+        device: usize,
+        kind: Up,
+        payload: Vec<u8>,
+        principal: String,
+    },
     SqsVisible,
 }
 
@@ -285,8 +294,12 @@ impl Engine {
                 .map_err(|e| e.to_string())?;
             let thing = thing_name(i);
             cloud.registry.add_thing(&thing);
-            ready(cloud.registry.attach_policy(POLICY, &created.certificate_arn))
-                .map_err(|e| e.to_string())?;
+            ready(
+                cloud
+                    .registry
+                    .attach_policy(POLICY, &created.certificate_arn),
+            )
+            .map_err(|e| e.to_string())?;
             ready(
                 cloud
                     .registry
@@ -430,8 +443,7 @@ impl Engine {
     fn audit(&mut self, k: u64) {
         let now = self.now();
         let now_ms = self.cloud.now_ms();
-        let horizon_ms = now_ms
-            + i64::try_from(self.dep.threshold.as_millis()).unwrap_or(i64::MAX);
+        let horizon_ms = now_ms + i64::try_from(self.dep.threshold.as_millis()).unwrap_or(i64::MAX);
         let task_id = format!("plan-audit-{k:04}");
         if let Some(previous) = self.last_task.replace(task_id.clone()) {
             self.cloud.set_findings(&previous, CHECK, Vec::new());
@@ -447,11 +459,7 @@ impl Engine {
                 continue;
             }
             let past = expires <= now_ms;
-            let template = if past {
-                None
-            } else {
-                self.findings[i].clone()
-            };
+            let template = if past { None } else { self.findings[i].clone() };
             let mut f = match template {
                 Some(f) => f,
                 None => {
@@ -540,7 +548,10 @@ impl Engine {
     }
 
     fn invoke_async(&mut self, e: AsyncEvent) {
-        let f = self.functions.get_mut(&e.function).expect("every function is deployed");
+        let f = self
+            .functions
+            .get_mut(&e.function)
+            .expect("every function is deployed");
         if f.has_capacity() {
             let function = e.function;
             let payload = Arc::clone(&e.payload);
@@ -556,7 +567,12 @@ impl Engine {
         let f = self.functions.get_mut(&function).expect("deployed");
         let timeout = u64::try_from(f.deployment.timeout.as_nanos()).unwrap_or(u64::MAX);
         let instance = f.acquire(&self.ports, &self.timer);
-        let fut = lambda::invoke(function, Arc::clone(&instance), payload, self.cloud.now_ms());
+        let fut = lambda::invoke(
+            function,
+            Arc::clone(&instance),
+            payload,
+            self.cloud.now_ms(),
+        );
         let task = Task {
             function,
             instance,
@@ -801,8 +817,7 @@ impl Engine {
                 "crt" => Down::Crt,
                 _ => continue,
             };
-            let Some(device) = device_index(thing).filter(|i| *i < self.fleet.devices.len())
-            else {
+            let Some(device) = device_index(thing).filter(|i| *i < self.fleet.devices.len()) else {
                 continue;
             };
             let arrive = now + BROKER_DELAY;
@@ -831,7 +846,10 @@ impl Engine {
         let Ok(message) = serde_json::from_slice::<Value>(payload) else {
             return;
         };
-        let rotation = message["rotationId"].as_str().unwrap_or_default().to_owned();
+        let rotation = message["rotationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let d = &self.fleet.devices[device];
         match kind {
             Down::CsrReq => {
@@ -859,20 +877,33 @@ impl Engine {
                 );
             }
             Down::Crt => {
-                let new_id = message["certificateId"].as_str().unwrap_or_default().to_owned();
-                let active = self.cloud.registry.certificate(&new_id).is_some_and(|c| {
-                    c.status == lambdas::ports::CertificateStatus::Active
-                });
+                let new_id = message["certificateId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let active = self
+                    .cloud
+                    .registry
+                    .certificate(&new_id)
+                    .is_some_and(|c| c.status == lambdas::ports::CertificateStatus::Active);
                 let (kind, principal, body) = if d.certificate_id == new_id {
                     // already switched: the ack again
-                    (Up::CrtAck, new_id.clone(), json!({"rotationId": rotation, "certificateId": new_id}))
+                    (
+                        Up::CrtAck,
+                        new_id.clone(),
+                        json!({"rotationId": rotation, "certificateId": new_id}),
+                    )
                 } else if d.behaviour == Behaviour::CrtErr || !active {
                     let error = if active {
                         "the device refused the new certificate"
                     } else {
                         "the new certificate was refused on connect"
                     };
-                    (Up::CrtErr, d.certificate_id.clone(), json!({"error": error, "rotationId": rotation}))
+                    (
+                        Up::CrtErr,
+                        d.certificate_id.clone(),
+                        json!({"error": error, "rotationId": rotation}),
+                    )
                 } else {
                     let key = d
                         .answered
@@ -882,7 +913,11 @@ impl Engine {
                     dev.certificate_id.clone_from(&new_id);
                     dev.key = key;
                     dev.rotated_ns = Some(now);
-                    (Up::CrtAck, new_id.clone(), json!({"rotationId": rotation, "certificateId": new_id}))
+                    (
+                        Up::CrtAck,
+                        new_id.clone(),
+                        json!({"rotationId": rotation, "certificateId": new_id}),
+                    )
                 };
                 self.at(
                     now + DEVICE_RECONNECT_DELAY,
