@@ -19,29 +19,42 @@ pub fn recommend(r: &Report, options: &PlanOptions, d: &Deployment) -> Vec<Strin
     let bound_days = r.bound.seconds / 86_400.0;
     let threshold_days = d.threshold.as_secs_f64() / 86_400.0;
     let audit_days = d.audit_period.as_secs_f64() / 86_400.0;
-    if unrotated > 0 {
-        let needed = (r.makespan_hours / 24.0 + audit_days)
-            .max(bound_days + audit_days + deadline_days)
-            .ceil();
-        if needed > threshold_days {
-            out.push(format!(
-                "{unrotated} certificates expire before they rotate: set audit.expiring_threshold_days to at least {needed:.0} (now {threshold_days:.0}), so that the fleet's makespan ({:.1} days) and one audit period fit before expiry",
-                r.makespan_hours / 24.0
-            ));
-        } else {
-            out.push(format!(
-                "{unrotated} certificates expire before they rotate although the threshold would allow it: see the device classes above (devices that never answer or stay offline cannot rotate)"
-            ));
-        }
+    let class = |c: &str| r.expired_unrotated.get(c).copied().unwrap_or(0);
+    let online = class("online");
+    if online > 0 {
+        let needed = (bound_days + deadline_days + audit_days).ceil().max(threshold_days + 1.0);
+        out.push(format!(
+            "{online} always-online devices' certificates expire before they rotate: set audit.expiring_threshold_days to at least {needed:.0} (now {threshold_days:.0}): the quota bound ({bound_days:.1} days), a rotation's deadline and one audit period must fit before expiry"
+        ));
         if bound_days > threshold_days - deadline_days {
             let q = r.bound.quota.get(&r.bound.binding).copied().unwrap_or(0.0);
             let factor = bound_days / (threshold_days - deadline_days).max(1.0);
             out.push(format!(
-                "the {} quota alone needs {bound_days:.1} days for {} devices: ask AWS to raise it from {q} to at least {:.0} requests per second (then pass --quota {}={:.0})",
-                r.bound.binding, options.devices, (q * factor).ceil(), r.bound.binding, (q * factor).ceil()
+                "or ask AWS to raise {} from {q} to at least {:.0} requests per second (then plan with --quota {}={:.0}): alone it needs {bound_days:.1} days for {} devices",
+                r.bound.binding, (q * factor).ceil(), r.bound.binding, (q * factor).ceil(), options.devices
             ));
         }
     }
+    let daily = class("online daily");
+    if daily > 0 {
+        out.push(format!(
+            "{daily} devices online once a day expire unrotated: their csr_req or crt waits only {} h in the persistent session; a session expiry of at least 24 h (AWS IoT allows up to 168 h; plan with --session-expiry-hours 24) reaches them at their next connection",
+            options.session_expiry_hours
+        ));
+    }
+    let away = class("offline for days");
+    if away > 0 {
+        out.push(format!(
+            "{away} devices offline for days expire unrotated: no configuration reaches a device that stays offline past its certificate's expiry; support must re-provision them"
+        ));
+    }
+    let support = class("never answers") + class("sends crt_err");
+    if support > 0 {
+        out.push(format!(
+            "{support} devices never answered or refused their new certificate (support was notified of each): firmware to fix, not configuration"
+        ));
+    }
+    let _ = unrotated;
     if r.throttled_failed > 0 {
         out.push(format!(
             "{} handler invocations failed on a call still throttled after the limiter's retries: the functions split each quota by their own reserved concurrency, but several functions share one account quota (the busiest: {}); Lambda's retries recovered what the counts above show",

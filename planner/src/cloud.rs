@@ -41,6 +41,16 @@ pub fn latency(operation: Operation) -> Duration {
     })
 }
 
+/// 32 bytes from `seed` and a purpose (splitmix64).
+pub fn seed_bytes(seed: u64, purpose: u64) -> [u8; 32] {
+    let mut rng = crate::rng::Rng::new(seed ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    out
+}
+
 /// The hour of the run an instant falls in.
 pub fn hour_of(ns: u64) -> usize {
     usize::try_from(ns / 3_600_000_000_000).unwrap_or(usize::MAX)
@@ -127,7 +137,11 @@ pub struct Cloud {
 
 impl Cloud {
     /// An empty account with `quota(op)` requests per second per operation.
-    pub fn new(timer: VirtualTimer, quota: impl Fn(Operation) -> f64) -> Arc<Cloud> {
+    pub fn new(
+        timer: VirtualTimer,
+        seed: u64,
+        quota: impl Fn(Operation) -> f64,
+    ) -> Arc<Cloud> {
         let instruments = Arc::default();
         let state = State {
             buckets: Operation::ALL
@@ -138,7 +152,7 @@ impl Cloud {
         };
         Arc::new(Cloud {
             timer,
-            registry: MemoryRegistry::new(Arc::clone(&instruments)),
+            registry: MemoryRegistry::seeded(Arc::clone(&instruments), seed_bytes(seed, 0)),
             store: MemoryRotationStore::new(instruments),
             state: Mutex::new(state),
         })

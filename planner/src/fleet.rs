@@ -72,6 +72,25 @@ pub struct Fleet {
     window_ns: u64,
 }
 
+/// A P-256 key made from the seed.
+fn seeded_key(seed: u64, purpose: u64) -> Result<KeyPair, rcgen::Error> {
+    use p256::pkcs8::EncodePrivateKey;
+    let mut attempt = 0u64;
+    loop {
+        let bytes = crate::cloud::seed_bytes(seed, purpose.wrapping_mul(1_000).wrapping_add(attempt));
+        if let Ok(secret) = p256::SecretKey::from_slice(&bytes) {
+            let der = secret
+                .to_pkcs8_der()
+                .map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
+            return KeyPair::from_pkcs8_der_and_sign_algo(
+                &der.as_bytes().into(),
+                &rcgen::PKCS_ECDSA_P256_SHA256,
+            );
+        }
+        attempt += 1;
+    }
+}
+
 /// The thing name of device `i`.
 pub fn thing_name(i: usize) -> String {
     format!("thing-{i:07}")
@@ -89,8 +108,9 @@ impl Fleet {
     /// # Errors
     /// When a key cannot be generated.
     pub fn new(options: &PlanOptions, rng: &mut Rng) -> Result<Fleet, rcgen::Error> {
-        let keys = (0..KEY_POOL)
-            .map(|_| KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256))
+        // keys from the seed: the same seed gives the same certificates
+        let keys = (0..KEY_POOL as u64)
+            .map(|k| seeded_key(options.seed, k + 1))
             .collect::<Result<Vec<_>, _>>()?;
         let m = &options.mix;
         let (lo, hi) = options.expiry_days;

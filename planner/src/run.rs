@@ -277,7 +277,7 @@ impl Engine {
     pub fn new(opts: PlanOptions, dep: Deployment) -> anyhow_lite::Result<Engine> {
         let timer = VirtualTimer::new();
         let o2 = opts.clone();
-        let cloud = Cloud::new(timer.clone(), move |op| o2.quota(op));
+        let cloud = Cloud::new(timer.clone(), opts.seed, move |op| o2.quota(op));
         let ports = SimPorts(Arc::clone(&cloud), Function::AuditFanout);
         let mut rng = Rng::new(opts.seed);
         let fleet = Fleet::new(&opts, &mut rng).map_err(|e| e.to_string())?;
