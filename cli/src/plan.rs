@@ -56,6 +56,11 @@ pub struct PlanArgs {
     /// Stop after this many days [default: a day after the last certificate expires].
     #[arg(long)]
     horizon_days: Option<f64>,
+    /// Deploy each function with its share (by calls per rotation) of every
+    /// quota it shares with others, as the report recommends when they
+    /// overrun one together.
+    #[arg(long)]
+    split_quotas: bool,
     /// Print the whole report as JSON.
     #[arg(long)]
     json: bool,
@@ -112,6 +117,7 @@ fn options(args: &PlanArgs) -> anyhow::Result<PlanOptions> {
     };
     o.session_expiry_hours = args.session_expiry_hours;
     o.horizon_days = args.horizon_days;
+    o.split_quotas = args.split_quotas;
     Ok(o)
 }
 

@@ -22,7 +22,9 @@ pub fn recommend(r: &Report, options: &PlanOptions, d: &Deployment) -> Vec<Strin
     let class = |c: &str| r.expired_unrotated.get(c).copied().unwrap_or(0);
     let online = class("online");
     if online > 0 {
-        let needed = (bound_days + deadline_days + audit_days).ceil().max(threshold_days + 1.0);
+        let needed = (bound_days + deadline_days + audit_days)
+            .ceil()
+            .max(threshold_days + 1.0);
         out.push(format!(
             "{online} always-online devices' certificates expire before they rotate: set audit.expiring_threshold_days to at least {needed:.0} (now {threshold_days:.0}): the quota bound ({bound_days:.1} days), a rotation's deadline and one audit period must fit before expiry"
         ));
@@ -56,9 +58,18 @@ pub fn recommend(r: &Report, options: &PlanOptions, d: &Deployment) -> Vec<Strin
     }
     let _ = unrotated;
     if r.throttled_failed > 0 {
+        let shares: Vec<String> = r
+            .bound
+            .shares
+            .iter()
+            .flat_map(|(f, ops)| {
+                ops.iter()
+                    .map(move |(op, rate)| format!("{f} FLEETCERT_QUOTA_{op}={rate:.2}"))
+            })
+            .collect();
         out.push(format!(
-            "{} handler invocations failed on a call still throttled after the limiter's retries: the functions split each quota by their own reserved concurrency, but several functions share one account quota (the busiest: {}); Lambda's retries recovered what the counts above show",
-            r.throttled_failed, r.busiest_quota
+            "{} handler invocations failed on a call still throttled after the limiter's retries: each function paces itself at the whole quota (split only by its own reserved concurrency) while several functions share one account quota (the busiest: {}); give each function its share by its calls per rotation ({}); plan it with --split-quotas",
+            r.throttled_failed, r.busiest_quota, shares.join(", ")
         ));
     }
     if let Some(f) = r.functions.get(Function::AuditFanout.name())

@@ -31,6 +31,11 @@ pub struct QuotaBound {
     pub binding: String,
     /// Lower bound on the makespan of the fleet, seconds.
     pub seconds: f64,
+    /// Each function's fair share of each shared quota, requests per second:
+    /// the quota split by the function's calls per rotation. Deployed as
+    /// `FLEETCERT_QUOTA_<operation>` on each function, the functions together
+    /// stay under the account's quota (`--split-quotas` plans with them).
+    pub shares: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 /// Counts one rotation's calls and derives the bound for `options.devices`.
@@ -51,6 +56,7 @@ pub fn derive(options: &PlanOptions, deployment: &Deployment) -> Result<QuotaBou
         return Err("one device alone did not rotate: no bound can be derived".into());
     }
     let mut per_op: BTreeMap<Operation, f64> = BTreeMap::new();
+    let mut per_function: BTreeMap<(Function, Operation), f64> = BTreeMap::new();
     let mut callers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for ((function, op), n) in &outcome.counters.admitted {
         if *function == Function::Sweeper {
@@ -69,6 +75,7 @@ pub fn derive(options: &PlanOptions, deployment: &Deployment) -> Result<QuotaBou
             _ => *n as f64,
         };
         *per_op.entry(*op).or_default() += share;
+        *per_function.entry((*function, *op)).or_default() += share;
         callers
             .entry(op.name().to_owned())
             .or_default()
@@ -81,7 +88,18 @@ pub fn derive(options: &PlanOptions, deployment: &Deployment) -> Result<QuotaBou
         rotations_per_second: BTreeMap::new(),
         binding: String::new(),
         seconds: 0.0,
+        shares: BTreeMap::new(),
     };
+    for ((function, op), c) in &per_function {
+        let total = per_op.get(op).copied().unwrap_or(*c);
+        if *c < total {
+            bound
+                .shares
+                .entry(function.name().to_owned())
+                .or_default()
+                .insert(op.name().to_owned(), options.quota(*op) * c / total);
+        }
+    }
     let mut slowest = f64::INFINITY;
     for (op, c) in per_op {
         let q = options.quota(op);

@@ -137,11 +137,7 @@ pub struct Cloud {
 
 impl Cloud {
     /// An empty account with `quota(op)` requests per second per operation.
-    pub fn new(
-        timer: VirtualTimer,
-        seed: u64,
-        quota: impl Fn(Operation) -> f64,
-    ) -> Arc<Cloud> {
+    pub fn new(timer: VirtualTimer, seed: u64, quota: impl Fn(Operation) -> f64) -> Arc<Cloud> {
         let instruments = Arc::default();
         let state = State {
             buckets: Operation::ALL

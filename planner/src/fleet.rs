@@ -77,7 +77,8 @@ fn seeded_key(seed: u64, purpose: u64) -> Result<KeyPair, rcgen::Error> {
     use p256::pkcs8::EncodePrivateKey;
     let mut attempt = 0u64;
     loop {
-        let bytes = crate::cloud::seed_bytes(seed, purpose.wrapping_mul(1_000).wrapping_add(attempt));
+        let bytes =
+            crate::cloud::seed_bytes(seed, purpose.wrapping_mul(1_000).wrapping_add(attempt));
         if let Ok(secret) = p256::SecretKey::from_slice(&bytes) {
             let der = secret
                 .to_pkcs8_der()

@@ -43,12 +43,28 @@ pub fn plan(
     options: &PlanOptions,
     progress: impl FnMut(u64, u64) + 'static,
 ) -> Result<Report, PlanError> {
-    let deployment = deployment::Deployment::of(options)?;
+    let mut deployment = deployment::Deployment::of(options)?;
     let setup = |reason: String| PlanError::Invalid {
         field: "simulation".to_owned(),
         reason,
     };
     let bound = bound::derive(options, &deployment).map_err(setup)?;
+    if options.split_quotas {
+        for (function, shares) in &bound.shares {
+            let Some(f) = deployment
+                .functions
+                .values_mut()
+                .find(|f| f.function.name() == function)
+            else {
+                continue;
+            };
+            for (op, rate) in shares {
+                if let Some(op) = lambdas::ports::Operation::from_name(op) {
+                    f.limits.quotas.insert(op, *rate);
+                }
+            }
+        }
+    }
     let mut engine = run::Engine::new(options.clone(), deployment.clone()).map_err(setup)?;
     engine.on_progress(progress);
     let outcome = engine.run();

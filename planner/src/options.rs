@@ -76,6 +76,11 @@ pub struct PlanOptions {
     /// When the simulation stops at the latest, days after the start
     /// (default: a day after the last certificate expires).
     pub horizon_days: Option<f64>,
+    /// Deploy each function with its fair share of every quota it shares
+    /// with other functions ([`crate::bound::QuotaBound::shares`]) instead
+    /// of the whole quota: what the report recommends when functions
+    /// together overrun a quota.
+    pub split_quotas: bool,
 }
 
 impl PlanOptions {
@@ -92,6 +97,7 @@ impl PlanOptions {
             expiry_days: (threshold / 2.0, threshold),
             session_expiry_hours: 1.0,
             horizon_days: None,
+            split_quotas: false,
         }
     }
 
