@@ -374,11 +374,15 @@ impl Report {
                 .copied()
                 .unwrap_or(0.0)
         );
-        let _ = writeln!(
-            w,
-            "  makespan / bound       {:.3}",
-            self.makespan_over_bound
-        );
+        if self.finished {
+            let _ = writeln!(
+                w,
+                "  makespan / bound       {:.3}",
+                self.makespan_over_bound
+            );
+        } else {
+            let _ = writeln!(w, "  makespan / bound       n/a: the fleet did not finish");
+        }
         let _ = writeln!(w, "  busiest quota          {}", self.busiest_quota);
         let _ = writeln!(w, "  peak open rotations    {}", self.peak_open_rotations);
         let _ = writeln!(
