@@ -179,7 +179,11 @@ impl Fleet {
             Behaviour::Daily { offset_ns } => {
                 let day = t_ns / DAY_NS;
                 let start = day * DAY_NS + offset_ns;
-                if t_ns >= start && t_ns < start + self.window_ns {
+                // yesterday's window may run past midnight
+                let spill = (day * DAY_NS + offset_ns + self.window_ns).checked_sub(DAY_NS);
+                if spill.is_some_and(|end| t_ns < end)
+                    || (t_ns >= start && t_ns < start + self.window_ns)
+                {
                     Some(t_ns)
                 } else if t_ns < start {
                     Some(start)
@@ -188,5 +192,31 @@ impl Fleet {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn daily(offset_ns: u64, window_minutes: u32) -> Fleet {
+        let mut options = PlanOptions::new(1);
+        options.mix.daily_share = 1.0;
+        options.mix.daily_window_minutes = window_minutes;
+        let mut fleet = Fleet::new(&options, &mut Rng::new(1)).unwrap_or_else(|e| panic!("{e}"));
+        fleet.devices[0].behaviour = Behaviour::Daily { offset_ns };
+        fleet
+    }
+
+    #[test]
+    fn a_daily_device_is_online_in_its_window_only() {
+        let hour = DAY_NS / 24;
+        let f = daily(10 * hour, 60);
+        assert_eq!(f.next_online(0, 10 * hour + 1), Some(10 * hour + 1));
+        assert_eq!(f.next_online(0, 9 * hour), Some(10 * hour));
+        assert_eq!(f.next_online(0, 12 * hour), Some(DAY_NS + 10 * hour));
+        // a window from 23:30 to 00:30 covers 00:10 of the next day
+        let f = daily(23 * hour + hour / 2, 60);
+        assert_eq!(f.next_online(0, DAY_NS + hour / 6), Some(DAY_NS + hour / 6));
     }
 }
