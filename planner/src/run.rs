@@ -226,6 +226,8 @@ pub struct Engine {
     originals: Vec<String>,
     by_expiry: Vec<(i64, usize)>,
     findings: Vec<Option<AuditFinding>>,
+    /// Original certificates found deleted (a deleted id never returns).
+    retired: Vec<bool>,
     router: Router,
     heap: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
@@ -339,6 +341,7 @@ impl Engine {
             originals,
             by_expiry,
             findings: vec![None; n],
+            retired: vec![false; n],
             router,
             heap: BinaryHeap::new(),
             seq: 0,
@@ -451,8 +454,12 @@ impl Engine {
         let mut findings = Vec::new();
         let end = self.by_expiry.partition_point(|(e, _)| *e <= horizon_ms);
         for &(expires, i) in &self.by_expiry[..end] {
+            if self.retired[i] {
+                continue;
+            }
             let id = &self.originals[i];
             let Some(cert) = self.cloud.registry.certificate(id) else {
+                self.retired[i] = true;
                 continue;
             };
             if cert.status != lambdas::ports::CertificateStatus::Active {
