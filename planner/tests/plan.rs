@@ -133,3 +133,31 @@ fn ten_thousand_devices_all_rotate_at_the_default_quotas() {
     assert_eq!(r.expired_unrotated.values().sum::<u64>(), 0, "{}", r.text());
     assert_eq!(r.bound.binding, r.busiest_quota, "{}", r.text());
 }
+
+#[test]
+fn with_each_function_at_its_share_the_makespan_is_within_ten_percent_of_the_bound() {
+    let mut o = PlanOptions::new(1_000);
+    o.split_quotas = true;
+    let r = run(&o);
+    assert!(r.finished, "{}", r.text());
+    assert_eq!(r.throttled_failed, 0, "{}", r.text());
+    assert!(
+        (0.99..=1.10).contains(&r.makespan_over_bound),
+        "makespan {} h against a bound of {} s: {}",
+        r.makespan_hours,
+        r.bound.seconds,
+        r.text()
+    );
+}
+
+#[test]
+fn at_the_default_shares_the_functions_overrun_a_shared_quota_and_the_report_says_how_to_split_it()
+{
+    let r = run(&PlanOptions::new(300));
+    assert!(r.throttled_failed > 0, "{}", r.text());
+    let advice = r.recommendations.join("\n");
+    assert!(
+        advice.contains("FLEETCERT_QUOTA_DescribeCertificate"),
+        "{advice}"
+    );
+}

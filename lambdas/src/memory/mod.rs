@@ -467,7 +467,8 @@ impl RotationStore for MemoryRotationStore {
         let mut keys = inner
             .due
             .range::<(i64, String), _>((
-                from.as_ref().map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
+                from.as_ref()
+                    .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
                 std::ops::Bound::Unbounded,
             ))
             .take_while(|(deadline, _)| *deadline < before_ms);
