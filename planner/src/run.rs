@@ -228,6 +228,8 @@ pub struct Engine {
     findings: Vec<Option<AuditFinding>>,
     /// Original certificates found deleted (a deleted id never returns).
     retired: Vec<bool>,
+    /// Each original certificate's `notAfter` as the registry issued it.
+    not_after_ms: Vec<i64>,
     router: Router,
     heap: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
@@ -311,6 +313,10 @@ impl Engine {
             fleet.devices[i].certificate_id = created.certificate_id.clone();
             originals.push(created.certificate_id);
         }
+        let not_after_ms: Vec<i64> = originals
+            .iter()
+            .map(|id| cloud.registry.certificate(id).map_or(0, |c| c.not_after_ms))
+            .collect();
         let mut by_expiry: Vec<(i64, usize)> = fleet
             .devices
             .iter()
@@ -342,6 +348,7 @@ impl Engine {
             by_expiry,
             findings: vec![None; n],
             retired: vec![false; n],
+            not_after_ms,
             router,
             heap: BinaryHeap::new(),
             seq: 0,
@@ -458,12 +465,13 @@ impl Engine {
                 continue;
             }
             let id = &self.originals[i];
-            let Some(cert) = self.cloud.registry.certificate(id) else {
-                self.retired[i] = true;
-                continue;
-            };
-            if cert.status != lambdas::ports::CertificateStatus::Active {
-                continue;
+            match self.cloud.registry.status(id) {
+                None => {
+                    self.retired[i] = true;
+                    continue;
+                }
+                Some(lambdas::ports::CertificateStatus::Active) => {}
+                Some(_) => continue,
             }
             let past = expires <= now_ms;
             let template = if past { None } else { self.findings[i].clone() };
@@ -477,7 +485,7 @@ impl Engine {
                         "nonCompliantResource": {
                             "resourceType": "DEVICE_CERTIFICATE",
                             "resourceIdentifier": {"deviceCertificateId": id},
-                            "additionalInfo": {"EXPIRATION_TIME": cert.not_after_ms.to_string()}
+                            "additionalInfo": {"EXPIRATION_TIME": self.not_after_ms[i].to_string()}
                         },
                         "reasonForNonComplianceCode": if past { "CERTIFICATE_PAST_EXPIRATION" } else { "CERTIFICATE_APPROACHING_EXPIRATION" },
                         "severity": "MEDIUM"

@@ -332,6 +332,14 @@ impl MemoryRegistry {
         lock(&self.state).certificates.get(certificate_id).cloned()
     }
 
+    /// One certificate's status, without copying it (no call counted).
+    pub fn status(&self, certificate_id: &str) -> Option<CertificateStatus> {
+        lock(&self.state)
+            .certificates
+            .get(certificate_id)
+            .map(|c| c.status.clone())
+    }
+
     /// Every certificate (no call counted).
     pub fn certificates(&self) -> Vec<CertificateSnapshot> {
         lock(&self.state).certificates.values().cloned().collect()
