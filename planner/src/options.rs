@@ -215,7 +215,7 @@ impl PlanOptions {
 pub const BASE_BYTES: u64 = 64 << 20;
 /// Memory per device at the peak: its certificates in the registry (PEM and
 /// snapshot, old and new), its rotation row, its model and its finding.
-pub const BYTES_PER_DEVICE: u64 = 5 << 10;
+pub const BYTES_PER_DEVICE: u64 = 4 << 10;
 
 /// A plan refused before it runs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
