@@ -19,6 +19,8 @@ mod ca;
 mod check_policy;
 #[cfg(feature = "local")]
 mod local;
+#[cfg(feature = "plan")]
+mod plan;
 #[cfg(feature = "rotate")]
 mod rotate;
 #[cfg(feature = "status")]
@@ -87,6 +89,15 @@ enum Command {
     /// `--features full`).
     #[cfg(not(feature = "status"))]
     Status(NotBuilt),
+    /// Plan a fleet's rotation in virtual time: the deployed functions at
+    /// the account's quotas, devices that go offline or never answer;
+    /// makespan, the binding quota, what expires unrotated, the cost.
+    #[cfg(feature = "plan")]
+    Plan(plan::PlanArgs),
+    /// Plan a fleet's rotation in virtual time (needs a build with
+    /// `--features full` or `--features plan`).
+    #[cfg(not(feature = "plan"))]
+    Plan(NotBuilt),
     /// (internal) the device agents of `simulate` in their own process.
     #[command(hide = true)]
     SimulateAgents {
@@ -245,6 +256,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Emulate(_)) => not_built("emulate", "local"),
         #[cfg(not(feature = "local"))]
         Some(Command::SimulateAgents { .. }) => not_built("simulate-agents", "local"),
+        #[cfg(feature = "plan")]
+        Some(Command::Plan(args)) => plan::run(args),
+        #[cfg(not(feature = "plan"))]
+        Some(Command::Plan(_)) => not_built("plan", "plan"),
         #[cfg(feature = "status")]
         Some(Command::Status(args)) => status::run(args),
         #[cfg(not(feature = "status"))]

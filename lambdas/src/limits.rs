@@ -89,6 +89,9 @@ pub struct LimitsConfig {
     pub min_delay: Duration,
     /// The largest single back-off delay.
     pub max_delay: Duration,
+    /// Seed of the back-off jitter; `None` (the deployed default): a random
+    /// seed. A simulation sets it so that the same run retries the same way.
+    pub jitter_seed: Option<u64>,
 }
 
 impl Default for LimitsConfig {
@@ -101,6 +104,7 @@ impl Default for LimitsConfig {
             max_total_delay: DEFAULT_MAX_TOTAL_DELAY,
             min_delay: DEFAULT_MIN_DELAY,
             max_delay: DEFAULT_MAX_DELAY,
+            jitter_seed: None,
         }
     }
 }
@@ -188,13 +192,17 @@ impl LimitsConfig {
     }
 
     fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
+        let builder = ExponentialBuilder::default()
             .with_jitter()
             .with_factor(2.0)
             .with_min_delay(self.min_delay)
             .with_max_delay(self.max_delay)
             .with_max_times(self.max_retries)
-            .with_total_delay(Some(self.max_total_delay))
+            .with_total_delay(Some(self.max_total_delay));
+        match self.jitter_seed {
+            Some(seed) => builder.with_jitter_seed(seed),
+            None => builder,
+        }
     }
 }
 

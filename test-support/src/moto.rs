@@ -99,25 +99,6 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::listening_port;
-
-    #[test]
-    fn the_port_is_read_from_werkzeugs_start_up_line() {
-        assert_eq!(
-            listening_port(" * Running on http://127.0.0.1:34413"),
-            Some(34413)
-        );
-        assert_eq!(
-            listening_port("\u{1b}[33m * Running on http://127.0.0.1:5000\u{1b}[0m"),
-            Some(5000)
-        );
-        assert_eq!(listening_port(" * Running on http://127.0.0.1:0"), None);
-        assert_eq!(listening_port("Press CTRL+C to quit"), None);
-    }
-}
-
 /// Isolates an AWS client child process (the `fleetcert` binary) from the
 /// user's AWS configuration: dummy credentials, no profile, no config or
 /// credentials file, no instance metadata, no endpoint or session token
@@ -137,5 +118,24 @@ impl IsolatedAws for std::process::Command {
             .env_remove("AWS_PROFILE")
             .env_remove("AWS_ENDPOINT_URL")
             .env_remove("AWS_SESSION_TOKEN")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listening_port;
+
+    #[test]
+    fn the_port_is_read_from_werkzeugs_start_up_line() {
+        assert_eq!(
+            listening_port(" * Running on http://127.0.0.1:34413"),
+            Some(34413)
+        );
+        assert_eq!(
+            listening_port("\u{1b}[33m * Running on http://127.0.0.1:5000\u{1b}[0m"),
+            Some(5000)
+        );
+        assert_eq!(listening_port(" * Running on http://127.0.0.1:0"), None);
+        assert_eq!(listening_port("Press CTRL+C to quit"), None);
     }
 }

@@ -28,6 +28,10 @@ const ALLOWED: &[(&str, &str, bool)] = &[
     ("cli", "rules", false),
     ("cli", "infra", false),
     ("cli", "harness", true),
+    ("planner", "rules", false),
+    ("planner", "lambdas", false),
+    ("planner", "infra", false),
+    ("cli", "planner", true),
     ("tests", "rules", false),
     ("xtask", "rules", false),
 ];

@@ -243,6 +243,9 @@ struct StoreState {
     /// Rows open or closed with their cleanup pending
     /// ([`Rotation::is_unsettled`]).
     unsettled: usize,
+    /// The unsettled rows by (deadline, id): the due index, so that
+    /// `open_due` reads the rows it returns, not the whole table.
+    due: std::collections::BTreeSet<(i64, String)>,
 }
 
 impl StoreState {
@@ -352,6 +355,11 @@ impl RotationStore for MemoryRotationStore {
             .insert(rotation.rotation_id.clone(), rotation.clone());
         inner.open += usize::from(rotation.state.is_open());
         inner.unsettled += usize::from(rotation.is_unsettled());
+        if rotation.is_unsettled() {
+            inner
+                .due
+                .insert((rotation.deadline_ms, rotation.rotation_id.clone()));
+        }
         inner
             .by_thing
             .entry(rotation.thing_name.clone())
@@ -408,6 +416,16 @@ impl RotationStore for MemoryRotationStore {
                     (false, true) => inner.unsettled += 1,
                     _ => {}
                 }
+                if was_unsettled {
+                    inner
+                        .due
+                        .remove(&(expected.deadline_ms, expected.rotation_id.clone()));
+                }
+                if next.is_unsettled() {
+                    inner
+                        .due
+                        .insert((next.deadline_ms, next.rotation_id.clone()));
+                }
             }
             Some(row) => {
                 return Err(condition(format!(
@@ -446,15 +464,22 @@ impl RotationStore for MemoryRotationStore {
                     })?,
             ),
         };
-        let mut candidates: Vec<&Rotation> = inner
-            .rows
-            .values()
-            .filter(|r| r.is_unsettled() && r.deadline_ms < before_ms)
-            .filter(|r| start.is_none_or(|s| (r.deadline_ms, r.rotation_id.as_str()) > s))
+        // the due index is sorted by (deadline, id), as DynamoDB's is
+        let from = start.map(|(d, id)| (d, id.to_owned()));
+        let mut keys = inner
+            .due
+            .range::<(i64, String), _>((
+                from.as_ref()
+                    .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(deadline, _)| *deadline < before_ms);
+        let items: Vec<Rotation> = keys
+            .by_ref()
+            .take(STORE_PAGE)
+            .filter_map(|(_, id)| inner.rows.get(id).cloned())
             .collect();
-        candidates.sort_by_key(|r| (r.deadline_ms, r.rotation_id.as_str()));
-        let more = candidates.len() > STORE_PAGE;
-        let items: Vec<Rotation> = candidates.into_iter().take(STORE_PAGE).cloned().collect();
+        let more = keys.next().is_some();
         let next = items
             .last()
             .filter(|_| more)

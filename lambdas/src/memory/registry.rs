@@ -126,6 +126,25 @@ fn root_ca() -> RootCa {
     // Fixed inputs, generated at run time: cannot fail.
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .unwrap_or_else(|e| panic!("generating the in-memory root ca key: {e}"));
+    root_ca_with(key)
+}
+
+/// An Ed25519 root whose key is `seed`: Ed25519 signatures are
+/// deterministic, so the same CSRs issued in the same order give the same
+/// certificates (and certificate ids) in every run.
+fn seeded_root_ca(seed: [u8; 32]) -> RootCa {
+    // PKCS#8 v1 of an Ed25519 private key (RFC 8410): a fixed prefix, then the seed.
+    let mut der = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    der.extend_from_slice(&seed);
+    let key = KeyPair::from_pkcs8_der_and_sign_algo(&der.as_slice().into(), &rcgen::PKCS_ED25519)
+        .unwrap_or_else(|e| panic!("loading the seeded in-memory root ca key: {e}"));
+    root_ca_with(key)
+}
+
+fn root_ca_with(key: KeyPair) -> RootCa {
     let mut params = CertificateParams::default();
     params
         .distinguished_name
@@ -144,6 +163,18 @@ fn root_ca() -> RootCa {
 impl MemoryRegistry {
     /// An empty registry sharing `instruments`, with a fresh root CA.
     pub fn new(instruments: Arc<Instruments>) -> Self {
+        Self::with_root(instruments, root_ca())
+    }
+
+    /// An empty registry whose root CA is an Ed25519 key made from `seed`,
+    /// so that its certificates (and their ids) are the same in every run
+    /// that issues the same CSRs in the same order (simulations that
+    /// promise the same report for the same seed).
+    pub fn seeded(instruments: Arc<Instruments>, seed: [u8; 32]) -> Self {
+        Self::with_root(instruments, seeded_root_ca(seed))
+    }
+
+    fn with_root(instruments: Arc<Instruments>, root: RootCa) -> Self {
         let (status_tx, _) = broadcast::channel(1024);
         Self {
             instruments,
@@ -158,7 +189,7 @@ impl MemoryRegistry {
                 validity_ms: DEFAULT_VALIDITY_MS,
                 serial: 0,
             })),
-            root: Arc::new(root_ca()),
+            root: Arc::new(root),
             status_tx,
         }
     }
@@ -303,6 +334,14 @@ impl MemoryRegistry {
     /// One certificate, as stored (no call counted).
     pub fn certificate(&self, certificate_id: &str) -> Option<CertificateSnapshot> {
         lock(&self.state).certificates.get(certificate_id).cloned()
+    }
+
+    /// One certificate's status, without copying it (no call counted).
+    pub fn status(&self, certificate_id: &str) -> Option<CertificateStatus> {
+        lock(&self.state)
+            .certificates
+            .get(certificate_id)
+            .map(|c| c.status.clone())
     }
 
     /// Every certificate (no call counted).
