@@ -12,7 +12,9 @@ use rules::rotation::{Event, Rotation, RotationState};
 
 use super::issuer::{AwsIotIssuer, CertificateIssuer, PrivateCaIssuer, Retake};
 use super::paging::all_policies;
-use super::{HandlerError, Outcome, advance, device_event, done, reject, run_actions};
+use super::{
+    HandlerError, IssueContext, Outcome, advance, device_event, done, reject, run_actions,
+};
 use crate::config::{Config, IssuerConfig};
 use crate::ports::{CertificateDescription, IotRegistry, Ports, RotationStore};
 
@@ -139,7 +141,11 @@ pub async fn handle<P: Ports>(
         .any(|a| matches!(a, rules::rotation::Action::CreateCertificateFromCsr));
     if !creates {
         // ISSUED, same key: attach (idempotent) and re-send.
-        run_actions(ports, cfg, FUNCTION, &claimed, &actions, None).await?;
+        let ctx = IssueContext {
+            device_error: None,
+            old: old.as_ref(),
+        };
+        run_actions(ports, cfg, FUNCTION, &claimed, &actions, Some(&ctx)).await?;
         let id = claimed
             .state
             .new_certificate_id()
@@ -153,7 +159,7 @@ pub async fn handle<P: Ports>(
             ),
         ));
     }
-    issue(ports, cfg, &claimed, csr_pem, &fingerprint).await
+    issue(ports, cfg, &claimed, csr_pem, &fingerprint, old.as_ref()).await
 }
 
 /// Holds the ISSUING claim: has the configured issuer create the
@@ -165,14 +171,24 @@ async fn issue<P: Ports>(
     claimed: &Rotation,
     csr_pem: &str,
     fingerprint: &str,
+    old: Option<&CertificateDescription>,
 ) -> Result<Outcome, HandlerError> {
     match &cfg.issuer {
         IssuerConfig::AwsIot => {
-            issue_with(ports, cfg, &AwsIotIssuer, claimed, csr_pem, fingerprint).await
+            issue_with(
+                ports,
+                cfg,
+                &AwsIotIssuer,
+                claimed,
+                csr_pem,
+                fingerprint,
+                old,
+            )
+            .await
         }
         IssuerConfig::PrivateCa(settings) => {
             let issuer = PrivateCaIssuer { settings };
-            issue_with(ports, cfg, &issuer, claimed, csr_pem, fingerprint).await
+            issue_with(ports, cfg, &issuer, claimed, csr_pem, fingerprint, old).await
         }
     }
 }
@@ -184,6 +200,7 @@ async fn issue_with<P: Ports, I: CertificateIssuer>(
     claimed: &Rotation,
     csr_pem: &str,
     fingerprint: &str,
+    old: Option<&CertificateDescription>,
 ) -> Result<Outcome, HandlerError> {
     let created = match issuer.issue(ports, claimed, csr_pem, fingerprint).await {
         Ok(c) => c,
@@ -214,7 +231,11 @@ async fn issue_with<P: Ports, I: CertificateIssuer>(
             return Err(e);
         }
     };
-    run_actions(ports, cfg, FUNCTION, &issued, &actions, None).await?;
+    let ctx = IssueContext {
+        device_error: None,
+        old,
+    };
+    run_actions(ports, cfg, FUNCTION, &issued, &actions, Some(&ctx)).await?;
     let recorded = matches!(&issued.state, RotationState::Issued { new_certificate_id, .. } if *new_certificate_id == created.certificate_id);
     if recorded {
         Ok(done(

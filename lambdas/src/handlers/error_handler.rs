@@ -54,6 +54,7 @@ pub async fn handle<P: Ports>(
         Err(rejection) => return Ok(reject(FUNCTION, rejection.kind(), rejection.to_string())),
     };
     let ctx = IssueContext {
+        old: None,
         device_error: Some(error),
     };
     run_actions(ports, cfg, FUNCTION, &next, &actions, Some(&ctx)).await?;

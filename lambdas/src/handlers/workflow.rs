@@ -3,6 +3,8 @@
 //! conditional write, run the transition's actions (attach, publish `crt`,
 //! notify support) and the cleanup they owe ([`super::cleanup`]).
 
+use std::collections::HashMap;
+
 use rules::contracts::{Contracted, CrtAckRuleEvent, CrtErrRuleEvent, CsrResRuleEvent};
 use rules::functions::Function;
 use rules::policy_copy::PolicyCopy;
@@ -270,6 +272,44 @@ pub(crate) async fn advance<P: Ports>(
 /// Extra facts for the actions of the CSR issuer.
 pub(crate) struct IssueContext<'a> {
     pub device_error: Option<&'a str>,
+    /// The old certificate as the handler already described it (its ARN
+    /// and PEM do not change), so that the actions do not describe it
+    /// again: `DescribeCertificate` is the quota a rotation spends most of.
+    pub old: Option<&'a CertificateDescription>,
+}
+
+/// Certificates described once per invocation: an ARN and a PEM never
+/// change, and the status is only read where a description is first
+/// made (attaching the new certificate, before it is activated).
+#[derive(Default)]
+struct Described(HashMap<String, CertificateDescription>);
+
+impl Described {
+    fn seeded(known: Option<&CertificateDescription>) -> Self {
+        let mut cache = Self::default();
+        if let Some(d) = known {
+            cache.0.insert(d.certificate_id.clone(), d.clone());
+        }
+        cache
+    }
+
+    async fn get<P: Ports>(
+        &mut self,
+        ports: &P,
+        function: Function,
+        id: &str,
+    ) -> Result<CertificateDescription, HandlerError> {
+        if let Some(d) = self.0.get(id) {
+            return Ok(d.clone());
+        }
+        let d = ports
+            .registry()
+            .describe_certificate(id)
+            .await
+            .map_err(port(function))?;
+        self.0.insert(id.to_owned(), d.clone());
+        Ok(d)
+    }
 }
 
 /// Runs a transition's actions (all idempotent) in order.
@@ -283,15 +323,25 @@ pub(crate) async fn run_actions<P: Ports>(
     ctx: Option<&IssueContext<'_>>,
 ) -> Result<(), HandlerError> {
     let mut cleaned: Vec<String> = Vec::new();
+    let mut described = Described::seeded(ctx.and_then(|c| c.old));
     for action in actions {
         match action {
             Action::CreateCertificateFromCsr => {}
             Action::AttachOldPoliciesAndThing { new_certificate_id } => {
-                attach_like_old(ports, &cfg.policy_copy, function, row, new_certificate_id).await?;
+                attach_like_old(
+                    ports,
+                    &cfg.policy_copy,
+                    function,
+                    row,
+                    new_certificate_id,
+                    &mut described,
+                )
+                .await?;
             }
             Action::PublishCrt { certificate_id }
             | Action::ResendCertificate { certificate_id } => {
-                publish_crt(ports, function, row, certificate_id).await?;
+                let cert = described.get(ports, function, certificate_id).await?;
+                publish_crt_of(ports, function, row, &cert).await?;
             }
             Action::RetireOldCertificate { old_certificate_id } => {
                 if remove_certificate(ports, function, old_certificate_id).await? {
@@ -334,16 +384,13 @@ async fn attach_like_old<P: Ports>(
     function: Function,
     row: &Rotation,
     new_certificate_id: &str,
+    described: &mut Described,
 ) -> Result<(), HandlerError> {
     let registry = ports.registry();
-    let old = registry
-        .describe_certificate(&row.old_certificate_id)
-        .await
-        .map_err(port(function))?;
-    let new = registry
-        .describe_certificate(new_certificate_id)
-        .await
-        .map_err(port(function))?;
+    let old = described
+        .get(ports, function, &row.old_certificate_id)
+        .await?;
+    let new = described.get(ports, function, new_certificate_id).await?;
     let old_policies = all_policies(ports, function, &old.certificate_arn).await?;
     if let Err(refused) = policies.plan(&old_policies) {
         tracing::warn!(function = function.name(), rotation_id = %row.rotation_id, %refused, "not copied");
@@ -377,21 +424,6 @@ async fn attach_like_old<P: Ports>(
             .map_err(port(function))?;
     }
     Ok(())
-}
-
-/// Publishes `crt` (QoS 1) with the issued certificate's PEM.
-async fn publish_crt<P: Ports>(
-    ports: &P,
-    function: Function,
-    row: &Rotation,
-    certificate_id: &str,
-) -> Result<(), HandlerError> {
-    let cert = ports
-        .registry()
-        .describe_certificate(certificate_id)
-        .await
-        .map_err(port(function))?;
-    publish_crt_of(ports, function, row, &cert).await
 }
 
 /// Publishes `crt` (QoS 1) for a certificate already described.
