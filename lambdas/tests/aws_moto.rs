@@ -703,6 +703,23 @@ fn iot_data_accepts_a_publish() {
 }
 
 /// A thing with an ACTIVE certificate attached with the device policy.
+/// The stack's table, queue and support topic in moto, as infra defines
+/// them: `(queue url, topic arn)`.
+async fn create_stack(sdk: &SdkConfig) -> (String, String) {
+    create_rotation_table(sdk, "fleetcert-rotations").await;
+    let queue_url = create_queue(sdk, "fleetcert-rotations").await;
+    let topic_arn = aws_sdk_sns::Client::new(sdk)
+        .create_topic()
+        .name("fleetcert-support")
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn()
+        .expect("arn")
+        .to_owned();
+    (queue_url, topic_arn)
+}
+
 async fn provision(ports: &AwsPorts, thing: &str) -> (String, String) {
     let r = &ports.registry;
     r.create_thing(thing).await.expect("thing");
@@ -725,17 +742,7 @@ fn one_rotation_through_the_handlers_on_aws_ports() {
     run(async {
         let sdk = sdk_of(&moto).await;
         create_policy(&sdk).await;
-        create_rotation_table(&sdk, "fleetcert-rotations").await;
-        let queue_url = create_queue(&sdk, "fleetcert-rotations").await;
-        let topic_arn = aws_sdk_sns::Client::new(&sdk)
-            .create_topic()
-            .name("fleetcert-support")
-            .send()
-            .await
-            .expect("topic")
-            .topic_arn()
-            .expect("arn")
-            .to_owned();
+        let (queue_url, topic_arn) = create_stack(&sdk).await;
         let cfg = config("fleetcert-rotations", &queue_url, &topic_arn);
         let ports = from_sdk_config(&sdk, &cfg, &moto.endpoint);
         let (old_id, old_arn) = provision(&ports, "thing-1").await;
@@ -1010,17 +1017,7 @@ fn a_shared_certificate_with_a_customer_policy_rotates_on_aws_ports() {
                 .await
                 .expect("customer policy");
         }
-        create_rotation_table(&sdk, "fleetcert-rotations").await;
-        let queue_url = create_queue(&sdk, "fleetcert-rotations").await;
-        let topic_arn = aws_sdk_sns::Client::new(&sdk)
-            .create_topic()
-            .name("fleetcert-support")
-            .send()
-            .await
-            .expect("topic")
-            .topic_arn()
-            .expect("arn")
-            .to_owned();
+        let (queue_url, topic_arn) = create_stack(&sdk).await;
         let mut cfg = config("fleetcert-rotations", &queue_url, &topic_arn);
         cfg.policy_copy =
             rules::policy_copy::PolicyCopy::from_lists(&format!("{POLICY},Customer-*"), "")

@@ -12,37 +12,6 @@ use lambdas::ports::{CertificateStatus, IotRegistry, Operation, Ports};
 use rules::policy_copy::PolicyCopy;
 use rules::rotation::RotationState;
 
-/// A thing whose certificate (subject CN `cn`) carries `policies`.
-fn provision_with(w: &World, thing: &str, cn: &str, policies: &[&str]) -> Device {
-    run(async {
-        let key = p256_key();
-        let registry = w.ports.registry();
-        w.registry().add_thing(thing);
-        let cert = registry
-            .create_certificate_from_csr(&csr_pem(&key, cn), true)
-            .await
-            .expect("create certificate");
-        for p in policies {
-            w.registry().create_policy(p);
-            registry
-                .attach_policy(p, &cert.certificate_arn)
-                .await
-                .expect("attach policy");
-        }
-        registry
-            .attach_thing_principal(thing, &cert.certificate_arn)
-            .await
-            .expect("attach thing");
-        w.ports.instruments.reset_calls();
-        Device {
-            thing: thing.to_owned(),
-            key,
-            held: [cert.certificate_id.clone()].into(),
-            cert_id: cert.certificate_id,
-        }
-    })
-}
-
 /// Starts the device's rotation; returns its id.
 fn start(w: &World, dev: &Device) -> String {
     let batch = run(rotation_starter::handle(
@@ -106,7 +75,7 @@ fn policies_of(w: &World, certificate_id: &str) -> Vec<String> {
 fn a_policy_outside_the_allow_list_fails_the_rotation_before_any_certificate_exists() {
     let mut w = World::new();
     w.cfg.policy_copy = PolicyCopy::from_lists("CustomerDevice,legacy-*", "").expect("copy");
-    let dev = provision_with(&w, "pump-7", "pump-7", &["CustomerDevice", "AdminAll"]);
+    let dev = w.provision_with("pump-7", "pump-7", &["CustomerDevice", "AdminAll"]);
     let id = start(&w, &dev);
     let out = run(csr_issuer::handle(
         &w.ports,
@@ -157,7 +126,7 @@ fn allowed_policies_are_copied_and_added_ones_attached() {
     w.cfg.policy_copy =
         PolicyCopy::from_lists("CustomerDevice,legacy-*", "fleetcert-management").expect("copy");
     w.registry().create_policy("fleetcert-management");
-    let mut dev = provision_with(&w, "pump-8", "pump-8", &["CustomerDevice", "legacy-v2"]);
+    let mut dev = w.provision_with("pump-8", "pump-8", &["CustomerDevice", "legacy-v2"]);
     let id = start(&w, &dev);
     let new_id = answer_and_ack(&w, &mut dev, &id, "pump-8");
     assert_eq!(
@@ -171,7 +140,7 @@ fn allowed_policies_are_copied_and_added_ones_attached() {
 #[test]
 fn by_default_every_policy_is_copied_without_listing_them_first() {
     let w = World::new();
-    let mut dev = provision_with(&w, "pump-9", "pump-9", &["AnyName", "Other"]);
+    let mut dev = w.provision_with("pump-9", "pump-9", &["AnyName", "Other"]);
     let id = start(&w, &dev);
     let new_id = answer_and_ack(&w, &mut dev, &id, "pump-9");
     assert_eq!(policies_of(&w, &new_id), ["AnyName", "Other"]);
@@ -180,7 +149,7 @@ fn by_default_every_policy_is_copied_without_listing_them_first() {
 #[test]
 fn thing_names_need_not_be_the_certificates_cn() {
     let w = World::new();
-    let mut dev = provision_with(&w, "plant7-line2-pump", "SN-000042", &[POLICY]);
+    let mut dev = w.provision_with("plant7-line2-pump", "SN-000042", &[POLICY]);
     let id = start(&w, &dev);
     // firmware keeps its serial number as the CN
     let new_id = answer_and_ack(&w, &mut dev, &id, "SN-000042");
@@ -195,7 +164,7 @@ fn thing_names_need_not_be_the_certificates_cn() {
 fn a_certificate_shared_by_several_things_rotates_once_and_the_new_one_joins_every_thing() {
     let w = World::new();
     // a gateway: one certificate (CN gw-1) for its own thing and two it fronts
-    let mut dev = provision_with(&w, "gw-1", "gw-1", &[POLICY]);
+    let mut dev = w.provision_with("gw-1", "gw-1", &[POLICY]);
     let old_arn = w
         .registry()
         .certificate(&dev.cert_id)
@@ -242,7 +211,7 @@ fn a_certificate_shared_by_several_things_rotates_once_and_the_new_one_joins_eve
 #[test]
 fn without_a_cn_match_the_first_thing_by_name_is_told() {
     let w = World::new();
-    let dev = provision_with(&w, "zz-thing", "SN-1", &[POLICY]);
+    let dev = w.provision_with("zz-thing", "SN-1", &[POLICY]);
     let arn = w
         .registry()
         .certificate(&dev.cert_id)
@@ -263,9 +232,9 @@ fn without_a_cn_match_the_first_thing_by_name_is_told() {
 #[test]
 fn a_thing_with_two_certificates_rotates_the_expiring_one_and_leaves_the_other() {
     let w = World::new();
-    let mut dev = provision_with(&w, "meter-3", "meter-3", &[POLICY]);
+    let mut dev = w.provision_with("meter-3", "meter-3", &[POLICY]);
     // a second, long-lived certificate of the same thing (a backup key)
-    let backup = provision_with(&w, "meter-3", "meter-3-backup", &[POLICY]);
+    let backup = w.provision_with("meter-3", "meter-3-backup", &[POLICY]);
     let id = start(&w, &dev);
     let new_id = answer_and_ack(&w, &mut dev, &id, "meter-3");
     let kept = w.registry().certificate(&backup.cert_id).expect("backup");
@@ -285,7 +254,7 @@ fn a_thing_with_two_certificates_rotates_the_expiring_one_and_leaves_the_other()
 #[test]
 fn a_certificate_attached_to_no_thing_is_reported_not_rotated() {
     let w = World::new();
-    let dev = provision_with(&w, "lonely", "lonely", &[POLICY]);
+    let dev = w.provision_with("lonely", "lonely", &[POLICY]);
     let arn = w
         .registry()
         .certificate(&dev.cert_id)

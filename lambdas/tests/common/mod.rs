@@ -105,18 +105,28 @@ impl World {
 
     /// A thing with an ACTIVE certificate attached with the device policy.
     pub fn provision(&self, thing: &str) -> Device {
+        self.provision_with(thing, thing, &[POLICY])
+    }
+
+    /// A thing whose ACTIVE certificate has subject CN `cn` and carries
+    /// `policies` (created when missing): a device of a fleet fleetcert did
+    /// not provision.
+    pub fn provision_with(&self, thing: &str, cn: &str, policies: &[&str]) -> Device {
         run(async {
             let key = p256_key();
             let registry = self.ports.registry();
             self.registry().add_thing(thing);
             let cert = registry
-                .create_certificate_from_csr(&csr_pem(&key, thing), true)
+                .create_certificate_from_csr(&csr_pem(&key, cn), true)
                 .await
                 .expect("create certificate");
-            registry
-                .attach_policy(POLICY, &cert.certificate_arn)
-                .await
-                .expect("attach policy");
+            for policy in policies {
+                self.registry().create_policy(policy);
+                registry
+                    .attach_policy(policy, &cert.certificate_arn)
+                    .await
+                    .expect("attach policy");
+            }
             registry
                 .attach_thing_principal(thing, &cert.certificate_arn)
                 .await
