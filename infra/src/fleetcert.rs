@@ -700,6 +700,11 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
         {
             vars.insert(name.to_owned(), json!(value));
         }
+        // Each quota the function shares with another of a rotation's
+        // functions, split by calls per rotation (`quota_shares`).
+        for (name, value) in crate::quota_shares::quota_shares(f) {
+            vars.insert(name, json!(value));
+        }
         // `lambdas::limits` divides each API quota by this, so that the
         // function's instances together stay under the account's quota.
         vars.insert(

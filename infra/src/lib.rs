@@ -11,6 +11,7 @@ pub mod fleetcert;
 pub mod from_rules;
 pub mod generated;
 pub mod intrinsics;
+pub mod quota_shares;
 pub mod resource;
 pub mod stack;
 pub mod watch;

@@ -23,6 +23,9 @@ pub struct QuotaBound {
     pub calls_per_rotation: BTreeMap<String, f64>,
     /// Which functions call each operation per rotation.
     pub callers: BTreeMap<String, Vec<String>>,
+    /// Calls per rotation by function and operation (what
+    /// `infra/data/calls-per-rotation.json` holds for the default stack).
+    pub calls_by_function: BTreeMap<String, BTreeMap<String, f64>>,
     /// Each operation's account quota, requests per second.
     pub quota: BTreeMap<String, f64>,
     /// The rotations per second each operation's quota allows.
@@ -84,6 +87,7 @@ pub fn derive(options: &PlanOptions, deployment: &Deployment) -> Result<QuotaBou
     let mut bound = QuotaBound {
         calls_per_rotation: BTreeMap::new(),
         callers,
+        calls_by_function: BTreeMap::new(),
         quota: BTreeMap::new(),
         rotations_per_second: BTreeMap::new(),
         binding: String::new(),
@@ -91,6 +95,11 @@ pub fn derive(options: &PlanOptions, deployment: &Deployment) -> Result<QuotaBou
         shares: BTreeMap::new(),
     };
     for ((function, op), c) in &per_function {
+        bound
+            .calls_by_function
+            .entry(function.name().to_owned())
+            .or_default()
+            .insert(op.name().to_owned(), *c);
         let total = per_op.get(op).copied().unwrap_or(*c);
         if *c < total {
             bound
