@@ -993,6 +993,28 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
             logical_ids: Fn_::ALL.into_iter().map(|f| (f, pascal(f))).collect(),
         },
     );
+
+    // --- what the operator's commands take ----------------------------------
+    s.output(
+        "RotationTableName",
+        table.r#ref(),
+        "the rotation table: fleetcert status --table",
+    );
+    s.output(
+        "RotationQueueUrl",
+        queue.r#ref(),
+        "the work queue the audit feeds: fleetcert rotate --queue-url",
+    );
+    s.output(
+        "DeadLetterQueueUrl",
+        dlq.r#ref(),
+        "messages no handler could process (an alarm watches it)",
+    );
+    s.output(
+        "SupportTopicArn",
+        support.r#ref(),
+        "support notifications and alarms: subscribe the team to it",
+    );
     s
 }
 
