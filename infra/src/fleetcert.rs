@@ -64,6 +64,15 @@ pub struct LambdaAsset {
     pub present: bool,
 }
 
+/// A function's timeout: audit-fanout has its own (one invocation queues a
+/// whole audit's findings), the others share `lambda.timeout_seconds`.
+fn timeout_seconds(c: &crate::config::Config, f: Fn_) -> u32 {
+    match f {
+        Fn_::AuditFanout => c.lambda.fanout_timeout_seconds,
+        _ => c.lambda.timeout_seconds,
+    }
+}
+
 /// API quotas (requests per second, AWS defaults from DESIGN.md) and how
 /// many calls of each a single invocation makes: reserved concurrency is
 /// the largest that keeps every call under its quota, assuming an
@@ -722,7 +731,7 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
                 handler: Some("bootstrap".into()),
                 description: Some(format!("fleetcert {}", f.name()).into()),
                 memory_size: Some(i64::from(c.lambda.memory_mb).into()),
-                timeout: Some(i64::from(c.lambda.timeout_seconds).into()),
+                timeout: Some(i64::from(timeout_seconds(c, f)).into()),
                 reserved_concurrent_executions: Some(
                     i64::from(reserved_concurrency(f, issuer)).into(),
                 ),
