@@ -114,6 +114,9 @@ pub enum Operation {
     UpdateRotation,
     /// `lambdas::ports::RotationStore::open_due`: `dynamodb:Query` of the due index.
     ListDueRotations,
+    /// `lambdas::ports::RotationStore::latest_for_certificate`: `dynamodb:Query`
+    /// of the certificate index.
+    LatestRotationForCertificate,
     /// `lambdas::ports::Notifier::notify`: `sns:Publish`.
     NotifySupport,
     /// `lambdas::ports::WorkQueue::send_batch`: `sqs:SendMessageBatch` (IAM action `sqs:SendMessage`).
@@ -122,7 +125,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 27] = [
+    pub const ALL: [Operation; 28] = [
         Operation::DescribeCertificate,
         Operation::CreateCertificateFromCsr,
         Operation::UpdateCertificate,
@@ -148,6 +151,7 @@ impl Operation {
         Operation::LatestRotationForThing,
         Operation::UpdateRotation,
         Operation::ListDueRotations,
+        Operation::LatestRotationForCertificate,
         Operation::NotifySupport,
         Operation::SendMessageBatch,
     ];
@@ -182,6 +186,7 @@ impl Operation {
             Self::LatestRotationForThing => "LatestRotationForThing",
             Self::UpdateRotation => "UpdateRotation",
             Self::ListDueRotations => "ListDueRotations",
+            Self::LatestRotationForCertificate => "LatestRotationForCertificate",
             Self::NotifySupport => "NotifySupport",
             Self::SendMessageBatch => "SendMessageBatch",
         }
@@ -224,7 +229,7 @@ impl Operation {
             // (`dynamodb:UpdateItem`): see `handlers::closes_rotations`
             Self::UpdateRotation => &["dynamodb:PutItem"],
             Self::GetRotation | Self::LatestRotationForThing => &["dynamodb:GetItem"],
-            Self::ListDueRotations => &["dynamodb:Query"],
+            Self::ListDueRotations | Self::LatestRotationForCertificate => &["dynamodb:Query"],
             Self::NotifySupport => &["sns:Publish"],
             Self::SendMessageBatch => &["sqs:SendMessage"],
         }
@@ -264,14 +269,16 @@ impl Operation {
             | Self::LatestRotationForThing
             | Self::UpdateRotation => &[Resource::RotationTable],
             Self::ListDueRotations => &[Resource::DueIndex],
+            Self::LatestRotationForCertificate => &[Resource::CertificateIndex],
             Self::NotifySupport => &[Resource::SupportTopic],
             Self::SendMessageBatch => &[Resource::WorkQueue],
         }
     }
 
     /// AWS's published default rate quota in requests per second for the
-    /// IoT control-plane operations DESIGN.md lists (`None`: not a listed
-    /// IoT quota; the adapters pick their own).
+    /// IoT control-plane operations DESIGN.md lists, and the rate assumed
+    /// for SQS's `SendMessageBatch` (`None`: not a listed quota; the
+    /// adapters pick their own).
     pub const fn default_quota_per_second(self) -> Option<u32> {
         match self {
             Self::CreateCertificateFromCsr => Some(15),
@@ -284,6 +291,11 @@ impl Operation {
             | Self::DetachPolicy
             | Self::ListAttachedPolicies
             | Self::AttachThingPrincipal => Some(15),
+            // SQS standard queues: "a nearly unlimited number of API calls
+            // per second, per API action" (Amazon SQS quotas); 1,000
+            // batches (10,000 messages) a second is what fleetcert assumes,
+            // so that audit-fanout queues a million findings in minutes.
+            Self::SendMessageBatch => Some(1000),
             _ => None,
         }
     }
@@ -315,6 +327,8 @@ pub enum Resource {
     RotationTable,
     /// The rotation table's due index (`dynamodb` `index`).
     DueIndex,
+    /// The rotation table's certificate index (`dynamodb` `index`).
+    CertificateIndex,
     /// The support topic (`sns` `topic`).
     SupportTopic,
     /// The rotation work queue (`sqs` `queue`).
@@ -338,7 +352,7 @@ impl Resource {
             Self::CaCertificate => ("iot", "cacert"),
             Self::DeviceTopic => ("iot", "topic"),
             Self::RotationTable => ("dynamodb", "table"),
-            Self::DueIndex => ("dynamodb", "index"),
+            Self::DueIndex | Self::CertificateIndex => ("dynamodb", "index"),
             Self::SupportTopic => ("sns", "topic"),
             Self::WorkQueue => ("sqs", "queue"),
             Self::SupportTopicKey => ("kms", "key"),
@@ -489,6 +503,7 @@ pub fn operations_for(function: Function, issuer: Issuer) -> &'static [Operation
     match function {
         Function::AuditFanout => &[O::ListAuditFindings, O::SendMessageBatch, O::NotifySupport],
         Function::RotationStarter => &[
+            O::LatestRotationForCertificate,
             O::DescribeCertificate,
             O::ListPrincipalThings,
             O::CreateRotation,
@@ -545,6 +560,22 @@ pub const DUE_KEY_ATTRIBUTE: &str = "dueKey";
 
 /// The value of [`DUE_KEY_ATTRIBUTE`] on every due row.
 pub const DUE_KEY_VALUE: &str = "due";
+
+/// The rotation table's global secondary index of rotation rows by the
+/// certificate they replace (partition [`OLD_CERTIFICATE_ATTRIBUTE`], sort
+/// [`CREATED_AT_ATTRIBUTE`]): rotation-starter looks a certificate up
+/// there before it spends an IoT API call on it, so the daily audit
+/// finding a certificate that is already rotating (or rotated) costs one
+/// read instead of a share of the `DescribeCertificate` quota.
+pub const CERTIFICATE_INDEX: &str = "certificate";
+
+/// The rotation row attribute naming the certificate the rotation replaces
+/// (S), the certificate index's partition key.
+pub const OLD_CERTIFICATE_ATTRIBUTE: &str = "oldCertificateId";
+
+/// The rotation row attribute of its creation (N, ms since the Unix
+/// epoch), the certificate index's sort key.
+pub const CREATED_AT_ATTRIBUTE: &str = "createdAtMs";
 
 /// The rotation row attribute of the deadline (N, ms since the Unix
 /// epoch), the due index's sort key.
