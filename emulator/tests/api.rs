@@ -408,4 +408,75 @@ async fn listings_page_by_the_models_tokens() {
     assert_eq!(names.first().map(String::as_str), Some("t-00"));
     let too_big = call(&api, "GET", "/things?maxResults=1000", None).await;
     assert_eq!(too_big.error_type(), "InvalidRequestException");
+
+    // Attributes filter; there are no thing types.
+    let r = call(
+        &api,
+        "POST",
+        "/things/sensor-1",
+        Some(json!({"attributePayload": {"attributes": {"model": "x100"}}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let by_prefix = call(
+        &api,
+        "GET",
+        "/things?attributeName=model&attributeValue=x1&usePrefixAttributeValue=true",
+        None,
+    )
+    .await;
+    assert_eq!(by_prefix.body["things"][0]["thingName"], "sensor-1");
+    assert_eq!(by_prefix.body["things"].as_array().unwrap().len(), 1);
+    let typed = call(
+        &api,
+        "POST",
+        "/things/typed",
+        Some(json!({"thingTypeName": "Sensor"})),
+    )
+    .await;
+    assert_eq!(
+        (typed.status, typed.error_type()),
+        (404, "ResourceNotFoundException")
+    );
+
+    // Certificates: newest first, unless isAscendingOrder.
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        let c = call(&api, "POST", "/keys-and-certificate?setAsActive=true", None).await;
+        assert_eq!(c.status, 200, "{}", c.body);
+        assert!(
+            c.body["keyPair"]["PrivateKey"]
+                .as_str()
+                .unwrap()
+                .contains("PRIVATE KEY")
+        );
+        made.push(c.body["certificateId"].as_str().unwrap().to_owned());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ids = |r: &Reply| -> Vec<String> {
+        r.body["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["certificateId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let newest_first = call(&api, "GET", "/certificates", None).await;
+    let mut reversed = made.clone();
+    reversed.reverse();
+    assert_eq!(ids(&newest_first), reversed);
+    let oldest_first = call(&api, "GET", "/certificates?isAscendingOrder=true", None).await;
+    assert_eq!(ids(&oldest_first), made);
+    let paged = call(&api, "GET", "/certificates?pageSize=2", None).await;
+    assert_eq!(ids(&paged), reversed[..2].to_vec());
+    let marker = paged.body["nextMarker"].as_str().unwrap();
+    let rest = call(
+        &api,
+        "GET",
+        &format!("/certificates?pageSize=2&marker={marker}"),
+        None,
+    )
+    .await;
+    assert_eq!(ids(&rest), reversed[2..].to_vec());
+    assert!(rest.body.get("nextMarker").is_none());
 }

@@ -105,6 +105,17 @@ fn port(e: PortError) -> ApiError {
     }
 }
 
+/// Refuses a member whose feature the emulator does not have, instead of
+/// ignoring it.
+fn not_emulated(input: &Input, member: &str) -> Result<(), ApiError> {
+    if input.members.contains_key(member) {
+        return Err(ApiError::invalid(format!(
+            "{member} (just-in-time provisioning) is not emulated: the emulator does JITR only"
+        )));
+    }
+    Ok(())
+}
+
 fn cert_id_of_arn(arn: &str) -> Result<&str, ApiError> {
     arn.rsplit_once(":cert/")
         .map(|(_, id)| id)
@@ -159,18 +170,31 @@ impl Api {
             "UpdateCACertificate" => self.update_ca(&input)?,
             "DescribeCACertificate" => self.describe_ca(&input)?,
             "ListCACertificates" => {
-                json!({"certificates": self.registry.ca_snapshots().iter().map(|ca| json!({
-                "certificateId": ca.description.ca_certificate_id,
-                "certificateArn": self.arn(&format!("cacert/{}", ca.description.ca_certificate_id)),
-                "status": ca.description.status,
-                "creationDate": secs(ca.created_ms),
-            })).collect::<Vec<_>>()})
+                let mut cas = self.registry.ca_snapshots();
+                // no CA has a provisioning template (JITP is not emulated)
+                if text(&input, "templateName").is_some() {
+                    cas.clear();
+                }
+                let ascending = flag(&input, "ascendingOrder").unwrap_or(false);
+                cas.sort_by(|a, b| {
+                    let order = (a.created_ms, &a.description.ca_certificate_id)
+                        .cmp(&(b.created_ms, &b.description.ca_certificate_id));
+                    if ascending { order } else { order.reverse() }
+                });
+                json!({"certificates": cas.iter().map(|ca| json!({
+                    "certificateId": ca.description.ca_certificate_id,
+                    "certificateArn": self.arn(&format!("cacert/{}", ca.description.ca_certificate_id)),
+                    "status": ca.description.status,
+                    "creationDate": secs(ca.created_ms),
+                })).collect::<Vec<_>>()})
             }
             "ListCertificatesByCA" => {
                 let ca = required(&input, "caCertificateId")?;
-                json!({"certificates": self.certificate_summaries(|c| c.ca_certificate_id.as_deref() == Some(ca))})
+                json!({"certificates": self.certificate_summaries(&input, |c| c.ca_certificate_id.as_deref() == Some(ca))})
             }
-            "ListCertificates" => json!({"certificates": self.certificate_summaries(|_| true)}),
+            "ListCertificates" => {
+                json!({"certificates": self.certificate_summaries(&input, |_| true)})
+            }
             "CreateCertificateFromCsr" => {
                 let csr = required(&input, "certificateSigningRequest")?;
                 let created = self
@@ -219,12 +243,38 @@ impl Api {
                     .map_err(port)?;
                 json!({})
             }
-            "ListThings" => json!({"things": self.registry.thing_names().iter().map(|name| json!({
-                "thingName": name,
-                "thingArn": self.arn(&format!("thing/{name}")),
-                "attributes": self.registry.thing_attributes(name),
-                "version": 1,
-            })).collect::<Vec<_>>()}),
+            "ListThings" => {
+                let attribute = text(&input, "attributeName");
+                let value = text(&input, "attributeValue");
+                let prefix = flag(&input, "usePrefixAttributeValue").unwrap_or(false);
+                if value.is_some() && attribute.is_none() {
+                    return Err(ApiError::invalid("attributeValue needs attributeName"));
+                }
+                let things: Vec<Value> = self
+                    .registry
+                    .thing_names()
+                    .iter()
+                    // no thing has a type (CreateThing refuses one)
+                    .filter(|_| text(&input, "thingTypeName").is_none())
+                    .map(|name| (name, self.registry.thing_attributes(name)))
+                    .filter(|(_, attrs)| match (attribute, value) {
+                        (None, _) => true,
+                        (Some(a), None) => attrs.contains_key(a),
+                        (Some(a), Some(v)) => attrs
+                            .get(a)
+                            .is_some_and(|x| if prefix { x.starts_with(v) } else { x == v }),
+                    })
+                    .map(|(name, attributes)| {
+                        json!({
+                            "thingName": name,
+                            "thingArn": self.arn(&format!("thing/{name}")),
+                            "attributes": attributes,
+                            "version": 1,
+                        })
+                    })
+                    .collect();
+                json!({"things": things})
+            }
             "AttachThingPrincipal" => {
                 let kind = match text(&input, "thingPrincipalType") {
                     Some("EXCLUSIVE_THING") => ThingPrincipalType::Exclusive,
@@ -381,14 +431,26 @@ impl Api {
         page(op, &input, out)
     }
 
+    /// Certificates by creation date, newest first unless
+    /// `isAscendingOrder` (AWS's order), as `ListCertificates` lists them.
     fn certificate_summaries(
         &self,
+        input: &Input,
         keep: impl Fn(&lambdas::memory::CertificateSnapshot) -> bool,
     ) -> Vec<Value> {
-        self.registry
+        let mut certs: Vec<_> = self
+            .registry
             .certificates()
             .into_iter()
             .filter(|c| keep(c))
+            .collect();
+        let ascending = flag(input, "ascendingOrder").unwrap_or(false);
+        certs.sort_by(|a, b| {
+            let order = (a.created_ms, &a.certificate_id).cmp(&(b.created_ms, &b.certificate_id));
+            if ascending { order } else { order.reverse() }
+        });
+        certs
+            .into_iter()
             .map(|c| {
                 json!({
                     "certificateId": c.certificate_id,
@@ -403,6 +465,7 @@ impl Api {
 
     fn register_ca(&self, input: &Input) -> Result<Value, ApiError> {
         let pem = required(input, "caCertificate")?;
+        not_emulated(input, "registrationConfig")?;
         let info = rules::csr::inspect_certificate(pem).map_err(|e| {
             ApiError::new(
                 "CertificateValidationException",
@@ -509,9 +572,14 @@ impl Api {
             .registry
             .ca_certificate(id)
             .ok_or_else(|| ApiError::not_found(format!("ca certificate {id} does not exist")))?;
+        not_emulated(input, "registrationConfig")?;
         let status = text(input, "newStatus").unwrap_or(&ca.description.status);
-        let auto = text(input, "newAutoRegistrationStatus")
-            .unwrap_or(&ca.description.auto_registration_status);
+        let auto = if flag(input, "removeAutoRegistration") == Some(true) {
+            "DISABLE"
+        } else {
+            text(input, "newAutoRegistrationStatus")
+                .unwrap_or(&ca.description.auto_registration_status)
+        };
         self.registry.set_ca_status(id, status, auto);
         Ok(json!({}))
     }
@@ -752,6 +820,17 @@ impl Api {
 
     async fn create_thing(&self, input: &Input) -> Result<Value, ApiError> {
         let name = required(input, "thingName")?;
+        // the emulated account has no thing types and no billing groups
+        if let Some(t) = text(input, "thingTypeName") {
+            return Err(ApiError::not_found(format!(
+                "thing type {t} does not exist"
+            )));
+        }
+        if let Some(g) = text(input, "billingGroupName") {
+            return Err(ApiError::not_found(format!(
+                "billing group {g} does not exist"
+            )));
+        }
         let attributes: BTreeMap<String, String> = input
             .members
             .get("attributePayload")
