@@ -41,6 +41,10 @@ pub const UNKNOWN_OPERATION: &str = "UnknownOperationException";
 /// The largest request body read (a CA and its verification certificate
 /// are a few KiB; an iot-data payload at most 128 KiB).
 const MAX_BODY: usize = 1024 * 1024;
+/// A client that sends no whole request head, or no whole body, in this
+/// time is disconnected (a keep-alive connection waits as long for its
+/// next request).
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// An error as AWS IoT returns it: the error shape's name and its message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -139,6 +143,8 @@ pub(crate) async fn serve(
                     async move { Ok::<_, Infallible>(handle(&api, req).await) }
                 });
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Some(READ_TIMEOUT))
                     .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
                     .await
                 {
@@ -177,12 +183,27 @@ async fn handle(api: &ops::Api, req: Request<Incoming>) -> Response<Full<Bytes>>
         .and_then(|(_, v)| signed_region(v))
         .unwrap_or("")
         .to_owned();
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let body = match tokio::time::timeout(
+        READ_TIMEOUT,
+        Limited::new(req.into_body(), MAX_BODY).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
             return error_response(
                 "iot",
                 &ApiError::invalid(format!("the request body cannot be read: {e}")),
+                &request_id,
+            );
+        }
+        Err(_) => {
+            return error_response(
+                "iot",
+                &ApiError::invalid(format!(
+                    "the request body did not arrive within {} s",
+                    READ_TIMEOUT.as_secs()
+                )),
                 &request_id,
             );
         }

@@ -410,6 +410,11 @@ impl Api {
             "ListAuditFindings" => self.list_findings(&input).await?,
             "Publish" => {
                 let topic = required(&input, "topic")?;
+                if flag(&input, "retain") == Some(true) {
+                    return Err(ApiError::invalid(
+                        "retained messages are not emulated: publish without retain",
+                    ));
+                }
                 let qos = input
                     .members
                     .get("qos")
