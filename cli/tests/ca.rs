@@ -15,6 +15,12 @@
 //!   the requests the binary sends.
 //! - moto does not check the verification certificate, nor device chains:
 //!   openssl does, here.
+//!
+//! With feature `local`, `full_jitr_ca_lifecycle_against_the_emulator` runs
+//! the lifecycle against `fleetcert emulate`'s AWS IoT API, which stores
+//! auto-registration, checks the verification certificate and runs a
+//! broker: the devices `issue-device` made connect by JITR over mutual TLS
+//! (Debian's `mosquitto_sub`), and revoked ones are refused.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
