@@ -242,7 +242,7 @@ async fn a_ca_registered_through_the_api_lets_its_devices_in_by_jitr_and_a_revoc
     assert_eq!(status, "ACTIVE", "jitr-activator activated it");
     let by_ca = call(&api, "GET", &format!("/certificates-by-ca/{ca_id}"), None).await;
     assert_eq!(by_ca.body["certificates"][0]["certificateId"], id.as_str());
-    let (_c, mut second) = mqtt(
+    let (client, mut second) = mqtt(
         &cloud,
         "outside-1",
         &device.cert_pem,
@@ -252,6 +252,39 @@ async fn a_ca_registered_through_the_api_lets_its_devices_in_by_jitr_and_a_revoc
         connects(&mut second).await,
         "activated, the device connects"
     );
+    // iot-data Publish reaches it through the same broker.
+    let topic = "management/topic/outside-1/crt";
+    client
+        .subscribe(topic, rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, second.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            other => panic!("no SUBACK: {other:?}"),
+        }
+    }
+    let published = call(
+        &api,
+        "POST",
+        "/topics/management%2Ftopic%2Foutside-1%2Fcrt?qos=1",
+        Some(json!({"from": "the api"})),
+    )
+    .await;
+    assert_eq!(published.status, 200, "{}", published.body);
+    loop {
+        match tokio::time::timeout_at(deadline, second.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                assert_eq!(p.topic, topic);
+                assert_eq!(&p.payload[..], br#"{"from":"the api"}"#);
+                break;
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("the published message did not arrive: {other:?}"),
+        }
+    }
 
     // Revoked through the API: the open connection is dropped, a new one refused.
     let revoked = call(
