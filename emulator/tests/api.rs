@@ -513,3 +513,64 @@ async fn listings_page_by_the_models_tokens() {
     assert_eq!(ids(&rest), reversed[2..].to_vec());
     assert!(rest.body.get("nextMarker").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_created_through_the_api_is_what_the_broker_enforces() {
+    let (cloud, api) = cloud_with_api().await;
+    let made = call(&api, "POST", "/keys-and-certificate?setAsActive=true", None).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let arn = made.body["certificateArn"].as_str().unwrap().to_owned();
+    let pem = made.body["certificatePem"].as_str().unwrap().to_owned();
+    let key: PrivatePkcs8KeyDer<'static> = rustls::pki_types::pem::PemObject::from_pem_slice(
+        made.body["keyPair"]["PrivateKey"]
+            .as_str()
+            .unwrap()
+            .as_bytes(),
+    )
+    .expect("a PKCS#8 key");
+    let key = key.secret_pkcs8_der().to_vec();
+
+    // ACTIVE but no policy: refused.
+    let (_c, mut no_policy) = mqtt(&cloud, "kc-1", &pem, key.clone());
+    assert!(!connects(&mut no_policy).await);
+
+    let document = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "iot:Connect",
+        "Resource": "arn:aws:iot:us-east-1:123456789012:client/kc-1"
+    }]})
+    .to_string();
+    let bad = call(
+        &api,
+        "POST",
+        "/policies/kc-policy",
+        Some(json!({"policyDocument": "{not json"})),
+    )
+    .await;
+    assert_eq!(bad.error_type(), "MalformedPolicyException");
+    let created = call(
+        &api,
+        "POST",
+        "/policies/kc-policy",
+        Some(json!({"policyDocument": document})),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let attached = call(
+        &api,
+        "PUT",
+        "/target-policies/kc-policy",
+        Some(json!({"target": arn})),
+    )
+    .await;
+    assert_eq!(attached.status, 200, "{}", attached.body);
+    let (_c, mut allowed) = mqtt(&cloud, "kc-1", &pem, key.clone());
+    assert!(
+        connects(&mut allowed).await,
+        "the api's policy lets it connect"
+    );
+    let (_c, mut other_id) = mqtt(&cloud, "kc-2", &pem, key);
+    assert!(
+        !connects(&mut other_id).await,
+        "as another client id the policy does not allow"
+    );
+}
