@@ -159,9 +159,8 @@ impl World {
             principal,
             timestamp_ms: self.lambda.now_ms(),
         };
-        let routed = self
-            .lambda
-            .deployment()
+        let deployment = self.lambda.deployment();
+        let routed = deployment
             .router()
             .route_named(&ctx)
             .map_err(|e| e.to_string())?;

@@ -20,7 +20,7 @@ mod private_ca;
 mod registry;
 
 pub use private_ca::{MEMORY_CA_ARN, MemoryPrivateCa};
-pub use registry::{CaHandle, CertificateSnapshot, MemoryRegistry, StatusChange};
+pub use registry::{CaHandle, CaSnapshot, CertificateSnapshot, MemoryRegistry, StatusChange};
 
 /// Locks a mutex, recovering the data of a poisoned one (a panicking test
 /// thread must not cascade into every other).
