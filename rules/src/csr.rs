@@ -947,6 +947,10 @@ fn verify(
             })?;
             let sig = p256::ecdsa::DerSignature::from_bytes(signature)
                 .map_err(|_| CsrError::BadSignature)?;
+            #[cfg(feature = "ring")]
+            if let Some(verified) = verify_p256_with_ring(alg, key_bits(), msg, signature) {
+                return verified;
+            }
             vk.verify_prehash(&ecdsa_prehash(alg, msg), &sig)
                 .map_err(|_| CsrError::BadSignature)
         }
@@ -966,6 +970,32 @@ fn verify(
         }
         _ => Err(mismatch()),
     }
+}
+
+/// An ECDSA P-256 signature checked by ring (feature `ring`), once p256
+/// has parsed the point and the DER signature (so errors name the same
+/// fault): `None` for a point ring does not take (compressed), which p256
+/// then verifies.
+#[cfg(feature = "ring")]
+fn verify_p256_with_ring(
+    alg: SignatureAlgorithm,
+    point: &[u8],
+    msg: &[u8],
+    signature: &[u8],
+) -> Option<Result<(), CsrError>> {
+    use ring::signature::{ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA384_ASN1, UnparsedPublicKey};
+    if point.first() != Some(&0x04) {
+        return None;
+    }
+    let algorithm = match alg {
+        SignatureAlgorithm::EcdsaSha384 => &ECDSA_P256_SHA384_ASN1,
+        _ => &ECDSA_P256_SHA256_ASN1,
+    };
+    Some(
+        UnparsedPublicKey::new(algorithm, point)
+            .verify(msg, signature)
+            .map_err(|_| CsrError::BadSignature),
+    )
 }
 
 /// The message digest for an ECDSA signature algorithm.
@@ -1026,3 +1056,52 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 #[path = "csr_tests.rs"]
 mod tests;
+
+/// ring and p256 agree on P-256 ECDSA: every signature one accepts the
+/// other accepts, and neither accepts a tampered one.
+#[cfg(all(test, feature = "ring"))]
+mod ring_agrees_with_p256 {
+    use super::*;
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+
+    #[test]
+    fn on_valid_and_tampered_signatures() {
+        for i in 0u32..200 {
+            let secret = Sha256::digest(i.to_be_bytes());
+            let signing = p256::ecdsa::SigningKey::from_slice(&secret).expect("key");
+            let point = signing.verifying_key().to_sec1_point(false);
+            let msg = format!("certification request {i}").into_bytes();
+            for alg in [
+                SignatureAlgorithm::EcdsaSha256,
+                SignatureAlgorithm::EcdsaSha384,
+            ] {
+                let sig: p256::ecdsa::Signature = signing
+                    .sign_prehash(&ecdsa_prehash(alg, &msg))
+                    .expect("sign");
+                let der = sig.to_der();
+                let by_p256 = |msg: &[u8], der: &[u8]| {
+                    p256::ecdsa::DerSignature::from_bytes(der).is_ok_and(|d| {
+                        signing
+                            .verifying_key()
+                            .verify_prehash(&ecdsa_prehash(alg, msg), &d)
+                            .is_ok()
+                    })
+                };
+                let by_ring = |msg: &[u8], der: &[u8]| {
+                    verify_p256_with_ring(alg, point.as_bytes(), msg, der)
+                        .expect("uncompressed")
+                        .is_ok()
+                };
+                assert!(by_p256(&msg, der.as_bytes()) && by_ring(&msg, der.as_bytes()));
+                let mut other = msg.clone();
+                other[0] ^= 1;
+                assert!(!by_p256(&other, der.as_bytes()) && !by_ring(&other, der.as_bytes()));
+                let mut bad = der.as_bytes().to_vec();
+                let last = bad.len() - 1;
+                bad[last] ^= 1;
+                assert_eq!(by_p256(&msg, &bad), by_ring(&msg, &bad), "{i}");
+                assert!(!by_ring(&msg, &bad));
+            }
+        }
+    }
+}
