@@ -66,6 +66,21 @@ async fn create_rotation_table(sdk: &SdkConfig) {
             .build()
             .expect("key")
     };
+    // projecting `row`, as infra's indexes do
+    let index = |name: &str, hash: &str, range: &str| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(hash, KeyType::Hash))
+            .key_schema(key(range, KeyType::Range))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::Include)
+                    .non_key_attributes("row")
+                    .build(),
+            )
+            .build()
+            .expect("index")
+    };
     aws_sdk_dynamodb::Client::new(sdk)
         .create_table()
         .table_name(TABLE)
@@ -75,34 +90,12 @@ async fn create_rotation_table(sdk: &SdkConfig) {
         .attribute_definitions(attribute(OLD_CERTIFICATE_ATTRIBUTE, ScalarAttributeType::S))
         .attribute_definitions(attribute(CREATED_AT_ATTRIBUTE, ScalarAttributeType::N))
         .key_schema(key("rotationId", KeyType::Hash))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(DUE_INDEX)
-                .key_schema(key(DUE_KEY_ATTRIBUTE, KeyType::Hash))
-                .key_schema(key(DEADLINE_ATTRIBUTE, KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::Include)
-                        .non_key_attributes("row")
-                        .build(),
-                )
-                .build()
-                .expect("due index"),
-        )
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(CERTIFICATE_INDEX)
-                .key_schema(key(OLD_CERTIFICATE_ATTRIBUTE, KeyType::Hash))
-                .key_schema(key(CREATED_AT_ATTRIBUTE, KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::Include)
-                        .non_key_attributes("row")
-                        .build(),
-                )
-                .build()
-                .expect("certificate index"),
-        )
+        .global_secondary_indexes(index(DUE_INDEX, DUE_KEY_ATTRIBUTE, DEADLINE_ATTRIBUTE))
+        .global_secondary_indexes(index(
+            CERTIFICATE_INDEX,
+            OLD_CERTIFICATE_ATTRIBUTE,
+            CREATED_AT_ATTRIBUTE,
+        ))
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
