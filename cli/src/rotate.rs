@@ -436,6 +436,7 @@ async fn send_batch(
             check_name: CheckName::from(ON_DEMAND_CHECK),
             expiration_time_ms: None,
             past_expiration: false,
+            campaign: None,
         };
         pending.push(
             SendMessageBatchRequestEntry::builder()

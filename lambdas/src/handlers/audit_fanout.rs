@@ -163,6 +163,7 @@ async fn fan_out<P: Ports>(
                     check_name: f.check_name.clone(),
                     expiration_time_ms: f.expiration_time_ms(),
                     past_expiration: f.is_past_expiration(),
+                    campaign: None,
                 };
                 serde_json::to_string(&body).ok()
             })
