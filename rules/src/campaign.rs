@@ -123,6 +123,24 @@ impl fmt::Display for Share {
     }
 }
 
+/// Parses a threshold, `2%`, `2.5%` or `0%` (the `%` may be left out),
+/// into hundredths of a percent.
+///
+/// # Errors
+/// [`CampaignError::Invalid`] for anything else or above 100 %.
+pub fn parse_percent(s: &str) -> Result<u32, CampaignError> {
+    let t = s.trim();
+    let bp = parse_basis_points(t.strip_suffix('%').unwrap_or(t)).ok_or_else(|| {
+        CampaignError::Invalid(format!(
+            "{s:?} is not a percentage (e.g. 2% or 2.5%, at most 2 decimals)"
+        ))
+    })?;
+    if bp > 10_000 {
+        return Err(CampaignError::Invalid(format!("{s:?} is above 100%")));
+    }
+    Ok(bp)
+}
+
 /// `250` → `2.5`.
 fn percent(bp: u32) -> String {
     if bp.is_multiple_of(100) {
@@ -750,6 +768,11 @@ mod tests {
         assert_eq!(Share::BasisPoints(500).of(3), 1);
         assert_eq!(Share::Count(40).of(10), 10);
         assert_eq!(Share::BasisPoints(250).to_string(), "2.5%");
+        assert_eq!(parse_percent("2%").unwrap(), 200);
+        assert_eq!(parse_percent("0.5").unwrap(), 50);
+        assert_eq!(parse_percent("0%").unwrap(), 0);
+        assert!(parse_percent("100.01%").is_err());
+        assert!(parse_percent("two").is_err());
     }
 
     #[test]
