@@ -139,9 +139,12 @@ pub(super) async fn create(
             task_id: "fleetcert-simulate".to_owned(),
             rollout: opts.rollout,
             abort: opts.abort,
-            // the starter runs within a second here; a member without a
-            // rotation after 5 s was refused
-            grace_ms: 5_000,
+            // a member without a rotation a minute after its release was
+            // refused by the starter (a released member waits on the queue
+            // while `max_open_rotations` are open: the grace must outlast
+            // that wait, or the member counts as skipped and rotates
+            // uncounted)
+            grace_ms: 60_000,
         },
         certificates,
         emulator::cloud::now_ms(),

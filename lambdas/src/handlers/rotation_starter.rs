@@ -96,8 +96,9 @@ pub async fn start_one<P: Ports>(
         Err(outcome) => return Ok(outcome),
     };
     if let Some(member) = &work.campaign {
-        // a campaign's member starts only while the campaign runs; refused,
-        // the sweeper releases it again after a resume
+        // a campaign's member starts only while the campaign runs (or has
+        // finished); refused while paused, the sweeper releases it again
+        // after a resume; cancelled, never
         let key = campaign_key(&member.id);
         match ports
             .store()
@@ -105,7 +106,10 @@ pub async fn start_one<P: Ports>(
             .await
             .map_err(port(FUNCTION))?
         {
-            Some(CampaignItem::Campaign(c)) if c.state == CampaignState::Running => {}
+            // FINISHED: a member counted as skipped (its message waited on
+            // the queue past the campaign's grace) still rotates
+            Some(CampaignItem::Campaign(c))
+                if matches!(c.state, CampaignState::Running | CampaignState::Finished) => {}
             Some(CampaignItem::Campaign(c)) => {
                 return Ok(reject(
                     FUNCTION,
