@@ -12,8 +12,7 @@ use common::*;
 use lambdas::handlers::{campaign, commit, csr_issuer, error_handler, rotation_starter, sweeper};
 use lambdas::ports::Operation;
 use rules::campaign::{
-    AbortRule, Campaign, CampaignState, MemberStatus, NewCampaign, Rollout, Share,
-    member_rotation_id,
+    AbortRule, Campaign, CampaignState, NewCampaign, Rollout, Share, member_rotation_id,
 };
 use rules::contracts::CampaignId;
 use rules::functions::Function;
@@ -406,7 +405,6 @@ fn a_member_the_starter_refuses_is_skipped_and_a_cancel_stops_the_release() {
         2,
         "the last wave never released"
     );
-    let _ = MemberStatus::Pending;
 }
 
 #[test]

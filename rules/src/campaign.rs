@@ -710,13 +710,20 @@ impl Campaign {
     }
 
     /// How many members the rate allows now: `rate × seconds since the
-    /// last release` (since the campaign's creation before the first),
-    /// at least one second's worth, at most `cap`.
+    /// last release` (the first time: since the campaign's creation, and at
+    /// least one second's worth), at most `cap`. Sweeps more often than
+    /// once a second release no more than the rate; after a pause or a
+    /// wave that took long to settle, up to `cap` go at once (the rate is
+    /// an average since the last release, the starter's concurrency and the
+    /// API quotas pace the rotations themselves).
     pub fn release_budget(&self, now_ms: i64, cap: u32) -> u32 {
         let rate = u64::from(self.rollout.rate_per_second);
         let since = self.released_at_ms.unwrap_or(self.created_at_ms);
         let elapsed = u64::try_from(now_ms.saturating_sub(since)).unwrap_or(0);
-        let allowed = (rate * elapsed / 1000).max(rate);
+        let mut allowed = rate * elapsed / 1000;
+        if self.released_at_ms.is_none() {
+            allowed = allowed.max(rate);
+        }
         u32::try_from(allowed.min(u64::from(cap))).unwrap_or(cap)
     }
 }
@@ -834,6 +841,16 @@ mod tests {
         assert!(matches!(x.resume(false), Err(CampaignError::Closed { .. })));
         assert!(matches!(x.cancel(), Err(CampaignError::Closed { .. })));
         assert!(matches!(x.pause(), Err(CampaignError::Closed { .. })));
+    }
+
+    #[test]
+    fn the_rate_is_kept_across_sweeps() {
+        let mut c = campaign(1000, "100", "10%", "2%", 50);
+        assert_eq!(c.release_budget(0, 1000), 10, "a second's worth at once");
+        c.released_at_ms = Some(0);
+        assert_eq!(c.release_budget(500, 1000), 5, "half a second: half");
+        assert_eq!(c.release_budget(60_000, 1000), 600);
+        assert_eq!(c.release_budget(3_600_000, 1000), 1000, "at most the cap");
     }
 
     #[test]
