@@ -2,7 +2,8 @@
 # Installs the tools the infra checks need into `.tools/` (git-ignored),
 # idempotently: each tool is skipped when the pinned version is already there.
 #
-#   .tools/venv-cfnlint   cfn-lint + moto[server]   (pip venv)
+#   .tools/venv-cfnlint   cfn-lint + moto[server]   (pip venv; moto brings boto3 and cryptography,
+#                         which harness/tests/boto3_api.rs drives the emulator's API with)
 #   .tools/venv-checkov   checkov                   (its own venv: its pins clash)
 #   .tools/node           aws-cdk@2.1148.1          (npm, pinned: `latest` is older)
 #

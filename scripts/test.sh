@@ -68,7 +68,8 @@ cargo xtask aws-data --check
 
 step "cargo test"
 cargo test --workspace --locked
-# fleetcert ca against moto and the scripted endpoint, emulate/simulate
+# fleetcert ca against moto, the scripted endpoint and `fleetcert emulate`'s
+# AWS IoT API (JITR over mutual TLS with mosquitto_sub), emulate/simulate
 cargo test -p cli --features full --locked
 
 # The AWS SDK adapters (feature `aws`, off in the workspace build): recorded

@@ -12,6 +12,10 @@ pub struct EmulateArgs {
     /// Port on 127.0.0.1 (0: a free one).
     #[arg(long, default_value_t = 8883)]
     port: u16,
+    /// Port of AWS IoT's API on 127.0.0.1 (0: a free one): the
+    /// --endpoint-url of `aws iot`, boto3 and `fleetcert ca`.
+    #[arg(long, default_value_t = 8884)]
+    api_port: u16,
     /// Working directory: root CA, CSRs in, certificates out, notifications.
     #[arg(long, default_value = "fleetcert-emulator")]
     dir: PathBuf,
@@ -32,7 +36,7 @@ pub struct EmulateArgs {
 }
 
 pub fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
-    use harness::emulate::{EmulateOptions, instructions, serve, start};
+    use harness::emulate::{EmulateOptions, instructions, serve, serve_api, start};
     harness::log_to_stderr("info");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -40,6 +44,7 @@ pub fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
         .context("cannot start the tokio runtime")?;
     let opts = EmulateOptions {
         port: args.port,
+        api_port: args.api_port,
         dir: args.dir,
         audit_every: (args.audit_every > 0)
             .then(|| std::time::Duration::from_secs(args.audit_every)),
@@ -49,7 +54,11 @@ pub fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
     };
     runtime.block_on(async {
         let cloud = start(&opts).await?;
-        print!("{}", instructions(cloud.endpoint(), &opts.dir));
+        let api = serve_api(&cloud, &opts).await?;
+        print!(
+            "{}",
+            instructions(cloud.endpoint(), &api.endpoint_url(), &opts.dir)
+        );
         if let Some(file) = &opts.device_policy {
             let (name, _) = harness::emulate::customer_policy(file)?;
             println!(
@@ -62,6 +71,7 @@ pub fn emulate(args: EmulateArgs) -> anyhow::Result<()> {
         })
         .await?;
         eprintln!("stopping");
+        drop(api);
         cloud.shutdown();
         Ok(())
     })

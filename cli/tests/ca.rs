@@ -15,6 +15,12 @@
 //!   the requests the binary sends.
 //! - moto does not check the verification certificate, nor device chains:
 //!   openssl does, here.
+//!
+//! With feature `local`, `full_jitr_ca_lifecycle_against_the_emulator` runs
+//! the lifecycle against `fleetcert emulate`'s AWS IoT API, which stores
+//! auto-registration, checks the verification certificate and runs a
+//! broker: the devices `issue-device` made connect by JITR over mutual TLS
+//! (Debian's `mosquitto_sub`), and revoked ones are refused.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -1279,4 +1285,291 @@ async fn adopt_says_which_certificates_would_rotate_and_what_blocks_the_others()
             Some(&CertificateStatus::Active)
         );
     }
+}
+
+// ------------------------------------------------- the emulator flow ----
+
+/// `fleetcert emulate` on free ports, killed on drop.
+#[cfg(feature = "local")]
+struct Emulate {
+    child: std::process::Child,
+    /// The MQTT endpoint's port.
+    mqtt_port: u16,
+    /// The API's `--endpoint-url`.
+    api: String,
+    dir: PathBuf,
+}
+
+#[cfg(feature = "local")]
+impl Emulate {
+    fn start(dir: &Path) -> Emulate {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fleetcert"))
+            .args(["emulate", "--port", "0", "--api-port", "0", "--dir", p(dir)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fleetcert emulate");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // reads the instructions, then keeps draining stdout
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let (mut mqtt_port, mut api) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while mqtt_port.is_none() || api.is_none() {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("fleetcert emulate prints its endpoints within 60 s");
+            if let Some(addr) = line.split("MQTT 3.1.1 over mutual TLS on ").nth(1) {
+                mqtt_port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+            }
+            if let Some(rest) = line.strip_prefix("AWS IoT API:") {
+                api = rest.split_whitespace().next().map(str::to_owned);
+            }
+        }
+        Emulate {
+            child,
+            mqtt_port: mqtt_port.unwrap(),
+            api: api.unwrap(),
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Whether `mosquitto_sub` (Debian's, an MQTT client fleetcert did not
+    /// write) connects over mutual TLS as `thing` with `cert` (the chain
+    /// the device presents) and `key` on its first attempt: CONNACK 0 to
+    /// its first CONNECT (mosquitto_sub reconnects by itself after a
+    /// dropped connection; a second CONNECT means the first was refused).
+    fn connects(&self, thing: &str, cert: &Path, key: &Path) -> bool {
+        let out = Command::new("mosquitto_sub")
+            .args(["-h", "localhost", "-p", &self.mqtt_port.to_string()])
+            .args(["--cafile", p(&self.dir.join("root-ca.pem"))])
+            .args(["--cert", p(cert), "--key", p(key), "-i", thing])
+            .args(["-t", &format!("management/topic/{thing}/crt"), "-q", "1"])
+            .args(["-W", "2", "-d"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("mosquitto_sub is installed: run `bash scripts/install-test-tools.sh`");
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprintln!(
+            "mosquitto_sub as {thing}: {}",
+            text.lines().take(4).collect::<Vec<_>>().join(" | ")
+        );
+        text.find("received CONNACK (0)")
+            .is_some_and(|at| text[..at].matches("sending CONNECT").count() == 1)
+    }
+}
+
+#[cfg(feature = "local")]
+impl Drop for Emulate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The whole JITR CA lifecycle with `fleetcert ca` against `fleetcert
+/// emulate`'s AWS IoT API, where (unlike moto) a broker runs: devices the
+/// CA signed connect over mutual TLS by JITR, the first connection refused
+/// as AWS does, and a revoked device is refused.
+#[cfg(feature = "local")]
+#[tokio::test(flavor = "multi_thread")]
+async fn full_jitr_ca_lifecycle_against_the_emulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let emu = Emulate::start(&d.join("emulator"));
+    let url = emu.api.as_str();
+    let iot = sdk(url);
+
+    // create, register (INACTIVE, auto-registration off): the emulator
+    // checks the verification certificate against its registration code.
+    let (ca_crt, ca_key) = create_ca(d, "root", "Emulated Fleet Root");
+    let verification = d.join("verification.pem");
+    let reg = fleetcert(
+        url,
+        &[
+            "register",
+            "--ca-cert",
+            p(&ca_crt),
+            "--ca-key",
+            p(&ca_key),
+            "--verification-cert-out",
+            p(&verification),
+            "--json",
+        ],
+    );
+    let reg: serde_json::Value = serde_json::from_str(&ok(&reg)).unwrap();
+    let ca_id = reg["certificateId"].as_str().unwrap().to_owned();
+    let code = iot
+        .get_registration_code()
+        .send()
+        .await
+        .unwrap()
+        .registration_code
+        .unwrap();
+    assert_eq!(reg["registrationCode"], code.as_str());
+    let described = |iot: aws_sdk_iot::Client, id: String| async move {
+        iot.describe_ca_certificate()
+            .certificate_id(id)
+            .send()
+            .await
+            .unwrap()
+            .certificate_description
+            .unwrap()
+    };
+    let desc = described(iot.clone(), ca_id.clone()).await;
+    assert_eq!(desc.status, Some(CaCertificateStatus::Inactive));
+    assert_eq!(
+        desc.auto_registration_status,
+        Some(aws_sdk_iot::types::AutoRegistrationStatus::Disable)
+    );
+    // Registering it again is AWS's conflict, reported with its code.
+    let again = fleetcert(
+        url,
+        &["register", "--ca-cert", p(&ca_crt), "--ca-key", p(&ca_key)],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("ResourceAlreadyExistsException"),
+        "{}",
+        stderr(&again)
+    );
+
+    // A device signed by the CA cannot come in while auto-registration is off.
+    let devices = d.join("devices");
+    for n in 1..=3 {
+        ok(&fleetcert(
+            url,
+            &[
+                "issue-device",
+                "--ca-cert",
+                p(&ca_crt),
+                "--ca-key",
+                p(&ca_key),
+                "--name",
+                &format!("thing-{n}"),
+                "--out-dir",
+                p(&devices),
+            ],
+        ));
+    }
+    let chain = |n: u32| devices.join(format!("thing-{n}.chain.pem"));
+    let key = |n: u32| devices.join(format!("thing-{n}.key.pem"));
+    assert!(!emu.connects("thing-1", &chain(1), &key(1)));
+
+    // activate, auto-registration on; list shows it.
+    ok(&fleetcert(url, &["activate", &ca_id]));
+    ok(&fleetcert(url, &["auto-registration", "on", &ca_id]));
+    let desc = described(iot.clone(), ca_id.clone()).await;
+    assert_eq!(desc.status, Some(CaCertificateStatus::Active));
+    assert_eq!(
+        desc.auto_registration_status,
+        Some(aws_sdk_iot::types::AutoRegistrationStatus::Enable)
+    );
+    let listed = ok(&fleetcert(url, &["list"]));
+    assert!(listed.contains(&ca_id), "{listed}");
+
+    // JITR over mutual TLS: the first connection is refused (the
+    // certificate is registered PENDING_ACTIVATION and the registration
+    // event goes to jitr-activator), then the device connects.
+    let mut device_ids = Vec::new();
+    for n in 1..=2 {
+        let thing = format!("thing-{n}");
+        assert!(
+            !emu.connects(&thing, &chain(n), &key(n)),
+            "the first connection of {thing} is refused"
+        );
+        let mut connected = false;
+        for _ in 0..20 {
+            if emu.connects(&thing, &chain(n), &key(n)) {
+                connected = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            connected,
+            "{thing} connects once jitr-activator activated it"
+        );
+        let certs: serde_json::Value =
+            serde_json::from_str(&ok(&fleetcert(url, &["certificates", &ca_id, "--json"])))
+                .unwrap();
+        let crt_text = std::fs::read_to_string(devices.join(format!("{thing}.crt.pem"))).unwrap();
+        let mut this = None;
+        for c in certs.as_array().unwrap() {
+            let id = c["certificateId"].as_str().unwrap().to_owned();
+            let desc = iot
+                .describe_certificate()
+                .certificate_id(&id)
+                .send()
+                .await
+                .unwrap()
+                .certificate_description
+                .unwrap();
+            // the same certificate, whatever the PEM's line breaks
+            let flat = |pem: &str| pem.split_whitespace().collect::<String>();
+            if desc.certificate_pem.as_deref().map(flat) == Some(flat(&crt_text)) {
+                assert_eq!(desc.status, Some(CertificateStatus::Active));
+                assert_eq!(desc.ca_certificate_id.as_deref(), Some(ca_id.as_str()));
+                this = Some(id);
+            }
+        }
+        device_ids.push(this.unwrap_or_else(|| panic!("{thing} is registered under the CA")));
+        // jitr-activator created its thing and attached it.
+        let principals = iot
+            .list_thing_principals()
+            .thing_name(&thing)
+            .send()
+            .await
+            .unwrap()
+            .principals
+            .unwrap_or_default();
+        assert_eq!(principals.len(), 1, "{principals:?}");
+    }
+    // certificates: the two that came in, nothing for the third.
+    let table = ok(&fleetcert(url, &["certificates", &ca_id]));
+    assert!(table.starts_with("CERTIFICATE ID"), "{table}");
+    assert_eq!(table.lines().count(), 3, "{table}");
+
+    // revoke one by id: refused from then on; the other still connects.
+    let one = ok(&fleetcert(url, &["revoke", &device_ids[0], "--yes"]));
+    assert_eq!(one.trim(), format!("revoked {}", device_ids[0]));
+    assert!(
+        !emu.connects("thing-1", &chain(1), &key(1)),
+        "revoked, refused"
+    );
+    assert!(emu.connects("thing-2", &chain(2), &key(2)));
+
+    // revoke the rest from the CA, auto-registration off, deactivate.
+    let all = fleetcert(url, &["revoke", "--all-from", &ca_id, "--yes", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&all)).unwrap();
+    assert_eq!(report["revoked"], serde_json::json!([device_ids[1]]));
+    assert!(
+        !emu.connects("thing-2", &chain(2), &key(2)),
+        "revoked, refused"
+    );
+    ok(&fleetcert(url, &["auto-registration", "off", &ca_id]));
+    ok(&fleetcert(url, &["deactivate", &ca_id]));
+    let desc = described(iot.clone(), ca_id.clone()).await;
+    assert_eq!(desc.status, Some(CaCertificateStatus::Inactive));
+    // a device of the deactivated CA no longer registers
+    assert!(!emu.connects("thing-3", &chain(3), &key(3)));
+    let table = ok(&fleetcert(url, &["certificates", &ca_id]));
+    assert_eq!(
+        table.lines().count(),
+        3,
+        "thing-3 was not registered: {table}"
+    );
+
+    // An SDK call the emulator does not implement: AWS's error, named.
+    let err = iot.list_topic_rules().send().await.unwrap_err();
+    let err = aws_sdk_iot::error::ProvideErrorMetadata::code(&err)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{err:?}"));
+    assert_eq!(err, "UnknownOperationException");
 }

@@ -15,7 +15,10 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType,
 };
 use lambdas::aws::DynamoStore;
-use lambdas::config::{Config, DEADLINE_ATTRIBUTE, DUE_INDEX, DUE_KEY_ATTRIBUTE};
+use lambdas::config::{
+    CERTIFICATE_INDEX, CREATED_AT_ATTRIBUTE, Config, DEADLINE_ATTRIBUTE, DUE_INDEX,
+    DUE_KEY_ATTRIBUTE, OLD_CERTIFICATE_ATTRIBUTE,
+};
 use lambdas::handlers::{Outcome, commit, csr_issuer, error_handler, rotation_starter};
 use lambdas::memory::{MemoryPorts, MemoryPublisher, MemoryQueue, MemoryRegistry};
 use lambdas::ports::{IotRegistry, PortSet};
@@ -69,6 +72,8 @@ async fn create_rotation_table(sdk: &SdkConfig) {
         .attribute_definitions(attribute("rotationId", ScalarAttributeType::S))
         .attribute_definitions(attribute(DUE_KEY_ATTRIBUTE, ScalarAttributeType::S))
         .attribute_definitions(attribute(DEADLINE_ATTRIBUTE, ScalarAttributeType::N))
+        .attribute_definitions(attribute(OLD_CERTIFICATE_ATTRIBUTE, ScalarAttributeType::S))
+        .attribute_definitions(attribute(CREATED_AT_ATTRIBUTE, ScalarAttributeType::N))
         .key_schema(key("rotationId", KeyType::Hash))
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
@@ -83,6 +88,20 @@ async fn create_rotation_table(sdk: &SdkConfig) {
                 )
                 .build()
                 .expect("due index"),
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(CERTIFICATE_INDEX)
+                .key_schema(key(OLD_CERTIFICATE_ATTRIBUTE, KeyType::Hash))
+                .key_schema(key(CREATED_AT_ATTRIBUTE, KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .non_key_attributes("row")
+                        .build(),
+                )
+                .build()
+                .expect("certificate index"),
         )
         .billing_mode(BillingMode::PayPerRequest)
         .send()

@@ -62,7 +62,8 @@ pub(crate) struct Auth {
 
 impl Auth {
     fn allows(&self, shared: &Shared, action: Action, resource_name: &str) -> bool {
-        let scope = shared.deployment.scope();
+        let deployment = shared.deployment();
+        let scope = deployment.scope();
         let resource = match action {
             Action::Connect => scope.client_arn(resource_name),
             Action::Subscribe => scope.topicfilter_arn(resource_name),
@@ -169,7 +170,8 @@ impl Limits {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) registry: Arc<dyn Registry>,
-    pub(crate) deployment: Deployment,
+    /// Replaced whole by a redeploy ([`Shared::redeploy`]).
+    deployment: std::sync::RwLock<Arc<Deployment>>,
     pub(crate) account_id: String,
     pub(crate) limits: Limits,
     pub(crate) counters: Counters,
@@ -207,6 +209,22 @@ fn max_qos(a: QoS, b: QoS) -> QoS {
 }
 
 impl Shared {
+    /// The deployment enforced now.
+    pub(crate) fn deployment(&self) -> Arc<Deployment> {
+        self.deployment
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Enforces `deployment` from the next message and connection on.
+    pub(crate) fn redeploy(&self, deployment: Deployment) {
+        *self
+            .deployment
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(deployment);
+    }
+
     pub(crate) fn new(
         registry: Arc<dyn Registry>,
         sink: Arc<dyn RuleSink>,
@@ -217,7 +235,7 @@ impl Shared {
         let running = limits.mqtt.rule_concurrency.max(1);
         Shared {
             registry,
-            deployment,
+            deployment: std::sync::RwLock::new(Arc::new(deployment)),
             account_id,
             limits,
             counters: Counters::default(),
@@ -357,7 +375,8 @@ impl Shared {
             principal,
             timestamp_ms: i64::try_from(now_ms()).unwrap_or(i64::MAX),
         };
-        match self.deployment.router().route_named(&ctx) {
+        let deployment = self.deployment();
+        match deployment.router().route_named(&ctx) {
             Ok(routed) => {
                 for (rule, function, event) in routed {
                     // never wait here: the caller is a connection's reader
@@ -413,11 +432,12 @@ impl Shared {
             );
             return Admission::Refuse(ConnectReturnCode::BadClientId);
         }
+        let deployment = self.deployment();
         let policies = cert
             .policies
             .iter()
             .filter_map(|name| {
-                self.deployment.policy(name).cloned().or_else(|| {
+                deployment.policy(name).cloned().or_else(|| {
                     self.registry
                         .policy_document(name)
                         .and_then(|v| PolicyDocument::from_value(&v).ok())

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::api::{ApiOptions, ApiServer};
 use crate::kms::Caller;
 use crate::lambda::{InvokeError, LambdaService, Trigger};
 use crate::registry::{CaView, CertificateStatus, CertificateView, Registry, RegistryError};
@@ -285,6 +286,13 @@ impl Registry for SharedRegistry {
 
     fn status_changes(&self) -> broadcast::Receiver<crate::registry::StatusChange> {
         self.silent.subscribe()
+    }
+
+    fn policy_document(&self, name: &str) -> Option<Value> {
+        // a policy of the deployment's has no document here (the broker
+        // reads it from the template); one made by `CreatePolicy` has
+        let text = self.inner.policy_document(name)?;
+        serde_json::from_str(&text).ok()
     }
 }
 
@@ -662,6 +670,39 @@ impl Cloud {
             })
     }
 
+    /// Serves AWS IoT's API (and iot-data `Publish`) on `options.bind`
+    /// ([`crate::api`]): the operator's access to this cloud's registry,
+    /// broker and audit. It serves until the returned server is dropped.
+    ///
+    /// # Errors
+    /// [`CloudError::Emulator`] when it cannot listen.
+    pub async fn serve_api(&self, options: ApiOptions) -> Result<ApiServer, CloudError> {
+        let bind = options.bind;
+        crate::api::serve(
+            self.registry().clone(),
+            self.emulator.clone(),
+            self.lambda.clone(),
+            options,
+        )
+        .await
+        .map_err(|source| {
+            CloudError::Emulator(EmulatorError::Io {
+                what: format!("cannot listen on {bind}"),
+                source,
+            })
+        })
+    }
+
+    /// Enforces `deployment` from now on in the broker and the Lambda
+    /// service (a stack update), creating its policies in the registry.
+    pub fn redeploy(&self, deployment: Deployment) {
+        for name in deployment.policy_names() {
+            self.registry().create_policy(name);
+        }
+        self.emulator.redeploy(deployment.clone());
+        self.lambda.redeploy(deployment);
+    }
+
     /// Runs an emulated Device Defender audit: every ACTIVE certificate
     /// expiring within `threshold_days` (or expired) becomes a finding of
     /// [`EXPIRING_CHECK`] that `ListAuditFindings` returns, and the SNS
@@ -1026,7 +1067,8 @@ pub async fn run_alarm(
 /// # Errors
 /// [`CloudError::Invoke`] when it is not invoked or fails.
 pub async fn run_sweep(lambda: &LambdaService) -> Result<String, CloudError> {
-    let scope = lambda.deployment().scope();
+    let deployment = lambda.deployment();
+    let scope = deployment.scope();
     let event = json!({
         "version": "0", "id": format!("sweep-{}", lambda.now_ms()), "detail-type": "Scheduled Event",
         "source": "aws.events", "account": scope.account,

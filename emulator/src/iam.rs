@@ -184,6 +184,7 @@ pub struct ResourceArns {
     scope: ArnScope,
     table: String,
     index: String,
+    certificate_index: String,
     queue: String,
     support_topic: String,
 }
@@ -203,6 +204,7 @@ impl ResourceArns {
         );
         ResourceArns {
             index: format!("{table}/index/{}", lambdas::config::DUE_INDEX),
+            certificate_index: format!("{table}/index/{}", lambdas::config::CERTIFICATE_INDEX),
             table,
             queue: queue_arn(scope, &var("ROTATION_QUEUE_URL")),
             support_topic: var("SUPPORT_TOPIC_ARN"),
@@ -566,6 +568,23 @@ impl<P: Ports> RotationStore for Authorized<P> {
     async fn latest_for_thing(&self, thing_name: &str) -> PortResult<Option<Rotation>> {
         self.op(Operation::LatestRotationForThing, vec![self.table()])?;
         self.inner.store().latest_for_thing(thing_name).await
+    }
+
+    async fn latest_for_certificate(
+        &self,
+        old_certificate_id: &str,
+    ) -> PortResult<Option<Rotation>> {
+        self.op(
+            Operation::LatestRotationForCertificate,
+            vec![(
+                Resource::CertificateIndex,
+                self.arns.certificate_index.clone(),
+            )],
+        )?;
+        self.inner
+            .store()
+            .latest_for_certificate(old_certificate_id)
+            .await
     }
 
     async fn update(&self, expected: &Rotation, next: &Rotation) -> PortResult<()> {

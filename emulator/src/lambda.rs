@@ -156,42 +156,17 @@ struct State {
     service_faults: BTreeMap<Function, u32>,
 }
 
+/// What a deployment gives the service: the template, each function's
+/// principal and resources, the KMS keys. Replaced whole by a redeploy.
 #[derive(Debug)]
-struct Inner {
-    ports: MemoryPorts,
-    deployment: Deployment,
-    config: HandlerConfig,
-    retries: u32,
-    retry_delay: Duration,
-    counters: Counters,
-    log: AccessLog,
-    clock_offset_ms: AtomicI64,
-    state: Mutex<State>,
+struct Deployed {
+    deployment: Arc<Deployment>,
     principals: BTreeMap<Function, (Arc<Principal>, Arc<ResourceArns>)>,
     kms: Arc<Kms>,
 }
 
-/// The emulated Lambda service. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct LambdaService {
-    inner: Arc<Inner>,
-}
-
-/// Milliseconds since the Unix epoch on the wall clock.
-fn wall_ms() -> i64 {
-    i64::try_from(crate::registry::now_ms()).unwrap_or(i64::MAX)
-}
-
-impl LambdaService {
-    /// The service for `deployment`'s functions on `ports`.
-    pub fn new(
-        ports: MemoryPorts,
-        deployment: Deployment,
-        config: HandlerConfig,
-        retries: u32,
-        retry_delay: Duration,
-    ) -> LambdaService {
-        let log = AccessLog::default();
+impl Deployed {
+    fn new(deployment: Deployment, log: &AccessLog) -> Deployed {
         let wiring = deployment.wiring();
         let principals = wiring
             .functions
@@ -220,10 +195,53 @@ impl LambdaService {
             wiring.topic_keys.clone(),
             log.clone(),
         ));
+        Deployed {
+            deployment: Arc::new(deployment),
+            principals,
+            kms,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    ports: MemoryPorts,
+    deployed: std::sync::RwLock<Arc<Deployed>>,
+    config: HandlerConfig,
+    retries: u32,
+    retry_delay: Duration,
+    counters: Counters,
+    log: AccessLog,
+    clock_offset_ms: AtomicI64,
+    state: Mutex<State>,
+}
+
+/// The emulated Lambda service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LambdaService {
+    inner: Arc<Inner>,
+}
+
+/// Milliseconds since the Unix epoch on the wall clock.
+fn wall_ms() -> i64 {
+    i64::try_from(crate::registry::now_ms()).unwrap_or(i64::MAX)
+}
+
+impl LambdaService {
+    /// The service for `deployment`'s functions on `ports`.
+    pub fn new(
+        ports: MemoryPorts,
+        deployment: Deployment,
+        config: HandlerConfig,
+        retries: u32,
+        retry_delay: Duration,
+    ) -> LambdaService {
+        let log = AccessLog::default();
+        let deployed = Deployed::new(deployment, &log);
         LambdaService {
             inner: Arc::new(Inner {
                 ports,
-                deployment,
+                deployed: std::sync::RwLock::new(Arc::new(deployed)),
                 config,
                 retries,
                 retry_delay,
@@ -231,8 +249,6 @@ impl LambdaService {
                 log,
                 clock_offset_ms: AtomicI64::new(0),
                 state: Mutex::default(),
-                principals,
-                kms,
             }),
         }
     }
@@ -249,9 +265,29 @@ impl LambdaService {
         &self.inner.ports
     }
 
+    fn deployed(&self) -> Arc<Deployed> {
+        self.inner
+            .deployed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The deployment the service enforces.
-    pub fn deployment(&self) -> &Deployment {
-        &self.inner.deployment
+    pub fn deployment(&self) -> Arc<Deployment> {
+        self.deployed().deployment.clone()
+    }
+
+    /// Enforces `deployment` (its roles, permissions, keys and wiring)
+    /// from the next invocation on, as a stack update does; warm
+    /// functions stay warm.
+    pub fn redeploy(&self, deployment: Deployment) {
+        let deployed = Deployed::new(deployment, &self.inner.log);
+        *self
+            .inner
+            .deployed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(deployed);
     }
 
     /// The handlers' configuration.
@@ -266,8 +302,8 @@ impl LambdaService {
 
     /// The template's KMS keys and the topics they encrypt, as SNS uses
     /// them.
-    pub fn kms(&self) -> &Kms {
-        &self.inner.kms
+    pub fn kms(&self) -> Arc<Kms> {
+        self.deployed().kms.clone()
     }
 
     /// The invocation counters.
@@ -311,13 +347,17 @@ impl LambdaService {
     }
 
     /// The principal (role) and resource ARNs of `function`.
-    pub fn principal(&self, function: Function) -> Option<&Arc<Principal>> {
-        self.inner.principals.get(&function).map(|(p, _)| p)
+    pub fn principal(&self, function: Function) -> Option<Arc<Principal>> {
+        self.deployed()
+            .principals
+            .get(&function)
+            .map(|(p, _)| p.clone())
     }
 
     /// The ARN of the queue the functions send rotation work to.
     pub fn work_queue_arn(&self) -> Option<String> {
-        let (_, arns) = self.inner.principals.get(&Function::AuditFanout)?;
+        let deployed = self.deployed();
+        let (_, arns) = deployed.principals.get(&Function::AuditFanout)?;
         Some(arns.queue_arn().to_owned())
     }
 
@@ -326,8 +366,8 @@ impl LambdaService {
     /// deployed or its trust policy does not let `iot.amazonaws.com`
     /// assume it.
     pub fn role_principal(&self, role: &str, caller: &str) -> Option<Principal> {
-        let r = self
-            .inner
+        let deployed = self.deployed();
+        let r = deployed
             .deployment
             .wiring()
             .roles
@@ -357,11 +397,12 @@ impl LambdaService {
 
     /// The rule's SQS error action, sent with the rule's error role.
     fn rule_error_action(&self, rule: &str, function: Function, reason: &str) {
-        let Some(action) = self.inner.deployment.wiring().rule_errors.get(rule) else {
+        let deployed = self.deployed();
+        let Some(action) = deployed.deployment.wiring().rule_errors.get(rule) else {
             tracing::warn!(rule, "rule action failed and the rule has no error action");
             return;
         };
-        let queue = queue_arn(self.inner.deployment.scope(), &action.queue_url);
+        let queue = queue_arn(deployed.deployment.scope(), &action.queue_url);
         let allowed = self
             .role_principal(&action.role, &format!("topic rule {rule}"))
             .is_some_and(|p| p.authorize("sqs:SendMessage", &[("queue", queue)]).is_ok());
@@ -380,7 +421,8 @@ impl LambdaService {
     /// `AWS::Lambda::Permission`) or the event-source mapping and the
     /// role's SQS actions.
     fn admit(&self, trigger: &Trigger, function: Function) -> Result<(), String> {
-        let d = &self.inner.deployment;
+        let deployed = self.deployed();
+        let d = &deployed.deployment;
         let w = d.wiring();
         if !w.functions.contains_key(&function) {
             return Err("the function is not in the template".into());
@@ -456,8 +498,7 @@ impl LambdaService {
                 {
                     return Err(format!("no event-source mapping from {queue}"));
                 }
-                let (principal, _) = self
-                    .inner
+                let (principal, _) = deployed
                     .principals
                     .get(&function)
                     .ok_or("the function has no role")?;
@@ -480,11 +521,12 @@ impl LambdaService {
         if self.state().warm.contains(&function) {
             return Ok(());
         }
-        let (principal, _) = self.inner.principals.get(&function).ok_or(
+        let deployed = self.deployed();
+        let (principal, _) = deployed.principals.get(&function).ok_or(
             "the function's role is not in the template or does not trust lambda.amazonaws.com",
         )?;
-        let def = &self.inner.deployment.wiring().functions[&function];
-        let scope = self.inner.deployment.scope();
+        let def = &deployed.deployment.wiring().functions[&function];
+        let scope = deployed.deployment.scope();
         let group = def
             .log_group
             .clone()
@@ -588,7 +630,8 @@ impl LambdaService {
     }
 
     fn dead_letter(&self, function: Function, payload: Vec<u8>) {
-        let def = &self.inner.deployment.wiring().functions[&function];
+        let deployed = self.deployed();
+        let def = &deployed.deployment.wiring().functions[&function];
         let Some(queue_arn) = def.dead_letter_arn.clone() else {
             tracing::warn!(
                 function = function.name(),
@@ -596,7 +639,7 @@ impl LambdaService {
             );
             return;
         };
-        let Some((principal, _)) = self.inner.principals.get(&function) else {
+        let Some((principal, _)) = deployed.principals.get(&function) else {
             return;
         };
         if principal
@@ -617,8 +660,9 @@ impl LambdaService {
     }
 
     async fn run(&self, function: Function, payload: &[u8]) -> Result<Invoked, InvokeError> {
+        let deployed = self.deployed();
         let (principal, arns) =
-            self.inner
+            deployed
                 .principals
                 .get(&function)
                 .ok_or_else(|| InvokeError::Init {
@@ -629,7 +673,7 @@ impl LambdaService {
             self.inner.ports.clone(),
             principal.clone(),
             arns.clone(),
-            self.inner.kms.clone(),
+            deployed.kms.clone(),
         );
         let c = &self.inner.config;
         let now = self.now_ms();

@@ -19,6 +19,7 @@
 //! Architecture invariant: the broker's only view of the registry and of
 //! the Lambda functions is the [`Registry`] and [`RuleSink`] ports.
 
+pub mod api;
 mod broker;
 pub mod cloud;
 pub mod iam;
@@ -259,8 +260,15 @@ impl Emulator {
     }
 
     /// The deployment being enforced.
-    pub fn deployment(&self) -> &Deployment {
-        &self.shared.deployment
+    pub fn deployment(&self) -> Arc<Deployment> {
+        self.shared.deployment()
+    }
+
+    /// Enforces `deployment` (its policies and topic rules) from the next
+    /// message and connection on, as a stack update does; connections
+    /// keep the policies they were admitted with until they reconnect.
+    pub fn redeploy(&self, deployment: Deployment) {
+        self.shared.redeploy(deployment);
     }
 
     /// What iot-data `Publish` does: delivers `payload` on `topic` at QoS 1

@@ -92,6 +92,8 @@ pub enum TemplateError {
 pub struct Deployment {
     scope: ArnScope,
     policies: BTreeMap<String, PolicyDocument>,
+    /// The template's policy documents as JSON text (`GetPolicy`).
+    policy_texts: BTreeMap<String, String>,
     rules: Vec<DeployedRule>,
     router: Router,
     wiring: crate::wiring::Wiring,
@@ -141,6 +143,7 @@ impl Deployment {
         let resolver = Resolver::new(scope, template);
         let r = &resolver;
         let mut policies = BTreeMap::new();
+        let mut policy_texts = BTreeMap::new();
         let mut rules = Vec::new();
         for (id, resource) in resources {
             match resource.get("Type").and_then(Value::as_str) {
@@ -155,6 +158,7 @@ impl Deployment {
                         .get("PolicyDocument")
                         .ok_or_else(|| shape(id, "Properties.PolicyDocument", "missing"))?;
                     let doc = r.resolve(id, doc)?;
+                    policy_texts.insert(name.clone(), doc.to_string());
                     let doc = PolicyDocument::from_value(&doc).map_err(|source| {
                         TemplateError::Policy {
                             resource: id.clone(),
@@ -175,6 +179,7 @@ impl Deployment {
         Ok(Deployment {
             scope: scope.clone(),
             policies,
+            policy_texts,
             rules,
             router,
             wiring,
@@ -189,6 +194,11 @@ impl Deployment {
     /// The policy with this name (`PolicyName`, else the logical id).
     pub fn policy(&self, name: &str) -> Option<&PolicyDocument> {
         self.policies.get(name)
+    }
+
+    /// The template's document of policy `name`, as JSON text.
+    pub fn policy_json(&self, name: &str) -> Option<String> {
+        self.policy_texts.get(name).cloned()
     }
 
     /// The deployment plus an IoT policy created outside the stack (a

@@ -76,6 +76,8 @@ fn template(ca_id: &str) -> Value {
 /// One run of the cloud on one (possibly mutated) template.
 struct World {
     lambda: LambdaService,
+    /// The SQS records of the last [`World::deliver_work`], to deliver again.
+    delivered: std::sync::Mutex<Vec<Value>>,
 }
 
 type Outcome = Result<(), String>;
@@ -96,7 +98,10 @@ impl World {
             ports.ports.registry.create_policy(name);
         }
         let lambda = LambdaService::new(ports, deployment, handlers, 1, Duration::from_millis(1));
-        Ok(World { lambda })
+        Ok(World {
+            lambda,
+            delivered: std::sync::Mutex::default(),
+        })
     }
 
     fn ports(&self) -> &MemoryPorts {
@@ -154,9 +159,8 @@ impl World {
             principal,
             timestamp_ms: self.lambda.now_ms(),
         };
-        let routed = self
-            .lambda
-            .deployment()
+        let deployment = self.lambda.deployment();
+        let routed = deployment
             .router()
             .route_named(&ctx)
             .map_err(|e| e.to_string())?;
@@ -202,6 +206,21 @@ impl World {
                     "eventSourceARN": arn, "awsRegion": "us-east-1"})
             })
             .collect();
+        self.delivered
+            .lock()
+            .map_err(|e| e.to_string())?
+            .clone_from(&records);
+        self.invoke_starter(records).await
+    }
+
+    /// The last delivery again, as SQS may deliver a message twice.
+    async fn deliver_again(&self) -> Outcome {
+        let records = self.delivered.lock().map_err(|e| e.to_string())?.clone();
+        self.invoke_starter(records).await
+    }
+
+    async fn invoke_starter(&self, records: Vec<Value>) -> Outcome {
+        let arn = self.lambda.work_queue_arn().unwrap_or_default();
         let invoked = self
             .lambda
             .invoke(
@@ -272,6 +291,19 @@ impl World {
 async fn rotation(w: &World) -> Outcome {
     let (old, _) = w.device("matrix-rotate", 5).await;
     w.start_rotation("matrix-rotate").await?;
+    // SQS delivers the work again: the same rotation's csr_req is sent again
+    let sent = |w: &World| {
+        w.ports()
+            .ports
+            .publisher
+            .published_to("management/topic/matrix-rotate/csr_req")
+            .len()
+    };
+    let before = sent(w);
+    w.deliver_again().await?;
+    check(sent(w) == before + 1, || {
+        "a redelivered request did not send csr_req again".into()
+    })?;
     // the next audit finds it again: the open rotation is found, not doubled
     w.start_rotation("matrix-rotate").await?;
     let new = w.issue("matrix-rotate", &old).await?;

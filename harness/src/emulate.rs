@@ -8,6 +8,12 @@
 //! appears as `<dir>/certs/<thing>.pem`. Touching `<dir>/audit-now` runs
 //! the emulated audit; support notifications are appended to
 //! `<dir>/notifications.jsonl`.
+//!
+//! Beside the directory, [`serve_api`] serves AWS IoT's API on the same
+//! cloud (`aws --endpoint-url`, boto3, `fleetcert ca --endpoint-url`): a CA
+//! registered through it redeploys the synthesized stack with that CA's
+//! JITR rule, as `fleetcert synth` with `[jitr] ca_certificate_ids` and a
+//! deploy would, so devices it signed come in by JITR.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -18,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use emulator::api::{ApiOptions, ApiServer, Synthesize};
 use emulator::{Cloud, CloudConfig};
 use rules::policy::PolicyDocument;
 
@@ -26,6 +33,9 @@ use rules::policy::PolicyDocument;
 pub struct EmulateOptions {
     /// Port on 127.0.0.1 (0: a free one).
     pub port: u16,
+    /// Port of AWS IoT's API on 127.0.0.1 (0: a free one), for
+    /// [`serve_api`].
+    pub api_port: u16,
     /// The working directory.
     pub dir: PathBuf,
     /// Run the audit this often.
@@ -63,10 +73,16 @@ pub fn customer_policy(path: &Path) -> anyhow::Result<(String, PolicyDocument)> 
     Ok((name, document))
 }
 
-/// What the running emulator tells its user.
-pub fn instructions(endpoint: SocketAddr, dir: &Path) -> String {
+/// What the running emulator tells its user; `api` is the API's
+/// `--endpoint-url`.
+pub fn instructions(endpoint: SocketAddr, api: &str, dir: &Path) -> String {
     format!(
         "fleetcert emulator: MQTT 3.1.1 over mutual TLS on {endpoint}\n\
+         AWS IoT API:       {api} (any credentials, e.g. AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x)\n\
+         \x20                  aws iot list-certificates --endpoint-url {api} --region us-east-1\n\
+         \x20                  fleetcert ca register ... --endpoint-url {api} --region us-east-1\n\
+         \x20                  boto3.client(\"iot\", endpoint_url=\"{api}\", region_name=\"us-east-1\")\n\
+         \x20                  a CA registered with auto-registration lets the devices it signed in by JITR\n\
          server root CA:    {ca}\n\
          register a device: put a CSR whose CN is the thing name into {csr}/<thing>.csr\n\
          \x20                  e.g. openssl ecparam -name prime256v1 -genkey -noout -out dev.key\n\
@@ -114,6 +130,35 @@ pub async fn start(opts: &EmulateOptions) -> anyhow::Result<Cloud> {
     config.sweep_every = Some(Duration::from_secs(60));
     config.audit_every = opts.audit_every.map(|d| (d, opts.threshold_days));
     Ok(Cloud::start(config).await?)
+}
+
+/// Serves AWS IoT's API for `cloud` on 127.0.0.1:`opts.api_port`: a CA
+/// registered through it redeploys the stack synthesized with every
+/// registered CA's JITR rule (and the customer's device policy).
+///
+/// # Errors
+/// When the customer policy cannot be read or the port cannot be bound.
+pub async fn serve_api(cloud: &Cloud, opts: &EmulateOptions) -> anyhow::Result<ApiServer> {
+    let customer = opts
+        .device_policy
+        .as_deref()
+        .map(customer_policy)
+        .transpose()?;
+    let synthesize: Synthesize = std::sync::Arc::new(move |ids: &[String]| {
+        let (mut deployment, _) =
+            crate::simulate::synthesized_deployment(ids).map_err(|e| format!("{e:#}"))?;
+        if let Some((name, document)) = &customer {
+            deployment = deployment.with_policy(name, document.clone());
+        }
+        Ok(deployment)
+    });
+    Ok(cloud
+        .serve_api(ApiOptions {
+            bind: SocketAddr::from(([127, 0, 0, 1], opts.api_port)),
+            synthesize: Some(synthesize),
+            audit_threshold_days: opts.threshold_days,
+        })
+        .await?)
 }
 
 /// Serves the directory until `shutdown` completes: registers dropped

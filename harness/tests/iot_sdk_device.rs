@@ -81,6 +81,7 @@ async fn rotate_with_the_sdk(policy: Option<PathBuf>, thing: &str) -> Run {
     let dir = tmp.path().join("emu");
     let opts = EmulateOptions {
         port: 0,
+        api_port: 0,
         dir: dir.clone(),
         audit_every: None,
         threshold_days: 30,

@@ -143,6 +143,7 @@ async fn one_rotation_by_hand_with_mosquitto_clients_and_openssl() {
     let dir = tmp.path().join("emu");
     let opts = EmulateOptions {
         port: 0,
+        api_port: 0,
         dir: dir.clone(),
         audit_every: None,
         threshold_days: 30,

@@ -109,8 +109,11 @@ pub struct Lambda {
     pub architecture: Architecture,
     /// Memory in MB (128 to 10240).
     pub memory_mb: u32,
-    /// Timeout in seconds (1 to 900).
+    /// Timeout in seconds (1 to 900) of every function but audit-fanout.
     pub timeout_seconds: u32,
+    /// audit-fanout's timeout in seconds (1 to 900): one invocation queues
+    /// every finding of an audit, a few thousand a second, once per audit.
+    pub fanout_timeout_seconds: u32,
     /// Log retention in days (a value CloudWatch Logs accepts).
     pub log_retention_days: u32,
     /// Where `cargo xtask lambdas` puts `<function>/bootstrap.zip`.
@@ -123,6 +126,7 @@ impl Default for Lambda {
             architecture: Architecture::Arm64,
             memory_mb: 256,
             timeout_seconds: 30,
+            fanout_timeout_seconds: 900,
             log_retention_days: 365,
             asset_dir: None,
         }
@@ -696,16 +700,20 @@ impl Config {
                 ),
             ));
         }
-        if !LAMBDA_TIMEOUT_SECONDS.contains(&l.timeout_seconds) {
-            return Err(invalid(
-                "lambda.timeout_seconds",
-                format!(
-                    "{} is outside {} to {} (Lambda's timeout quota)",
-                    l.timeout_seconds,
-                    LAMBDA_TIMEOUT_SECONDS.start(),
-                    LAMBDA_TIMEOUT_SECONDS.end()
-                ),
-            ));
+        for (field, value) in [
+            ("lambda.timeout_seconds", l.timeout_seconds),
+            ("lambda.fanout_timeout_seconds", l.fanout_timeout_seconds),
+        ] {
+            if !LAMBDA_TIMEOUT_SECONDS.contains(&value) {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{value} is outside {} to {} (Lambda's timeout quota)",
+                        LAMBDA_TIMEOUT_SECONDS.start(),
+                        LAMBDA_TIMEOUT_SECONDS.end()
+                    ),
+                ));
+            }
         }
         if !LOG_RETENTION_DAYS.contains(&l.log_retention_days) {
             return Err(invalid(
@@ -984,6 +992,14 @@ mod tests {
     #[case::timeout_minimum("[lambda]\ntimeout_seconds = 1", None)]
     #[case::timeout_maximum("[lambda]\ntimeout_seconds = 900", None)]
     #[case::timeout_above("[lambda]\ntimeout_seconds = 901", Some("lambda.timeout_seconds"))]
+    #[case::fanout_timeout_zero(
+        "[lambda]\nfanout_timeout_seconds = 0",
+        Some("lambda.fanout_timeout_seconds")
+    )]
+    #[case::fanout_timeout_above(
+        "[lambda]\nfanout_timeout_seconds = 901",
+        Some("lambda.fanout_timeout_seconds")
+    )]
     #[case::retention_shortest("[lambda]\nlog_retention_days = 1", None)]
     #[case::retention_longest("[lambda]\nlog_retention_days = 3653", None)]
     #[case::retention_not_listed(

@@ -42,7 +42,10 @@ use crate::generated::sns_topic::{Subscription, Topic};
 use crate::generated::sqs_queue::Queue;
 use crate::intrinsics::{Pseudo, Value, join, sub, sub_if_needed};
 use crate::stack::{Handle, Options, Stack, checkov_skips};
-use rules::functions::{DEADLINE_ATTRIBUTE, DUE_INDEX, DUE_KEY_ATTRIBUTE, Issuer, Resource};
+use rules::functions::{
+    CERTIFICATE_INDEX, CREATED_AT_ATTRIBUTE, DEADLINE_ATTRIBUTE, DUE_INDEX, DUE_KEY_ATTRIBUTE,
+    Issuer, OLD_CERTIFICATE_ATTRIBUTE, Resource,
+};
 use rules::issuer::PrivateCaSettings;
 
 /// AWS's managed policy for the Device Defender audit role (the partition
@@ -62,6 +65,15 @@ pub struct LambdaAsset {
     pub hash: String,
     /// Whether the zip exists.
     pub present: bool,
+}
+
+/// A function's timeout: audit-fanout has its own (one invocation queues a
+/// whole audit's findings), the others share `lambda.timeout_seconds`.
+fn timeout_seconds(c: &crate::config::Config, f: Fn_) -> u32 {
+    match f {
+        Fn_::AuditFanout => c.lambda.fanout_timeout_seconds,
+        _ => c.lambda.timeout_seconds,
+    }
 }
 
 /// API quotas (requests per second, AWS defaults from DESIGN.md) and how
@@ -349,6 +361,7 @@ fn sid(scope: &Scope) -> String {
                 Resource::DeviceTopic => "DeviceTopics",
                 Resource::RotationTable => "RotationTable",
                 Resource::DueIndex => "RotationTableDueIndex",
+                Resource::CertificateIndex => "RotationTableCertificateIndex",
                 Resource::SupportTopic => "SupportTopic",
                 Resource::WorkQueue => "RotationQueue",
                 Resource::SupportTopicKey => "SupportTopicKey",
@@ -424,16 +437,14 @@ fn arns(f: Fn_, resource: Resource, r: &Refs) -> Vec<Json> {
             .map(|kind| sub(arn(&format!("topic/management/topic/*/{kind}"))).to_json())
             .collect(),
         Resource::RotationTable => vec![r.table.arn().to_json()],
-        Resource::DueIndex => vec![
-            join(
-                "",
-                vec![
-                    r.table.arn(),
-                    format!("/index/{}", rules::functions::DUE_INDEX).into(),
-                ],
-            )
-            .to_json(),
-        ],
+        Resource::DueIndex | Resource::CertificateIndex => {
+            let index = if resource == Resource::DueIndex {
+                rules::functions::DUE_INDEX
+            } else {
+                rules::functions::CERTIFICATE_INDEX
+            };
+            vec![join("", vec![r.table.arn(), format!("/index/{index}").into()]).to_json()]
+        }
         Resource::WorkQueue => vec![r.queue.arn().to_json()],
         Resource::SupportTopic => vec![r.support.r#ref().to_json()],
         Resource::SupportTopicKey => vec![r.support_key.arn().to_json()],
@@ -501,20 +512,43 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
                 AttributeDefinition::new("rotationId", AttributeDefinitionAttributeType::S),
                 AttributeDefinition::new(DUE_KEY_ATTRIBUTE, AttributeDefinitionAttributeType::S),
                 AttributeDefinition::new(DEADLINE_ATTRIBUTE, AttributeDefinitionAttributeType::N),
+                AttributeDefinition::new(
+                    OLD_CERTIFICATE_ATTRIBUTE,
+                    AttributeDefinitionAttributeType::S,
+                ),
+                AttributeDefinition::new(
+                    CREATED_AT_ATTRIBUTE,
+                    AttributeDefinitionAttributeType::N,
+                ),
             ]),
             // Sparse: only open rows and rows owing a cleanup carry the
             // partition key, so the sweeper reads those and not the fleet.
-            global_secondary_indexes: Some(vec![GlobalSecondaryIndex::new(
-                DUE_INDEX,
-                vec![
-                    GlobalSecondaryIndexKeySchemaItem::new(DUE_KEY_ATTRIBUTE, "HASH"),
-                    GlobalSecondaryIndexKeySchemaItem::new(DEADLINE_ATTRIBUTE, "RANGE"),
-                ],
-                Projection {
-                    projection_type: Some(ProjectionProjectionType::Include),
-                    non_key_attributes: Some(vec!["row".into()]),
-                },
-            )]),
+            // The certificate index: every rotation row by the certificate
+            // it replaces, newest first (pointer rows have no such key).
+            global_secondary_indexes: Some(vec![
+                GlobalSecondaryIndex::new(
+                    DUE_INDEX,
+                    vec![
+                        GlobalSecondaryIndexKeySchemaItem::new(DUE_KEY_ATTRIBUTE, "HASH"),
+                        GlobalSecondaryIndexKeySchemaItem::new(DEADLINE_ATTRIBUTE, "RANGE"),
+                    ],
+                    Projection {
+                        projection_type: Some(ProjectionProjectionType::Include),
+                        non_key_attributes: Some(vec!["row".into()]),
+                    },
+                ),
+                GlobalSecondaryIndex::new(
+                    CERTIFICATE_INDEX,
+                    vec![
+                        GlobalSecondaryIndexKeySchemaItem::new(OLD_CERTIFICATE_ATTRIBUTE, "HASH"),
+                        GlobalSecondaryIndexKeySchemaItem::new(CREATED_AT_ATTRIBUTE, "RANGE"),
+                    ],
+                    Projection {
+                        projection_type: Some(ProjectionProjectionType::Include),
+                        non_key_attributes: Some(vec!["row".into()]),
+                    },
+                ),
+            ]),
             billing_mode: Some(TableBillingMode::PayPerRequest),
             point_in_time_recovery_specification: Some(PointInTimeRecoverySpecification {
                 point_in_time_recovery_enabled: Some(true.into()),
@@ -722,7 +756,7 @@ pub fn build(v: &Validated, assets: &[LambdaAsset]) -> Stack {
                 handler: Some("bootstrap".into()),
                 description: Some(format!("fleetcert {}", f.name()).into()),
                 memory_size: Some(i64::from(c.lambda.memory_mb).into()),
-                timeout: Some(i64::from(c.lambda.timeout_seconds).into()),
+                timeout: Some(i64::from(timeout_seconds(c, f)).into()),
                 reserved_concurrent_executions: Some(
                     i64::from(reserved_concurrency(f, issuer)).into(),
                 ),

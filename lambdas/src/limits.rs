@@ -642,6 +642,17 @@ impl<P: Ports, T: Timer> RotationStore for Limited<P, T> {
         .await
     }
 
+    async fn latest_for_certificate(
+        &self,
+        old_certificate_id: &str,
+    ) -> PortResult<Option<Rotation>> {
+        let s = self.inner.store();
+        self.call(Operation::LatestRotationForCertificate, || {
+            s.latest_for_certificate(old_certificate_id)
+        })
+        .await
+    }
+
     async fn update(&self, expected: &Rotation, next: &Rotation) -> PortResult<()> {
         let s = self.inner.store();
         self.call(Operation::UpdateRotation, || s.update(expected, next))

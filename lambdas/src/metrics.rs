@@ -770,6 +770,18 @@ impl<P: Ports> RotationStore for Metered<P> {
         self.metrics.observe(r)
     }
 
+    async fn latest_for_certificate(
+        &self,
+        old_certificate_id: &str,
+    ) -> PortResult<Option<Rotation>> {
+        let r = self
+            .inner
+            .store()
+            .latest_for_certificate(old_certificate_id)
+            .await;
+        self.metrics.observe(r)
+    }
+
     async fn update(&self, expected: &Rotation, next: &Rotation) -> PortResult<()> {
         let r = self.inner.store().update(expected, next).await;
         if r.is_ok() {

@@ -33,7 +33,8 @@ pub const fn port_of(operation: Operation) -> PortKind {
         | Operation::UpdateRotation
         | Operation::ListDueRotations
         | Operation::GetCampaign
-        | Operation::PutCampaign => PortKind::RotationStore,
+        | Operation::PutCampaign
+        | Operation::LatestRotationForCertificate => PortKind::RotationStore,
         Operation::NotifySupport => PortKind::Notifier,
         Operation::SendMessageBatch => PortKind::WorkQueue,
         Operation::IssueCertificate | Operation::GetCertificate | Operation::RevokeCertificate => {
@@ -534,6 +535,15 @@ pub trait RotationStore: Send + Sync {
     fn latest_for_thing(
         &self,
         thing_name: &str,
+    ) -> impl Future<Output = PortResult<Option<Rotation>>> + Send;
+
+    /// The most recently created rotation of the certificate
+    /// `old_certificate_id` (the one it replaces), else `None`. Read from
+    /// an index that may lag a write by a moment: a pre-check before API
+    /// calls, never the condition that keeps one open rotation per thing.
+    fn latest_for_certificate(
+        &self,
+        old_certificate_id: &str,
     ) -> impl Future<Output = PortResult<Option<Rotation>>> + Send;
 
     /// Replaces the row `expected` (as it was read) with `next` (same

@@ -23,7 +23,10 @@ use aws_sdk_iot::config::Credentials;
 use common::{POLICY, TASK, bytes, crt_ack, csr_pem, csr_res, p256_key, sqs_event, work};
 use lambdas::aws::{AwsInitError, AwsPorts, AwsRegistry, DynamoStore, from_sdk_config};
 use lambdas::config::Config;
-use lambdas::config::{DEADLINE_ATTRIBUTE, DUE_INDEX, DUE_KEY_ATTRIBUTE};
+use lambdas::config::{
+    CERTIFICATE_INDEX, CREATED_AT_ATTRIBUTE, DEADLINE_ATTRIBUTE, DUE_INDEX, DUE_KEY_ATTRIBUTE,
+    OLD_CERTIFICATE_ATTRIBUTE,
+};
 use lambdas::handlers::{commit, csr_issuer, rotation_starter};
 use lambdas::ports::{
     CertificateStatus, IotRegistry, Notifier, Operation, PortError, Publisher, QueueMessage,
@@ -64,7 +67,7 @@ fn now_ms() -> i64 {
 const DEVICE_POLICY_DOCUMENT: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:Connect","Resource":"*"}]}"#;
 
 /// The rotation table as infra defines it (`infra/src/fleetcert.rs`):
-/// hash key `rotationId` (S), the sparse due index, on demand, encrypted,
+/// hash key `rotationId` (S), the sparse due index, the certificate index, on demand, encrypted,
 /// PITR, TTL `expiresAt`.
 async fn create_rotation_table(sdk: &SdkConfig, name: &str) {
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
@@ -87,6 +90,8 @@ async fn create_rotation_table(sdk: &SdkConfig, name: &str) {
         .attribute_definitions(attribute("rotationId", ScalarAttributeType::S))
         .attribute_definitions(attribute(DUE_KEY_ATTRIBUTE, ScalarAttributeType::S))
         .attribute_definitions(attribute(DEADLINE_ATTRIBUTE, ScalarAttributeType::N))
+        .attribute_definitions(attribute(OLD_CERTIFICATE_ATTRIBUTE, ScalarAttributeType::S))
+        .attribute_definitions(attribute(CREATED_AT_ATTRIBUTE, ScalarAttributeType::N))
         .key_schema(key("rotationId", KeyType::Hash))
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
@@ -101,6 +106,20 @@ async fn create_rotation_table(sdk: &SdkConfig, name: &str) {
                 )
                 .build()
                 .expect("due index"),
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(CERTIFICATE_INDEX)
+                .key_schema(key(OLD_CERTIFICATE_ATTRIBUTE, KeyType::Hash))
+                .key_schema(key(CREATED_AT_ATTRIBUTE, KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .non_key_attributes("row")
+                        .build(),
+                )
+                .build()
+                .expect("certificate index"),
         )
         .billing_mode(BillingMode::PayPerRequest)
         .sse_specification(SseSpecification::builder().enabled(true).build())
@@ -438,6 +457,21 @@ fn rotation_store_conditions_and_pages() {
             Some(r2.clone())
         );
         assert_eq!(expires_at(&sdk, "rotations", "r-2").await, None, "open row");
+        // The certificate index: the newest rotation of the certificate.
+        assert_eq!(
+            store
+                .latest_for_certificate(&old)
+                .await
+                .expect("by certificate"),
+            Some(r2.clone())
+        );
+        assert_eq!(
+            store
+                .latest_for_certificate(&"b".repeat(64))
+                .await
+                .expect("by certificate"),
+            None
+        );
         assert_eq!(
             expires_at(&sdk, "rotations", "thing#thing-1").await,
             None,

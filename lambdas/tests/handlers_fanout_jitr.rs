@@ -56,6 +56,39 @@ fn fanout_follows_every_page_and_batches_by_ten(#[case] check: &str) {
     );
 }
 
+/// A full page (250, the adapter's page size) is 25 batches sent together
+/// while the next page is read; every certificate is still queued once.
+#[test]
+fn fanout_sends_a_pages_batches_together_and_queues_each_certificate_once() {
+    let w = World::new();
+    w.registry().set_findings_page_size(250);
+    let check = "DEVICE_CERTIFICATE_EXPIRING_CHECK";
+    let findings = (0..612)
+        .map(|i| finding(&format!("{i:064x}"), TASK, check, NOW + i, false))
+        .collect();
+    w.registry().set_audit_findings(TASK, check, findings);
+    let out = run(audit_fanout::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&sns_event(TASK, check, 612)),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    assert_eq!(w.calls(Operation::ListAuditFindings), 3, "pages of 250");
+    // 250 → 25 batches, 250 → 25, 112 → 12
+    assert_eq!(w.calls(Operation::SendMessageBatch), 62);
+    let queued = w.ports.ports.queue.drain();
+    let ids: std::collections::HashSet<String> = queued
+        .iter()
+        .map(|m| {
+            let b: Value = serde_json::from_str(&m.body).expect("json");
+            b["certificateId"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    assert_eq!((queued.len(), ids.len()), (612, 612));
+}
+
 /// Device Defender reports the check FAILED when the audit role may not
 /// read the certificates: nothing will rotate, so support must hear of it
 /// (before, the notification was ignored like a compliant one).

@@ -120,6 +120,65 @@ fn another_audit_task_does_not_open_a_second_rotation_for_the_thing() {
     assert_eq!(w.ports.ports.store.rows().len(), 1);
 }
 
+/// The starter's outcome for `work` from another audit task, and the IoT
+/// API calls it made.
+fn start_from_another_audit(w: &World, certificate_id: &str) -> (Option<String>, u64) {
+    let mut other = work(certificate_id, false);
+    other["taskId"] = json!("task-0002");
+    let iot = |w: &World| {
+        w.calls(Operation::DescribeCertificate) + w.calls(Operation::ListPrincipalThings)
+    };
+    let before = iot(w);
+    let batch = run(rotation_starter::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&sqs_event(&[other])),
+        w.now,
+    ));
+    assert!(batch.response.batch_item_failures.is_empty(), "{batch:?}");
+    let kind = batch.outcomes[0]
+        .1
+        .as_ref()
+        .ok()
+        .and_then(Outcome::rejection_kind)
+        .map(str::to_owned);
+    (kind, iot(w) - before)
+}
+
+/// The daily audit finds a certificate again until its rotation deletes
+/// it: those findings cost a read of the rotation table, not a share of
+/// the IoT quotas the rotations need.
+#[test]
+fn a_certificate_found_again_while_rotating_or_rotated_spends_no_iot_call() {
+    let (w, dev, id, _, new_id) = issued();
+    assert_eq!(
+        start_from_another_audit(&w, &dev.cert_id),
+        (Some("rotation_open".to_owned()), 0)
+    );
+    let out = ack(&w, &crt_ack("thing-1", &new_id, Some(&id)));
+    assert!(!out.is_rejected(), "{out:?}");
+    assert_eq!(
+        start_from_another_audit(&w, &dev.cert_id),
+        (Some("already_rotated".to_owned()), 0)
+    );
+    assert_eq!(w.ports.ports.store.rows().len(), 1);
+}
+
+/// A rotation that failed is tried again by the next audit.
+#[test]
+fn a_certificate_whose_rotation_failed_rotates_again_at_the_next_audit() {
+    let (w, dev, id) = requested();
+    let out = err(
+        &w,
+        &crt_err("thing-1", &dev.cert_id, "no entropy", Some(&id)),
+    );
+    assert!(!out.is_rejected(), "{out:?}");
+    let (kind, _) = start_from_another_audit(&w, &dev.cert_id);
+    assert_eq!(kind, None);
+    assert_eq!(w.ports.ports.store.rows().len(), 2);
+    assert!(row(&w).state.is_open());
+}
+
 #[test]
 fn expired_certificate_goes_to_support_not_to_the_device() {
     let w = World::new();

@@ -1,6 +1,7 @@
 //! The recommendations of a report: what to change when the configuration
 //! cannot rotate the fleet in time, computed from the run and the bound.
 
+use lambdas::handlers::audit_fanout::BATCHES_IN_FLIGHT;
 use lambdas::ports::{MAX_QUEUE_BATCH, Operation};
 use rules::functions::Function;
 
@@ -84,15 +85,18 @@ pub fn recommend(r: &Report, options: &PlanOptions, d: &Deployment) -> Vec<Strin
     {
         let fanout = d.function(Function::AuditFanout);
         let timeout = fanout.timeout.as_secs_f64();
-        // one page: a ListAuditFindings, then its findings in batches of ten,
-        // each call at the function's own rate or its round trip, whichever is slower
+        // one page: its findings in batches of ten, BATCHES_IN_FLIGHT at a
+        // time, while the next ListAuditFindings is in flight; each call at
+        // the function's own rate or its round trip, whichever is slower
         let pace = |op: Operation| {
             (1.0 / fanout.limits.instance_rate(op)).max(crate::cloud::latency(op).as_secs_f64())
         };
         let page = FINDINGS_PAGE as f64;
-        let per_second = page
-            / (pace(Operation::ListAuditFindings)
-                + (page / MAX_QUEUE_BATCH as f64).ceil() * pace(Operation::SendMessageBatch));
+        let batches = (page / MAX_QUEUE_BATCH as f64).ceil();
+        let rounds = (batches / BATCHES_IN_FLIGHT as f64).ceil();
+        let sending = (rounds * pace(Operation::SendMessageBatch))
+            .max(batches / fanout.limits.instance_rate(Operation::SendMessageBatch));
+        let per_second = page / pace(Operation::ListAuditFindings).max(sending);
         let findings = r.audits.iter().map(|(_, n)| *n).max().unwrap_or(0);
         let at_most = per_second * f64::from(*infra::config::LAMBDA_TIMEOUT_SECONDS.end());
         let mut line = format!(
@@ -102,7 +106,7 @@ pub fn recommend(r: &Report, options: &PlanOptions, d: &Deployment) -> Vec<Strin
         );
         if at_most >= findings as f64 {
             line.push_str(&format!(
-                "; set lambda.timeout_seconds to at least {:.0}",
+                "; set lambda.fanout_timeout_seconds to at least {:.0}",
                 (findings as f64 / per_second * 1.2).ceil()
             ));
         } else {

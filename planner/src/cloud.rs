@@ -386,6 +386,10 @@ impl RotationStore for SimPorts {
         self.enter(Operation::LatestRotationForThing).await?;
         self.0.store.latest_for_thing(thing).await
     }
+    async fn latest_for_certificate(&self, old: &str) -> PortResult<Option<Rotation>> {
+        self.enter(Operation::LatestRotationForCertificate).await?;
+        self.0.store.latest_for_certificate(old).await
+    }
     async fn update(&self, expected: &Rotation, next: &Rotation) -> PortResult<()> {
         self.enter(Operation::UpdateRotation).await?;
         self.0.store.update(expected, next).await?;

@@ -557,7 +557,8 @@ fn cost(
             * (prices.per_million("iot_rule_triggered") + prices.per_million("iot_rule_action")),
     );
     // a create or a closing update is a two-item transaction (row and
-    // pointer): two write units per item written transactionally
+    // pointer): two write units per item written transactionally; each row
+    // written is also written to the certificate index (one unit)
     let writes = calls(&|op| matches!(op, Operation::CreateRotation | Operation::UpdateRotation));
     let reads = calls(&|op| {
         matches!(
@@ -565,12 +566,13 @@ fn cost(
             Operation::GetRotation
                 | Operation::LatestRotationForThing
                 | Operation::ListDueRotations
+                | Operation::LatestRotationForCertificate
         )
     });
     put(
         "Amazon DynamoDB",
         writes + reads,
-        (writes * 2) as f64 / 1e6 * prices.per_million("dynamodb_write_request")
+        (writes * 3) as f64 / 1e6 * prices.per_million("dynamodb_write_request")
             + reads as f64 / 1e6 * prices.per_million("dynamodb_read_request"),
     );
     let sqs = calls(&|op| op == Operation::SendMessageBatch) + outcome.sqs_receives;

@@ -121,6 +121,9 @@ pub enum Operation {
     /// `lambdas::ports::RotationStore::put_campaign`: conditional puts of
     /// campaign items in one `TransactWriteItems` (`dynamodb:PutItem`).
     PutCampaign,
+    /// `lambdas::ports::RotationStore::latest_for_certificate`: `dynamodb:Query`
+    /// of the certificate index.
+    LatestRotationForCertificate,
     /// `lambdas::ports::Notifier::notify`: `sns:Publish`.
     NotifySupport,
     /// `lambdas::ports::WorkQueue::send_batch`: `sqs:SendMessageBatch` (IAM action `sqs:SendMessage`).
@@ -129,7 +132,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 29] = [
+    pub const ALL: [Operation; 30] = [
         Operation::DescribeCertificate,
         Operation::CreateCertificateFromCsr,
         Operation::UpdateCertificate,
@@ -157,6 +160,7 @@ impl Operation {
         Operation::ListDueRotations,
         Operation::GetCampaign,
         Operation::PutCampaign,
+        Operation::LatestRotationForCertificate,
         Operation::NotifySupport,
         Operation::SendMessageBatch,
     ];
@@ -193,6 +197,7 @@ impl Operation {
             Self::ListDueRotations => "ListDueRotations",
             Self::GetCampaign => "GetCampaign",
             Self::PutCampaign => "PutCampaign",
+            Self::LatestRotationForCertificate => "LatestRotationForCertificate",
             Self::NotifySupport => "NotifySupport",
             Self::SendMessageBatch => "SendMessageBatch",
         }
@@ -238,7 +243,7 @@ impl Operation {
                 &["dynamodb:GetItem"]
             }
             Self::PutCampaign => &["dynamodb:PutItem"],
-            Self::ListDueRotations => &["dynamodb:Query"],
+            Self::ListDueRotations | Self::LatestRotationForCertificate => &["dynamodb:Query"],
             Self::NotifySupport => &["sns:Publish"],
             Self::SendMessageBatch => &["sqs:SendMessage"],
         }
@@ -280,14 +285,16 @@ impl Operation {
             | Self::GetCampaign
             | Self::PutCampaign => &[Resource::RotationTable],
             Self::ListDueRotations => &[Resource::DueIndex],
+            Self::LatestRotationForCertificate => &[Resource::CertificateIndex],
             Self::NotifySupport => &[Resource::SupportTopic],
             Self::SendMessageBatch => &[Resource::WorkQueue],
         }
     }
 
     /// AWS's published default rate quota in requests per second for the
-    /// IoT control-plane operations DESIGN.md lists (`None`: not a listed
-    /// IoT quota; the adapters pick their own).
+    /// IoT control-plane operations DESIGN.md lists, and the rate assumed
+    /// for SQS's `SendMessageBatch` (`None`: not a listed quota; the
+    /// adapters pick their own).
     pub const fn default_quota_per_second(self) -> Option<u32> {
         match self {
             Self::CreateCertificateFromCsr => Some(15),
@@ -300,6 +307,11 @@ impl Operation {
             | Self::DetachPolicy
             | Self::ListAttachedPolicies
             | Self::AttachThingPrincipal => Some(15),
+            // SQS standard queues: "a nearly unlimited number of API calls
+            // per second, per API action" (Amazon SQS quotas); 1,000
+            // batches (10,000 messages) a second is what fleetcert assumes,
+            // so that audit-fanout queues a million findings in minutes.
+            Self::SendMessageBatch => Some(1000),
             _ => None,
         }
     }
@@ -331,6 +343,8 @@ pub enum Resource {
     RotationTable,
     /// The rotation table's due index (`dynamodb` `index`).
     DueIndex,
+    /// The rotation table's certificate index (`dynamodb` `index`).
+    CertificateIndex,
     /// The support topic (`sns` `topic`).
     SupportTopic,
     /// The rotation work queue (`sqs` `queue`).
@@ -354,7 +368,7 @@ impl Resource {
             Self::CaCertificate => ("iot", "cacert"),
             Self::DeviceTopic => ("iot", "topic"),
             Self::RotationTable => ("dynamodb", "table"),
-            Self::DueIndex => ("dynamodb", "index"),
+            Self::DueIndex | Self::CertificateIndex => ("dynamodb", "index"),
             Self::SupportTopic => ("sns", "topic"),
             Self::WorkQueue => ("sqs", "queue"),
             Self::SupportTopicKey => ("kms", "key"),
@@ -512,6 +526,7 @@ pub fn operations_for(function: Function, issuer: Issuer) -> &'static [Operation
     match function {
         Function::AuditFanout => &[O::ListAuditFindings, O::SendMessageBatch, O::NotifySupport],
         Function::RotationStarter => &[
+            O::LatestRotationForCertificate,
             O::DescribeCertificate,
             O::ListPrincipalThings,
             O::CreateRotation,
@@ -570,6 +585,22 @@ pub const DUE_KEY_ATTRIBUTE: &str = "dueKey";
 
 /// The value of [`DUE_KEY_ATTRIBUTE`] on every due row.
 pub const DUE_KEY_VALUE: &str = "due";
+
+/// The rotation table's global secondary index of rotation rows by the
+/// certificate they replace (partition [`OLD_CERTIFICATE_ATTRIBUTE`], sort
+/// [`CREATED_AT_ATTRIBUTE`]): rotation-starter looks a certificate up
+/// there before it spends an IoT API call on it, so the daily audit
+/// finding a certificate that is already rotating (or rotated) costs one
+/// read instead of a share of the `DescribeCertificate` quota.
+pub const CERTIFICATE_INDEX: &str = "certificate";
+
+/// The rotation row attribute naming the certificate the rotation replaces
+/// (S), the certificate index's partition key.
+pub const OLD_CERTIFICATE_ATTRIBUTE: &str = "oldCertificateId";
+
+/// The rotation row attribute of its creation (N, ms since the Unix
+/// epoch), the certificate index's sort key.
+pub const CREATED_AT_ATTRIBUTE: &str = "createdAtMs";
 
 /// The rotation row attribute of the deadline (N, ms since the Unix
 /// epoch), the due index's sort key.

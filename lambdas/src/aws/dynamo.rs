@@ -12,6 +12,10 @@
 //! The sparse global secondary index `due` (partition `dueKey`, sort
 //! `deadlineMs`, projecting `row`) holds only the rows the sweeper may act
 //! on: `open_due` is one `Query` page of it, never a scan of the fleet.
+//! The global secondary index `certificate` (partition `oldCertificateId`,
+//! sort `createdAtMs`, projecting `row`; pointer rows have neither) finds a
+//! certificate's latest rotation: `latest_for_certificate` is one `Query`
+//! of one item, newest first.
 //!
 //! Rotation ids are `[A-Za-z0-9_-]`, so no rotation id starts with `thing#`.
 //! The pointer row makes "one open rotation per thing" a condition
@@ -23,7 +27,7 @@
 //!
 //! IAM actions: `dynamodb:PutItem` and `dynamodb:UpdateItem` (the items of
 //! `TransactWriteItems`), `dynamodb:GetItem`, `dynamodb:Query` (the due
-//! index).
+//! and certificate indexes).
 
 use std::collections::HashMap;
 
@@ -35,8 +39,8 @@ use rules::rotation::Rotation;
 
 use super::error::{classify, unexpected};
 use crate::config::{
-    DEADLINE_ATTRIBUTE, DEFAULT_ROTATION_TTL_DAYS, DUE_INDEX, DUE_KEY_ATTRIBUTE, DUE_KEY_VALUE,
-    ROTATION_TTL_ATTRIBUTE,
+    CERTIFICATE_INDEX, CREATED_AT_ATTRIBUTE, DEADLINE_ATTRIBUTE, DEFAULT_ROTATION_TTL_DAYS,
+    DUE_INDEX, DUE_KEY_ATTRIBUTE, DUE_KEY_VALUE, OLD_CERTIFICATE_ATTRIBUTE, ROTATION_TTL_ATTRIBUTE,
 };
 use crate::ports::{CampaignWrite, Operation, Page, PortError, PortResult, RotationStore};
 
@@ -273,8 +277,12 @@ fn rotation_item(op: Operation, rotation: &Rotation) -> PortResult<Item> {
             AttributeValue::N(rotation.deadline_ms.to_string()),
         ),
         (
-            "createdAtMs".to_owned(),
+            CREATED_AT_ATTRIBUTE.to_owned(),
             AttributeValue::N(rotation.created_at_ms.to_string()),
+        ),
+        (
+            OLD_CERTIFICATE_ATTRIBUTE.to_owned(),
+            AttributeValue::S(rotation.old_certificate_id.clone()),
         ),
     ]))
 }
@@ -396,6 +404,30 @@ impl RotationStore for DynamoStore {
             ));
         };
         self.get_row(op, latest).await
+    }
+
+    async fn latest_for_certificate(
+        &self,
+        old_certificate_id: &str,
+    ) -> PortResult<Option<Rotation>> {
+        let op = Operation::LatestRotationForCertificate;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(CERTIFICATE_INDEX)
+            .key_condition_expression("#old = :old")
+            .set_expression_attribute_names(names_of(&[("#old", OLD_CERTIFICATE_ATTRIBUTE)]))
+            .set_expression_attribute_values(values_of(vec![(
+                ":old",
+                AttributeValue::S(old_certificate_id.to_owned()),
+            )]))
+            .scan_index_forward(false)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| classify(op, &e))?;
+        out.items().first().map(|item| row_of(op, item)).transpose()
     }
 
     async fn update(&self, expected: &Rotation, next: &Rotation) -> PortResult<()> {

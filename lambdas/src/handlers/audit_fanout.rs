@@ -9,7 +9,8 @@
 
 use std::collections::HashSet;
 
-use rules::contracts::{RotationWork, SnsEvent};
+use futures_util::future::{join, join_all};
+use rules::contracts::{AuditFinding, RotationWork, SnsEvent};
 use rules::functions::Function;
 
 use super::{
@@ -21,6 +22,9 @@ use crate::ports::{IotRegistry, MAX_QUEUE_BATCH, Operation, Ports, QueueMessage,
 const FUNCTION: Function = Function::AuditFanout;
 /// How many times a batch's failed entries are sent again.
 const ENTRY_RETRIES: usize = 3;
+/// `SendMessageBatch` calls in flight at once: one page of
+/// `ListAuditFindings` (250 findings) is 25 batches.
+pub const BATCHES_IN_FLIGHT: usize = 25;
 
 /// Handles one SNS event (raw JSON).
 ///
@@ -133,56 +137,89 @@ pub async fn handle<P: Ports>(
 
 /// Queues the findings of one check, every page, skipping certificates in
 /// `seen` (found by another check of the same task) and adding its own.
+///
+/// A page's batches are sent at once ([`BATCHES_IN_FLIGHT`] at a time)
+/// while the next page is read: at a million findings the fan-out is
+/// bounded by `ListAuditFindings`' round trips, not by one
+/// `SendMessageBatch` after another.
 async fn fan_out<P: Ports>(
     ports: &P,
     task_id: &str,
     check_name: &str,
     seen: &mut HashSet<String>,
 ) -> Result<usize, HandlerError> {
-    let mut token = None;
-    let mut queued = 0;
-    let mut pages = PageBudget::new(FUNCTION, Operation::ListAuditFindings);
-    loop {
-        pages.take()?;
-        let page = ports
+    let list = |token| async move {
+        ports
             .registry()
             .list_audit_findings(task_id, check_name, token)
             .await
-            .map_err(port(FUNCTION))?;
-        let work: Vec<QueueMessage> = page
-            .items
-            .iter()
-            .filter_map(|f| {
-                let certificate_id = f.device_certificate_id()?.clone();
-                if !seen.insert(certificate_id.as_str().to_owned()) {
-                    return None;
-                }
-                let body = RotationWork {
-                    certificate_id,
-                    task_id: task_id.to_owned(),
-                    check_name: f.check_name.clone(),
-                    expiration_time_ms: f.expiration_time_ms(),
-                    past_expiration: f.is_past_expiration(),
-                    campaign: None,
-                };
-                serde_json::to_string(&body).ok()
-            })
-            .enumerate()
-            .map(|(i, body)| QueueMessage {
-                id: format!("m{i}"),
-                body,
-            })
-            .collect();
-        for batch in work.chunks(MAX_QUEUE_BATCH) {
-            send(ports, batch).await?;
-            queued += batch.len();
-        }
-        token = page.next_token;
-        if token.is_none() {
-            break;
-        }
+            .map_err(port(FUNCTION))
+    };
+    let mut queued = 0;
+    let mut pages = PageBudget::new(FUNCTION, Operation::ListAuditFindings);
+    pages.take()?;
+    let mut page = list(None).await?;
+    loop {
+        let work = rotation_work(task_id, &page.items, seen);
+        queued += work.len();
+        let Some(token) = page.next_token.take() else {
+            send_all(ports, &work).await?;
+            return Ok(queued);
+        };
+        pages.take()?;
+        let (sent, next) = join(send_all(ports, &work), list(Some(token))).await;
+        sent?;
+        page = next?;
     }
-    Ok(queued)
+}
+
+/// One queue message per finding whose certificate is not in `seen`.
+fn rotation_work(
+    task_id: &str,
+    findings: &[AuditFinding],
+    seen: &mut HashSet<String>,
+) -> Vec<QueueMessage> {
+    findings
+        .iter()
+        .filter_map(|f| {
+            let certificate_id = f.device_certificate_id()?.clone();
+            if !seen.insert(certificate_id.as_str().to_owned()) {
+                return None;
+            }
+            let body = RotationWork {
+                certificate_id,
+                task_id: task_id.to_owned(),
+                check_name: f.check_name.clone(),
+                expiration_time_ms: f.expiration_time_ms(),
+                past_expiration: f.is_past_expiration(),
+                campaign: None,
+            };
+            serde_json::to_string(&body).ok()
+        })
+        .enumerate()
+        .map(|(i, body)| QueueMessage {
+            id: format!("m{i}"),
+            body,
+        })
+        .collect()
+}
+
+/// Sends `work` in batches of [`MAX_QUEUE_BATCH`], [`BATCHES_IN_FLIGHT`]
+/// batches at a time; the first failure is the result.
+async fn send_all<P: Ports>(ports: &P, work: &[QueueMessage]) -> Result<(), HandlerError> {
+    for round in work.chunks(MAX_QUEUE_BATCH * BATCHES_IN_FLIGHT) {
+        // `join_all` over this few futures polls every one each time
+        // (no reliance on wakers), which the planner's virtual clock needs.
+        join_all(
+            round
+                .chunks(MAX_QUEUE_BATCH)
+                .map(|batch| send(ports, batch)),
+        )
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
+    }
+    Ok(())
 }
 
 async fn send<P: Ports>(ports: &P, batch: &[QueueMessage]) -> Result<(), HandlerError> {

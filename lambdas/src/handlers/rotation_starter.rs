@@ -130,6 +130,9 @@ pub async fn start_one<P: Ports>(
         }
     }
     let old_id = work.certificate_id.as_str();
+    if let Some(outcome) = already_handled(ports, &work).await? {
+        return Ok(outcome);
+    }
     let cert = match ports.registry().describe_certificate(old_id).await {
         Ok(c) => c,
         Err(e) if e.is_not_found() => {
@@ -255,6 +258,56 @@ pub async fn start_one<P: Ports>(
         FUNCTION,
         format!("rotation {id} requested for thing {thing}{shared}"),
     ))
+}
+
+/// What to do with work for a certificate that already has a rotation,
+/// decided from the rotation table alone, before any IoT API call: the
+/// daily audit finds a certificate again every day until its rotation has
+/// deleted it, and each of those findings would otherwise spend a share
+/// of the `DescribeCertificate` quota the rotations themselves need.
+///
+/// `None`: start (or resume) as usual — no rotation yet, the last one
+/// FAILED or EXPIRED (this audit tries again), or this very message's
+/// rotation (a redelivery, which the usual path answers).
+async fn already_handled<P: Ports>(
+    ports: &P,
+    work: &RotationWork,
+) -> Result<Option<Outcome>, HandlerError> {
+    let old_id = work.certificate_id.as_str();
+    let Some(prior) = ports
+        .store()
+        .latest_for_certificate(old_id)
+        .await
+        .map_err(port(FUNCTION))?
+    else {
+        return Ok(None);
+    };
+    let own = match &work.campaign {
+        Some(m) => member_rotation_id(&m.id, m.member, m.attempt),
+        None => rotation_id(&prior.thing_name, old_id, &work.task_id),
+    };
+    if prior.rotation_id == own {
+        return Ok(None);
+    }
+    Ok(match &prior.state {
+        state if state.is_open() => Some(reject(
+            FUNCTION,
+            "rotation_open",
+            format!(
+                "certificate {old_id} is already rotating (rotation {} of thing {}, {state})",
+                prior.rotation_id, prior.thing_name
+            ),
+        )),
+        RotationState::Committed { new_certificate_id } => Some(reject(
+            FUNCTION,
+            "already_rotated",
+            format!(
+                "certificate {old_id} was replaced by {new_certificate_id} (rotation {})",
+                prior.rotation_id
+            ),
+        )),
+        _ => None,
+    })
 }
 
 /// Publishes the row's `csr_req` (QoS 1) to its thing.

@@ -21,7 +21,7 @@ mod private_ca;
 mod registry;
 
 pub use private_ca::{MEMORY_CA_ARN, MemoryPrivateCa};
-pub use registry::{CaHandle, CertificateSnapshot, MemoryRegistry, StatusChange};
+pub use registry::{CaHandle, CaSnapshot, CertificateSnapshot, MemoryRegistry, StatusChange};
 
 /// Locks a mutex, recovering the data of a poisoned one (a panicking test
 /// thread must not cascade into every other).
@@ -239,6 +239,9 @@ struct StoreState {
     rows: BTreeMap<String, Rotation>,
     /// Rotation ids per thing, in creation order.
     by_thing: HashMap<String, Vec<String>>,
+    /// Rotation ids per replaced certificate, in creation order (the
+    /// certificate index).
+    by_certificate: HashMap<String, Vec<String>>,
     /// Rows in an open state (REQUESTED or ISSUED).
     open: usize,
     /// Rows open or closed with their cleanup pending
@@ -373,6 +376,11 @@ impl RotationStore for MemoryRotationStore {
             .entry(rotation.thing_name.clone())
             .or_default()
             .push(rotation.rotation_id.clone());
+        inner
+            .by_certificate
+            .entry(rotation.old_certificate_id.clone())
+            .or_default()
+            .push(rotation.rotation_id.clone());
         after.finish(Ok(()))
     }
 
@@ -384,6 +392,23 @@ impl RotationStore for MemoryRotationStore {
     async fn latest_for_thing(&self, thing_name: &str) -> PortResult<Option<Rotation>> {
         let after = self.instruments.enter(Operation::LatestRotationForThing)?;
         after.finish(Ok(self.row_for_thing(thing_name)))
+    }
+
+    async fn latest_for_certificate(
+        &self,
+        old_certificate_id: &str,
+    ) -> PortResult<Option<Rotation>> {
+        let after = self
+            .instruments
+            .enter(Operation::LatestRotationForCertificate)?;
+        let inner = lock(&self.inner);
+        let latest = inner
+            .by_certificate
+            .get(old_certificate_id)
+            .and_then(|ids| ids.last())
+            .and_then(|id| inner.rows.get(id))
+            .cloned();
+        after.finish(Ok(latest))
     }
 
     async fn update(&self, expected: &Rotation, next: &Rotation) -> PortResult<()> {

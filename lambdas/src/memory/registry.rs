@@ -62,6 +62,8 @@ pub struct CertificateSnapshot {
     pub not_before_ms: i64,
     /// Validity end (ms).
     pub not_after_ms: i64,
+    /// When the registry created or registered it (its clock, ms).
+    pub created_ms: i64,
 }
 
 /// A CA registered with [`MemoryRegistry::register_ca_certificate`].
@@ -75,12 +77,28 @@ struct CaRecord {
     status: String,
     auto_registration_status: String,
     pem: String,
+    created_ms: i64,
+    modified_ms: i64,
+}
+
+/// Everything the registry holds about one CA certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaSnapshot {
+    /// As `DescribeCACertificate` describes it.
+    pub description: CaCertificateDescription,
+    /// When it was registered (the registry's clock, ms).
+    pub created_ms: i64,
+    /// When its status or auto-registration last changed (ms).
+    pub modified_ms: i64,
 }
 
 struct State {
     certificates: BTreeMap<String, CertificateSnapshot>,
     things: BTreeSet<String>,
-    policies: BTreeSet<String>,
+    thing_attributes: BTreeMap<String, BTreeMap<String, String>>,
+    /// Name → document (JSON text; empty for a policy the deployment
+    /// defines, whose document the emulator reads from the template).
+    policies: BTreeMap<String, String>,
     cas: BTreeMap<String, CaRecord>,
     findings: BTreeMap<(String, String), Vec<AuditFinding>>,
     findings_page: usize,
@@ -181,7 +199,8 @@ impl MemoryRegistry {
             state: Arc::new(Mutex::new(State {
                 certificates: BTreeMap::new(),
                 things: BTreeSet::new(),
-                policies: BTreeSet::new(),
+                thing_attributes: BTreeMap::new(),
+                policies: BTreeMap::new(),
                 cas: BTreeMap::new(),
                 findings: BTreeMap::new(),
                 findings_page: DEFAULT_FINDINGS_PAGE,
@@ -217,7 +236,202 @@ impl MemoryRegistry {
 
     /// Creates an IoT policy (its document is the emulator's business).
     pub fn create_policy(&self, name: &str) {
-        lock(&self.state).policies.insert(name.to_owned());
+        lock(&self.state)
+            .policies
+            .entry(name.to_owned())
+            .or_default();
+    }
+
+    /// `CreatePolicy`: a policy with its document (JSON text).
+    ///
+    /// # Errors
+    /// [`PortError::Conflict`] when a policy of that name exists.
+    pub fn create_policy_with_document(&self, name: &str, document: &str) -> PortResult<()> {
+        let mut state = lock(&self.state);
+        if state.policies.contains_key(name) {
+            return Err(PortError::Conflict {
+                operation: Operation::AttachPolicy,
+                message: format!("policy {name} already exists"),
+            });
+        }
+        state.policies.insert(name.to_owned(), document.to_owned());
+        Ok(())
+    }
+
+    /// A policy's document (empty for one of the deployment's), `None`
+    /// when there is no such policy.
+    pub fn policy_document(&self, name: &str) -> Option<String> {
+        lock(&self.state).policies.get(name).cloned()
+    }
+
+    /// Every policy name, in order.
+    pub fn policy_names(&self) -> Vec<String> {
+        lock(&self.state).policies.keys().cloned().collect()
+    }
+
+    /// Every thing name, in order.
+    pub fn thing_names(&self) -> Vec<String> {
+        lock(&self.state).things.iter().cloned().collect()
+    }
+
+    /// A thing's attributes (`CreateThing`'s `attributePayload`).
+    pub fn thing_attributes(&self, name: &str) -> BTreeMap<String, String> {
+        lock(&self.state)
+            .thing_attributes
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Sets a thing's attributes.
+    pub fn set_thing_attributes(&self, name: &str, attributes: BTreeMap<String, String>) {
+        lock(&self.state)
+            .thing_attributes
+            .insert(name.to_owned(), attributes);
+    }
+
+    /// `DeleteThing`: removes a thing to which no certificate is attached;
+    /// deleting a thing that does not exist succeeds, as on AWS.
+    ///
+    /// # Errors
+    /// [`PortError::Invalid`] while a certificate is attached to it.
+    pub fn delete_thing(&self, name: &str) -> PortResult<()> {
+        let mut state = lock(&self.state);
+        if let Some(c) = state
+            .certificates
+            .values()
+            .find(|c| c.things.contains(name))
+        {
+            return Err(PortError::Invalid {
+                operation: Operation::DescribeThing,
+                message: format!(
+                    "cannot delete thing {name}: certificate {} is attached to it",
+                    c.certificate_id
+                ),
+            });
+        }
+        state.things.remove(name);
+        state.thing_attributes.remove(name);
+        Ok(())
+    }
+
+    /// The registration code `RegisterCACertificate` asks a verification
+    /// certificate's CN to be: fixed per registry (per account and region
+    /// on AWS), 64 hex digits.
+    pub fn registration_code(&self) -> String {
+        rules::csr::certificate_id(&self.root.pem).unwrap_or_default()
+    }
+
+    /// `RegisterCACertificate`: registers a CA certificate with the status
+    /// and auto-registration given; the caller has checked it (and its
+    /// verification certificate).
+    ///
+    /// # Errors
+    /// [`PortError::Invalid`] when `pem` is not a certificate,
+    /// [`PortError::Conflict`] when it is registered already.
+    pub fn register_ca_certificate_as(
+        &self,
+        pem: &str,
+        active: bool,
+        auto_registration: bool,
+    ) -> PortResult<CaHandle> {
+        let id = rules::csr::certificate_id(pem).map_err(|e| PortError::Invalid {
+            operation: Operation::DescribeCaCertificate,
+            message: e.to_string(),
+        })?;
+        let mut state = lock(&self.state);
+        if state.cas.contains_key(&id) {
+            return Err(PortError::Conflict {
+                operation: Operation::DescribeCaCertificate,
+                message: format!("ca certificate {id} is already registered"),
+            });
+        }
+        let now = state.now_ms;
+        state.cas.insert(
+            id.clone(),
+            CaRecord {
+                status: if active { "ACTIVE" } else { "INACTIVE" }.to_owned(),
+                auto_registration_status: if auto_registration {
+                    "ENABLE"
+                } else {
+                    "DISABLE"
+                }
+                .to_owned(),
+                pem: pem.to_owned(),
+                created_ms: now,
+                modified_ms: now,
+            },
+        );
+        Ok(CaHandle {
+            ca_certificate_id: id,
+        })
+    }
+
+    /// One CA certificate, as stored (no call counted).
+    pub fn ca_certificate(&self, ca_certificate_id: &str) -> Option<CaSnapshot> {
+        lock(&self.state)
+            .cas
+            .get(ca_certificate_id)
+            .map(|ca| ca_snapshot(ca_certificate_id, ca))
+    }
+
+    /// Every CA certificate, as stored, in id order.
+    pub fn ca_snapshots(&self) -> Vec<CaSnapshot> {
+        lock(&self.state)
+            .cas
+            .iter()
+            .map(|(id, ca)| ca_snapshot(id, ca))
+            .collect()
+    }
+
+    /// `RegisterCertificateWithoutCA`: a device certificate whose CA is not
+    /// registered, with `status`.
+    ///
+    /// # Errors
+    /// [`PortError::Invalid`] when `pem` is not a certificate,
+    /// [`PortError::Conflict`] when it is registered already.
+    pub fn register_certificate_without_ca(
+        &self,
+        pem: &str,
+        status: CertificateStatus,
+    ) -> PortResult<CreatedCertificate> {
+        let invalid = |message: String| PortError::Invalid {
+            operation: Operation::RegisterCertificate,
+            message,
+        };
+        let info = rules::csr::inspect_certificate(pem).map_err(|e| invalid(e.to_string()))?;
+        let id = info.certificate_id;
+        let mut state = lock(&self.state);
+        if state.certificates.contains_key(&id) {
+            return Err(PortError::Conflict {
+                operation: Operation::RegisterCertificate,
+                message: format!("certificate {id} is already registered"),
+            });
+        }
+        let created_ms = state.now_ms;
+        state.certificates.insert(
+            id.clone(),
+            CertificateSnapshot {
+                certificate_id: id.clone(),
+                certificate_arn: cert_arn(&id),
+                status: status.clone(),
+                certificate_pem: pem.to_owned(),
+                ca_certificate_id: None,
+                policies: BTreeSet::new(),
+                things: BTreeSet::new(),
+                exclusive_thing: None,
+                not_before_ms: i64::try_from(info.not_before_ms).unwrap_or(i64::MAX),
+                not_after_ms: i64::try_from(info.not_after_ms).unwrap_or(i64::MAX),
+                created_ms,
+            },
+        );
+        drop(state);
+        self.notify_status(&id, Some(status));
+        Ok(CreatedCertificate {
+            certificate_arn: cert_arn(&id),
+            certificate_id: id,
+            certificate_pem: pem.to_owned(),
+        })
     }
 
     /// Creates a thing without counting a call.
@@ -240,12 +454,16 @@ impl MemoryRegistry {
             operation: Operation::DescribeCaCertificate,
             message: e.to_string(),
         })?;
-        lock(&self.state).cas.insert(
+        let mut state = lock(&self.state);
+        let now = state.now_ms;
+        state.cas.insert(
             id.clone(),
             CaRecord {
                 status: "ACTIVE".to_owned(),
                 auto_registration_status: "ENABLE".to_owned(),
                 pem: pem.to_owned(),
+                created_ms: now,
+                modified_ms: now,
             },
         );
         Ok(CaHandle {
@@ -262,10 +480,12 @@ impl MemoryRegistry {
         auto_registration: &str,
     ) -> bool {
         let mut state = lock(&self.state);
+        let now = state.now_ms;
         match state.cas.get_mut(ca_certificate_id) {
             Some(ca) => {
                 ca.status = status.to_owned();
                 ca.auto_registration_status = auto_registration.to_owned();
+                ca.modified_ms = now;
                 true
             }
             None => false,
@@ -301,6 +521,7 @@ impl MemoryRegistry {
             .ok_or_else(|| {
                 invalid("no registered ca with auto-registration signed it".to_owned())
             })?;
+        let created_ms = state.now_ms;
         state.certificates.insert(
             info.certificate_id.clone(),
             CertificateSnapshot {
@@ -314,6 +535,7 @@ impl MemoryRegistry {
                 exclusive_thing: None,
                 not_before_ms: i64::try_from(info.not_before_ms).unwrap_or(i64::MAX),
                 not_after_ms: i64::try_from(info.not_after_ms).unwrap_or(i64::MAX),
+                created_ms,
             },
         );
         Ok(info.certificate_id)
@@ -452,7 +674,9 @@ impl MemoryRegistry {
         } else {
             CertificateStatus::Inactive
         };
-        lock(&self.state).certificates.insert(
+        let mut state = lock(&self.state);
+        let created_ms = state.now_ms;
+        state.certificates.insert(
             id.clone(),
             CertificateSnapshot {
                 certificate_id: id.clone(),
@@ -465,8 +689,10 @@ impl MemoryRegistry {
                 exclusive_thing: None,
                 not_before_ms,
                 not_after_ms,
+                created_ms,
             },
         );
+        drop(state);
         self.notify_status(&id, Some(status));
         Ok(CreatedCertificate {
             certificate_arn: cert_arn(&id),
@@ -534,6 +760,19 @@ impl MemoryRegistry {
             certificate_id: certificate_id.to_owned(),
             status,
         });
+    }
+}
+
+fn ca_snapshot(id: &str, ca: &CaRecord) -> CaSnapshot {
+    CaSnapshot {
+        description: CaCertificateDescription {
+            ca_certificate_id: id.to_owned(),
+            status: ca.status.clone(),
+            auto_registration_status: ca.auto_registration_status.clone(),
+            certificate_pem: ca.pem.clone(),
+        },
+        created_ms: ca.created_ms,
+        modified_ms: ca.modified_ms,
     }
 }
 
@@ -640,6 +879,7 @@ impl IotRegistry for MemoryRegistry {
                 message: format!("ResourceAlreadyExistsException: certificate {id}"),
             });
         }
+        let created_ms = state.now_ms;
         state.certificates.insert(
             id.clone(),
             CertificateSnapshot {
@@ -653,6 +893,7 @@ impl IotRegistry for MemoryRegistry {
                 exclusive_thing: None,
                 not_before_ms: i64::try_from(info.not_before_ms).unwrap_or(i64::MAX),
                 not_after_ms: i64::try_from(info.not_after_ms).unwrap_or(i64::MAX),
+                created_ms,
             },
         );
         drop(state);
@@ -745,7 +986,7 @@ impl IotRegistry for MemoryRegistry {
         let op = Operation::AttachPolicy;
         let after = self.instruments.enter(op)?;
         let mut state = lock(&self.state);
-        if !state.policies.contains(policy_name) {
+        if !state.policies.contains_key(policy_name) {
             return Err(not_found(op, "policy", policy_name));
         }
         Self::cert_by_arn(&mut state, op, target_arn)?
