@@ -126,6 +126,29 @@ pub struct SimulateArgs {
     /// the rotation starter's concurrency paces a deployment (0: no bound).
     #[arg(long, default_value_t = harness::simulate::DEFAULT_MAX_OPEN_ROTATIONS)]
     max_open_rotations: usize,
+    /// Share of the devices (0 to 1) on a broken firmware that refuses
+    /// every new certificate with crt_err; with --campaign they are fixed
+    /// when the campaign pauses, and the campaign is resumed.
+    #[arg(long, default_value_t = 0.0)]
+    broken_share: f64,
+    /// Rotate by a campaign (waves and an abort rule) instead of the audit.
+    #[arg(long)]
+    campaign: bool,
+    /// The campaign's first wave: a share (5%) or a count.
+    #[arg(long, default_value = "5%", requires = "campaign")]
+    canary: String,
+    /// Each later wave: a share (20%) or a count.
+    #[arg(long, default_value = "20%", requires = "campaign")]
+    cohort: String,
+    /// Members released per second at most.
+    #[arg(long, default_value_t = 50, requires = "campaign")]
+    rate: u32,
+    /// Pause when failed + expired rotations of the last --abort-window are above this share.
+    #[arg(long, default_value = "2%", requires = "campaign")]
+    abort_above: String,
+    /// How many of the last rotations the abort rule counts.
+    #[arg(long, default_value_t = 50, requires = "campaign")]
+    abort_window: u32,
 }
 
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
@@ -154,8 +177,32 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     } else {
         harness::simulate::AgentHost::InProcess
     };
+    if !(0.0..=1.0).contains(&args.broken_share) {
+        anyhow::bail!(
+            "--broken-share {} is not between 0 and 1",
+            args.broken_share
+        );
+    }
+    let campaign = if args.campaign {
+        Some(harness::simulate::CampaignOptions {
+            rollout: rules::campaign::Rollout {
+                canary: rules::campaign::Share::parse(&args.canary).context("--canary")?,
+                cohort: rules::campaign::Share::parse(&args.cohort).context("--cohort")?,
+                rate_per_second: args.rate,
+            },
+            abort: rules::campaign::AbortRule {
+                above_basis_points: rules::campaign::parse_percent(&args.abort_above)
+                    .context("--abort-above")?,
+                window: args.abort_window,
+            },
+        })
+    } else {
+        None
+    };
     let opts = Options {
         agent_host,
+        broken_share: args.broken_share,
+        campaign,
         devices: args.devices,
         expiring_share: args.expiring_share,
         jitr: args.jitr,

@@ -16,6 +16,8 @@ use infra::config::{Architecture, Config};
 mod adopt;
 #[cfg(feature = "ca")]
 mod ca;
+#[cfg(feature = "rotate")]
+mod campaign;
 mod check_policy;
 #[cfg(feature = "local")]
 mod local;
@@ -78,6 +80,12 @@ enum Command {
     /// Rotate chosen certificates now (needs a build with `--features full`).
     #[cfg(not(feature = "rotate"))]
     Rotate(NotBuilt),
+    /// A rotation campaign (`rotate --canary`): status, pause, resume, cancel.
+    #[cfg(feature = "rotate")]
+    Campaign(campaign::CampaignArgs),
+    /// A rotation campaign (needs a build with `--features full`).
+    #[cfg(not(feature = "rotate"))]
+    Campaign(NotBuilt),
     /// Say which steps of a rotation a customer's IoT policy would block
     /// (exit 1 when one is blocked).
     CheckPolicy(check_policy::CheckPolicyArgs),
@@ -244,6 +252,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Rotate(args)) => rotate::run(args),
         #[cfg(not(feature = "rotate"))]
         Some(Command::Rotate(_)) => not_built("rotate", "rotate"),
+        #[cfg(feature = "rotate")]
+        Some(Command::Campaign(args)) => campaign::run(args),
+        #[cfg(not(feature = "rotate"))]
+        Some(Command::Campaign(_)) => not_built("campaign", "rotate"),
         #[cfg(feature = "local")]
         Some(Command::Simulate(args)) => local::simulate(args),
         #[cfg(feature = "local")]

@@ -61,6 +61,28 @@ pub struct PlanArgs {
     /// overrun one together.
     #[arg(long)]
     split_quotas: bool,
+    /// Rotate by a campaign instead of the audit: its first wave, a share
+    /// (5%) or a count, released by the sweeper at its schedule.
+    #[arg(long, value_name = "SHARE")]
+    canary: Option<String>,
+    /// The campaign's later waves: a share or a count.
+    #[arg(long, value_name = "SHARE", default_value = "20%", requires = "canary")]
+    cohort: String,
+    /// The campaign releases at most this many members per second.
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "canary")]
+    wave_rate: u32,
+    /// The campaign pauses when failed + expired rotations of the last
+    /// --abort-window are above this share (a plan never resumes it).
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        default_value = "2%",
+        requires = "canary"
+    )]
+    abort_above: String,
+    /// How many of the last rotations the abort rule counts.
+    #[arg(long, value_name = "N", default_value_t = 50, requires = "canary")]
+    abort_window: u32,
     /// Print the whole report as JSON.
     #[arg(long)]
     json: bool,
@@ -118,6 +140,26 @@ fn options(args: &PlanArgs) -> anyhow::Result<PlanOptions> {
     o.session_expiry_hours = args.session_expiry_hours;
     o.horizon_days = args.horizon_days;
     o.split_quotas = args.split_quotas;
+    if let Some(canary) = &args.canary {
+        use rules::campaign::{AbortRule, Rollout, Share, parse_percent};
+        if !(1..=rules::campaign::MAX_WINDOW).contains(&args.abort_window) || args.wave_rate == 0 {
+            anyhow::bail!(
+                "invalid campaign: --abort-window is 1 to {} and --wave-rate at least 1",
+                rules::campaign::MAX_WINDOW
+            );
+        }
+        o.campaign = Some(planner::PlanCampaign {
+            rollout: Rollout {
+                canary: Share::parse(canary).context("--canary")?,
+                cohort: Share::parse(&args.cohort).context("--cohort")?,
+                rate_per_second: args.wave_rate,
+            },
+            abort: AbortRule {
+                above_basis_points: parse_percent(&args.abort_above).context("--abort-above")?,
+                window: args.abort_window,
+            },
+        });
+    }
     Ok(o)
 }
 

@@ -80,6 +80,45 @@ pub struct RotateArgs {
     /// made: ListThingPrincipals and DescribeCertificate, 10/s).
     #[arg(long, default_value_t = 10)]
     rate: u32,
+    /// Rotate in waves: a campaign whose first wave is this share (`5%`)
+    /// or count (`20`) of the selection, written to the rotation table
+    /// (`--table`) instead of the queue; the sweeper releases the waves.
+    #[arg(long, value_name = "SHARE")]
+    canary: Option<String>,
+    /// Each later wave of the campaign: a share or a count.
+    #[arg(long, value_name = "SHARE", default_value = "20%", requires = "canary")]
+    cohort: String,
+    /// The campaign releases at most this many members per second.
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "canary")]
+    wave_rate: u32,
+    /// The campaign pauses itself when failed + expired rotations among the
+    /// last `--abort-window` are above this share.
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        default_value = "2%",
+        requires = "canary"
+    )]
+    abort_above: String,
+    /// How many of the last rotations the abort rule counts (1 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 50, requires = "canary")]
+    abort_window: u32,
+    /// A released member without a rotation after this many seconds was
+    /// refused by the starter (support was told) and counts as skipped.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 900,
+        requires = "canary"
+    )]
+    grace_secs: u32,
+    /// The campaign's id (default `c<unix seconds>`).
+    #[arg(long, value_name = "ID", requires = "canary")]
+    campaign_id: Option<String>,
+    /// The rotation table a campaign is written to (the stack's output
+    /// `RotationTableName`); default `FLEETCERT_TABLE`.
+    #[arg(long, value_name = "NAME", requires = "canary")]
+    table: Option<String>,
 }
 
 /// One certificate selected for rotation.
@@ -105,6 +144,53 @@ pub struct Outcome {
     pub queued: usize,
     /// Whether nothing was sent on purpose.
     pub dry_run: bool,
+    /// The campaign written instead of queueing (`--canary`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<CampaignOutcome>,
+}
+
+/// The campaign `rotate --canary` wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignOutcome {
+    /// Its id (`fleetcert campaign status <id>`).
+    pub id: String,
+    /// Its waves' sizes, the canary first.
+    pub waves: Vec<u32>,
+    /// Whether it was written (not for `--dry-run`).
+    pub written: bool,
+}
+
+/// The campaign of `args` over `selected` (checked before anything is
+/// listed or written).
+fn new_campaign(
+    args: &RotateArgs,
+    task_id: &str,
+    now_s: i64,
+) -> anyhow::Result<Option<rules::campaign::NewCampaign>> {
+    use rules::campaign::{AbortRule, NewCampaign, Rollout, Share, parse_percent};
+    let Some(canary) = &args.canary else {
+        return Ok(None);
+    };
+    let id = args
+        .campaign_id
+        .clone()
+        .unwrap_or_else(|| format!("c{now_s}"));
+    Ok(Some(NewCampaign {
+        id: rules::contracts::CampaignId::new(id.clone())
+            .map_err(|e| anyhow::anyhow!("--campaign-id {id:?}: {e}"))?,
+        task_id: task_id.to_owned(),
+        rollout: Rollout {
+            canary: Share::parse(canary).context("--canary")?,
+            cohort: Share::parse(&args.cohort).context("--cohort")?,
+            rate_per_second: args.wave_rate,
+        },
+        abort: AbortRule {
+            above_basis_points: parse_percent(&args.abort_above).context("--abort-above")?,
+            window: args.abort_window,
+        },
+        grace_ms: i64::from(args.grace_secs) * 1000,
+    }))
 }
 
 /// `--older-than` as a cut-off in seconds since the Unix epoch.
@@ -137,8 +223,13 @@ pub fn run(args: RotateArgs) -> anyhow::Result<()> {
             "say what to rotate: --thing, --thing-group, --ca, --older-than or --from-file (rotating every certificate needs --older-than 0)"
         );
     }
-    if args.queue_url.is_none() && !args.dry_run {
-        bail!("--queue-url is required (the stack's RotationQueue), unless --dry-run");
+    if args.canary.is_none() && args.queue_url.is_none() && !args.dry_run {
+        bail!("--queue-url is required (the stack's RotationQueue), unless --dry-run or --canary");
+    }
+    if args.canary.is_some() && args.queue_url.is_some() {
+        bail!(
+            "--canary writes a campaign the sweeper releases onto the queue: leave out --queue-url"
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -169,16 +260,36 @@ async fn rotate(args: RotateArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|v| cutoff(v, now_s))
         .transpose()?;
+    let task_id = format!("on-demand-{now_s}");
+    // a bad campaign or no table is refused before anything is listed
+    let new_campaign = new_campaign(&args, &task_id, now_s)?;
+    let table = match &new_campaign {
+        Some(_) if !args.dry_run => Some(
+            crate::campaign::TableArgs {
+                table: args.table.clone(),
+                endpoint_url: args.endpoint_url.clone(),
+                region: args.region.clone(),
+                profile: args.profile.clone(),
+                max_attempts: args.max_attempts,
+            }
+            .items()
+            .await?,
+        ),
+        _ => None,
+    };
     let progress = progress_bar();
     let selected = select(&iot, &limiter, &args, cutoff, &progress).await?;
     progress.finish_and_clear();
-    let task_id = format!("on-demand-{now_s}");
     let mut outcome = Outcome {
         task_id: task_id.clone(),
         selected,
         queued: 0,
         dry_run: args.dry_run,
+        campaign: None,
     };
+    if let Some(new) = new_campaign {
+        return write_campaign(&args, outcome, new, table, now_s).await;
+    }
     if !args.json {
         for s in &outcome.selected {
             println!("{}  {}", s.certificate_id, s.because);
@@ -220,6 +331,66 @@ async fn rotate(args: RotateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `rotate --canary`: the selection as a campaign in the rotation table.
+async fn write_campaign(
+    args: &RotateArgs,
+    mut outcome: Outcome,
+    new: rules::campaign::NewCampaign,
+    table: Option<crate::campaign::Items>,
+    now_s: i64,
+) -> anyhow::Result<()> {
+    let ids: Vec<String> = outcome
+        .selected
+        .iter()
+        .map(|s| s.certificate_id.clone())
+        .collect();
+    if ids.is_empty() {
+        bail!("nothing selected: no campaign written");
+    }
+    // sorted by certificate id: the canary is a sample of the selection
+    let (campaign, chunks) = rules::campaign::Campaign::new(new, &ids, now_s * 1000)?;
+    let waves: Vec<u32> = campaign.waves().iter().map(|w| w.end - w.start).collect();
+    if !args.json {
+        for s in &outcome.selected {
+            println!("{}  {}", s.certificate_id, s.because);
+        }
+        println!(
+            "{} certificates selected; campaign {} in {} waves {:?}{}",
+            ids.len(),
+            campaign.id,
+            waves.len(),
+            waves,
+            if args.dry_run {
+                " (dry run: nothing written)"
+            } else {
+                ""
+            }
+        );
+    }
+    let mut written = false;
+    if let Some(items) = table {
+        if !args.yes && !confirm(ids.len())? {
+            bail!("not confirmed: nothing written");
+        }
+        items.create(&campaign, &chunks).await?;
+        written = true;
+    }
+    outcome.campaign = Some(CampaignOutcome {
+        id: campaign.id.to_string(),
+        waves,
+        written,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else if written {
+        println!(
+            "campaign {} written; the sweeper releases its canary at the next sweep; `fleetcert campaign status {}` follows it",
+            campaign.id, campaign.id
+        );
+    }
+    Ok(())
+}
+
 fn progress_bar() -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_draw_target(if std::io::stderr().is_terminal() {
@@ -233,7 +404,9 @@ fn progress_bar() -> indicatif::ProgressBar {
 /// Asks on the terminal; refuses without one (a script passes `--yes`).
 fn confirm(count: usize) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
-        bail!("refusing to queue {count} rotations without a terminal to confirm on: pass --yes");
+        bail!(
+            "refusing to rotate {count} certificates without a terminal to confirm on: pass --yes"
+        );
     }
     eprint!("rotate {count} certificates now? [y/N] ");
     std::io::stderr().flush()?;
@@ -436,6 +609,7 @@ async fn send_batch(
             check_name: CheckName::from(ON_DEMAND_CHECK),
             expiration_time_ms: None,
             past_expiration: false,
+            campaign: None,
         };
         pending.push(
             SendMessageBatchRequestEntry::builder()

@@ -565,6 +565,10 @@ impl Agent {
         }
         let pem = crt.certificate_pem.as_str();
         let checked = match rules::csr::inspect_certificate(pem) {
+            // a firmware that mishandles `crt` (simulations' broken devices)
+            _ if self.fails(REFUSE_CRT) => {
+                Err("the firmware could not install the certificate".to_owned())
+            }
             Err(e) => Err(format!("certificate does not parse: {e}")),
             Ok(info) if info.certificate_id != crt.certificate_id.as_str() => Err(format!(
                 "certificateId {} is not the certificate's id {}",
@@ -951,6 +955,10 @@ impl Agent {
 fn tls_refusal(reason: &str) -> bool {
     reason.contains("received fatal alert")
 }
+
+/// The fault hook's name for a firmware that refuses every `crt` with
+/// `crt_err` (a simulation's broken device): asked once per `crt`.
+pub const REFUSE_CRT: &str = "agent: firmware refuses crt";
 
 fn crt_err(reason: &str, rotation_id: Option<RotationId>) -> Message {
     // `ErrorText` takes any text of at most 1024 characters: cut to fit.

@@ -15,11 +15,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use lambdas::ports::{
-    CaCertificateDescription, CertificateDescription, CertificateStatus, CreatedCertificate,
-    FailedEntry, IotRegistry, IssueRequest, IssuedCertificate, Notifier, Operation, Page,
-    PortError, PortResult, Ports, PrincipalThing, PrivateCa, Publisher, QueueMessage, Resource,
-    RotationStore, ThingDescription, ThingPrincipalType, WorkQueue,
+    CaCertificateDescription, CampaignWrite, CertificateDescription, CertificateStatus,
+    CreatedCertificate, FailedEntry, IotRegistry, IssueRequest, IssuedCertificate, Notifier,
+    Operation, Page, PortError, PortResult, Ports, PrincipalThing, PrivateCa, Publisher,
+    QueueMessage, Resource, RotationStore, ThingDescription, ThingPrincipalType, WorkQueue,
 };
+use rules::campaign::CampaignItem;
 use rules::contracts::AuditFinding;
 use rules::iam::{Decision, IamPolicy, Request, evaluate, request_resources};
 use rules::policy::ArnScope;
@@ -608,6 +609,17 @@ impl<P: Ports> RotationStore for Authorized<P> {
             vec![(Resource::DueIndex, self.arns.index.clone())],
         )?;
         self.inner.store().open_due(before_ms, next_token).await
+    }
+
+    async fn get_campaign(&self, key: &str) -> PortResult<Option<CampaignItem>> {
+        self.op(Operation::GetCampaign, vec![self.table()])?;
+        self.inner.store().get_campaign(key).await
+    }
+
+    async fn put_campaign(&self, writes: &[CampaignWrite]) -> PortResult<()> {
+        // one TransactWriteItems of puts: IAM checks dynamodb:PutItem
+        self.op(Operation::PutCampaign, vec![self.table()])?;
+        self.inner.store().put_campaign(writes).await
     }
 }
 

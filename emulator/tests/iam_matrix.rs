@@ -441,6 +441,57 @@ async fn stalled(w: &World) -> Outcome {
     })
 }
 
+/// A campaign of one device (written as `fleetcert rotate --canary` writes
+/// it): the sweeper releases it onto the work queue, the starter checks
+/// the campaign and starts it, and after the commit the sweeper counts it
+/// and finishes the campaign.
+async fn campaign(w: &World) -> Outcome {
+    use rules::campaign::{AbortRule, Campaign, CampaignState, NewCampaign, Rollout, Share};
+    let (old, _) = w.device("matrix-campaign", 300).await;
+    let id = rules::contracts::CampaignId::new("matrix").map_err(|e| e.to_string())?;
+    let (c, chunks) = Campaign::new(
+        NewCampaign {
+            id: id.clone(),
+            task_id: "matrix".into(),
+            rollout: Rollout {
+                canary: Share::Count(1),
+                cohort: Share::Count(1),
+                rate_per_second: 10,
+            },
+            abort: AbortRule {
+                above_basis_points: 200,
+                window: 10,
+            },
+            grace_ms: 60_000,
+        },
+        std::slice::from_ref(&old),
+        w.lambda.now_ms(),
+    )
+    .map_err(|e| e.to_string())?;
+    let store = &w.ports().ports.store;
+    lambdas::handlers::campaign::create(store, &c, &chunks)
+        .await
+        .map_err(|e| e.to_string())?;
+    run_sweep(&w.lambda).await.map_err(|e| e.to_string())?;
+    w.deliver_work().await?;
+    let new = w.issue("matrix-campaign", &old).await?;
+    w.publish(
+        "management/topic/matrix-campaign/crt_ack",
+        &json!({}),
+        "matrix-campaign",
+        &new,
+    )
+    .await?;
+    run_sweep(&w.lambda).await.map_err(|e| e.to_string())?;
+    let state = lambdas::handlers::campaign::get(store, &id)
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|c| c.state);
+    check(state == Some(CampaignState::Finished), || {
+        format!("the campaign did not finish: {state:?}")
+    })
+}
+
 /// A device certificate of the customer CA registers just in time.
 async fn jitr(w: &World, ca: &Ca) -> Outcome {
     let registry = &w.ports().ports.registry;
@@ -742,8 +793,9 @@ async fn scenarios(template: &Value, ca: &Ca) -> BTreeMap<&'static str, String> 
             return failures;
         }
     };
-    let runs: [(&'static str, Outcome); 12] = [
+    let runs: [(&'static str, Outcome); 13] = [
         ("rotation", rotation(&w).await),
+        ("campaign", campaign(&w).await),
         ("device_error", device_error(&w).await),
         ("refused_csr", refused_csr(&w).await),
         ("stalled", stalled(&w).await),

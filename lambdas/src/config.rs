@@ -12,6 +12,9 @@ pub use rules::functions::{
     MAX_ROTATION_TTL_DAYS, OLD_CERTIFICATE_ATTRIBUTE, ROTATION_TTL_ATTRIBUTE,
 };
 
+/// Default [`Config::campaign_max_members`].
+pub const DEFAULT_CAMPAIGN_MAX_MEMBERS: usize = 1000;
+
 /// Configuration shared by every handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -42,6 +45,10 @@ pub struct Config {
     /// overdue) wait for the next sweep, so that a backlog never runs one
     /// invocation past its timeout under the API rate limits.
     pub sweep_max_rows: usize,
+    /// `CAMPAIGN_MAX_MEMBERS` (default 1,000, at least 1): per campaign and
+    /// sweep, the most members released and the most member rotation rows
+    /// read (`rules::campaign`); the rest wait for the next sweep.
+    pub campaign_max_members: usize,
     /// `CSR_MIN_RSA_BITS`, `CSR_MAX_RSA_BITS`, `CSR_ALLOW_P256`,
     /// `CSR_ALLOW_P384`, `CSR_REQUIRE_NEW_KEY`, `CSR_REQUIRE_CN_MATCHES_THING`.
     pub csr_policy: CsrPolicy,
@@ -122,6 +129,7 @@ impl Config {
             rotation_deadline_ms: DEFAULT_ROTATION_DEADLINE_MS,
             rotation_ttl_days: DEFAULT_ROTATION_TTL_DAYS,
             sweep_max_rows: DEFAULT_SWEEP_MAX_ROWS,
+            campaign_max_members: DEFAULT_CAMPAIGN_MAX_MEMBERS,
             csr_policy: CsrPolicy::default(),
             jitr: JitrConfig {
                 policy_name: device_policy_name.to_owned(),
@@ -217,6 +225,18 @@ impl Config {
                 expected: "at least 1",
             });
         }
+        let campaign_max_members = parse_or(
+            &lookup,
+            "CAMPAIGN_MAX_MEMBERS",
+            DEFAULT_CAMPAIGN_MAX_MEMBERS,
+        )?;
+        if campaign_max_members == 0 {
+            return Err(ConfigError::Invalid {
+                name: "CAMPAIGN_MAX_MEMBERS",
+                value: "0".to_owned(),
+                expected: "at least 1",
+            });
+        }
         let issuer = issuer_from(&lookup)?;
         Ok(Self {
             rotation_table: required("ROTATION_TABLE")?,
@@ -227,6 +247,7 @@ impl Config {
             rotation_deadline_ms,
             rotation_ttl_days,
             sweep_max_rows,
+            campaign_max_members,
             csr_policy,
             jitr,
             issuer,

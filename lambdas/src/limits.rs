@@ -38,14 +38,15 @@ use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use rules::campaign::CampaignItem;
 use rules::contracts::AuditFinding;
 use rules::rotation::Rotation;
 
 use crate::ports::{
-    CaCertificateDescription, CertificateDescription, CertificateStatus, CreatedCertificate,
-    FailedEntry, IotRegistry, IssueRequest, IssuedCertificate, Notifier, Operation, Page,
-    PortError, PortResult, Ports, PrincipalThing, PrivateCa, Publisher, QueueMessage,
-    RotationStore, ThingDescription, ThingPrincipalType, WorkQueue,
+    CaCertificateDescription, CampaignWrite, CertificateDescription, CertificateStatus,
+    CreatedCertificate, FailedEntry, IotRegistry, IssueRequest, IssuedCertificate, Notifier,
+    Operation, Page, PortError, PortResult, Ports, PrincipalThing, PrivateCa, Publisher,
+    QueueMessage, RotationStore, ThingDescription, ThingPrincipalType, WorkQueue,
 };
 
 /// Requests per second for an operation without a published quota.
@@ -668,6 +669,18 @@ impl<P: Ports, T: Timer> RotationStore for Limited<P, T> {
             s.open_due(before_ms, next_token.clone())
         })
         .await
+    }
+
+    async fn get_campaign(&self, key: &str) -> PortResult<Option<CampaignItem>> {
+        let s = self.inner.store();
+        self.call(Operation::GetCampaign, || s.get_campaign(key))
+            .await
+    }
+
+    async fn put_campaign(&self, writes: &[CampaignWrite]) -> PortResult<()> {
+        let s = self.inner.store();
+        self.call(Operation::PutCampaign, || s.put_campaign(writes))
+            .await
     }
 }
 

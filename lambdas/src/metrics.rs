@@ -42,6 +42,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use rules::campaign::CampaignItem;
 use rules::contracts::AuditFinding;
 use rules::functions::Function;
 use rules::rotation::{Rotation, RotationState};
@@ -49,10 +50,10 @@ use serde_json::{Map, Value, json};
 
 use crate::handlers::{HandlerError, Outcome};
 use crate::ports::{
-    CaCertificateDescription, CertificateDescription, CertificateStatus, CreatedCertificate,
-    FailedEntry, IotRegistry, IssueRequest, IssuedCertificate, Notifier, Operation, Page,
-    PortError, PortResult, Ports, PrincipalThing, PrivateCa, Publisher, QueueMessage,
-    RotationStore, ThingDescription, ThingPrincipalType, WorkQueue,
+    CaCertificateDescription, CampaignWrite, CertificateDescription, CertificateStatus,
+    CreatedCertificate, FailedEntry, IotRegistry, IssueRequest, IssuedCertificate, Notifier,
+    Operation, Page, PortError, PortResult, Ports, PrincipalThing, PrivateCa, Publisher,
+    QueueMessage, RotationStore, ThingDescription, ThingPrincipalType, WorkQueue,
 };
 
 /// The CloudWatch namespace of every fleetcert metric.
@@ -795,6 +796,16 @@ impl<P: Ports> RotationStore for Metered<P> {
         next_token: Option<String>,
     ) -> PortResult<Page<Rotation>> {
         let r = self.inner.store().open_due(before_ms, next_token).await;
+        self.metrics.observe(r)
+    }
+
+    async fn get_campaign(&self, key: &str) -> PortResult<Option<CampaignItem>> {
+        let r = self.inner.store().get_campaign(key).await;
+        self.metrics.observe(r)
+    }
+
+    async fn put_campaign(&self, writes: &[CampaignWrite]) -> PortResult<()> {
+        let r = self.inner.store().put_campaign(writes).await;
         self.metrics.observe(r)
     }
 }

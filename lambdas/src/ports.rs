@@ -14,6 +14,7 @@
 
 use std::future::Future;
 
+use rules::campaign::CampaignItem;
 use rules::contracts::AuditFinding;
 use rules::rotation::Rotation;
 
@@ -31,6 +32,8 @@ pub const fn port_of(operation: Operation) -> PortKind {
         | Operation::LatestRotationForThing
         | Operation::UpdateRotation
         | Operation::ListDueRotations
+        | Operation::GetCampaign
+        | Operation::PutCampaign
         | Operation::LatestRotationForCertificate => PortKind::RotationStore,
         Operation::NotifySupport => PortKind::Notifier,
         Operation::SendMessageBatch => PortKind::WorkQueue,
@@ -559,6 +562,61 @@ pub trait RotationStore: Send + Sync {
         before_ms: i64,
         next_token: Option<String>,
     ) -> impl Future<Output = PortResult<Page<Rotation>>> + Send;
+
+    /// The campaign item stored under `key` (`campaign#…`, see
+    /// `rules::campaign`), if any.
+    fn get_campaign(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = PortResult<Option<CampaignItem>>> + Send;
+
+    /// Writes every [`CampaignWrite`] in one transaction (at most
+    /// [`MAX_CAMPAIGN_WRITES`]), each on condition that the stored item is
+    /// its `expected` (`None`: absent); [`PortError::ConditionFailed`] and
+    /// nothing written when one is not.
+    fn put_campaign(&self, writes: &[CampaignWrite])
+    -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// Most items one [`RotationStore::put_campaign`] writes.
+pub const MAX_CAMPAIGN_WRITES: usize = 25;
+
+/// One conditional write of a campaign item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignWrite {
+    /// The item as it was read (`None`: it must not exist).
+    pub expected: Option<CampaignItem>,
+    /// The item to write (same key).
+    pub next: CampaignItem,
+}
+
+impl CampaignWrite {
+    /// Checks the write: `expected` and `next` name the same key.
+    ///
+    /// # Errors
+    /// [`PortError::Invalid`].
+    pub fn check(writes: &[CampaignWrite]) -> PortResult<()> {
+        let invalid = |message: String| PortError::Invalid {
+            operation: Operation::PutCampaign,
+            message,
+        };
+        if writes.is_empty() || writes.len() > MAX_CAMPAIGN_WRITES {
+            return Err(invalid(format!(
+                "a campaign write holds 1 to {MAX_CAMPAIGN_WRITES} items, not {}",
+                writes.len()
+            )));
+        }
+        for (i, w) in writes.iter().enumerate() {
+            let key = w.next.key();
+            if w.expected.as_ref().is_some_and(|e| e.key() != key) {
+                return Err(invalid(format!("a write may not change the key {key}")));
+            }
+            if writes[..i].iter().any(|o| o.next.key() == key) {
+                return Err(invalid(format!("{key} is written twice")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Support notifications (SNS).

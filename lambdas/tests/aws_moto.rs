@@ -582,6 +582,120 @@ fn rotation_store_conditions_and_pages() {
 }
 
 /// The rotation table's TTL attribute of item `key`, as stored.
+/// Campaign items beside the rotation rows: a conditional create (absent),
+/// a conditional replace (as read) in one transaction with another item,
+/// both refused with nothing written when one condition fails; the due
+/// index (and so the sweeper's rotation reads) never sees them.
+#[test]
+fn campaign_items_conditions_on_dynamodb() {
+    use lambdas::ports::{CampaignWrite, PortError};
+    use rules::campaign::{
+        AbortRule, ActiveCampaigns, Campaign, CampaignItem, NewCampaign, Rollout, Share,
+    };
+    let moto = Moto::start();
+    run(async {
+        let sdk = sdk_of(&moto).await;
+        create_rotation_table(&sdk, "rotations").await;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), "rotations");
+        let (c, chunks) = Campaign::new(
+            NewCampaign {
+                id: rules::contracts::CampaignId::new("moto").expect("id"),
+                task_id: "t".into(),
+                rollout: Rollout {
+                    canary: Share::Count(1),
+                    cohort: Share::BasisPoints(5000),
+                    rate_per_second: 1,
+                },
+                abort: AbortRule {
+                    above_basis_points: 200,
+                    window: 10,
+                },
+                grace_ms: 60_000,
+            },
+            &["a".repeat(64), "b".repeat(64)],
+            1_000,
+        )
+        .expect("campaign");
+        let campaign = CampaignItem::Campaign(c.clone());
+        let chunk = CampaignItem::Members(chunks[0].clone());
+        let active = CampaignItem::Active(ActiveCampaigns {
+            ids: vec![c.id.clone()],
+        });
+        let create = |next: &CampaignItem| CampaignWrite {
+            expected: None,
+            next: next.clone(),
+        };
+        store
+            .put_campaign(&[create(&chunk), create(&campaign), create(&active)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            store.get_campaign("campaign#moto").await.expect("get"),
+            Some(campaign.clone())
+        );
+        assert_eq!(
+            store.get_campaign("campaign#moto#0").await.expect("get"),
+            Some(chunk.clone())
+        );
+        assert_eq!(
+            store.get_campaign("campaign#none").await.expect("get"),
+            None
+        );
+        // created twice: refused
+        let err = store.put_campaign(&[create(&campaign)]).await.unwrap_err();
+        assert!(matches!(err, PortError::ConditionFailed { .. }), "{err}");
+        // one stale expectation fails the whole transaction
+        let paused = CampaignItem::Campaign(c.pause().expect("pause"));
+        let stale = CampaignWrite {
+            expected: Some(paused.clone()),
+            next: campaign.clone(),
+        };
+        let good = CampaignWrite {
+            expected: Some(campaign.clone()),
+            next: paused.clone(),
+        };
+        let err = store
+            .put_campaign(&[
+                good.clone(),
+                CampaignWrite {
+                    expected: Some(active.clone()),
+                    next: CampaignItem::Active(ActiveCampaigns::default()),
+                },
+                stale,
+            ])
+            .await
+            .unwrap_err();
+        assert!(
+            err.is_condition_failed() || matches!(err, PortError::Invalid { .. }),
+            "{err}"
+        );
+        assert_eq!(
+            store.get_campaign("campaign#moto").await.expect("get"),
+            Some(campaign.clone()),
+            "nothing written"
+        );
+        store
+            .put_campaign(&[good])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            store.get_campaign("campaign#moto").await.expect("get"),
+            Some(paused)
+        );
+        // not rotation rows: the due index and the row reads ignore them
+        assert!(
+            store
+                .open_due(i64::MAX, None)
+                .await
+                .expect("due")
+                .items
+                .is_empty()
+        );
+        let err = store.get_campaign("r-1").await.unwrap_err();
+        assert!(matches!(err, PortError::Invalid { .. }), "{err}");
+    });
+}
+
 async fn expires_at(sdk: &SdkConfig, table: &str, key: &str) -> Option<i64> {
     let item = aws_sdk_dynamodb::Client::new(sdk)
         .get_item()

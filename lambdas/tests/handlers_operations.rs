@@ -409,6 +409,79 @@ fn scenarios(issuer: Issuer, cov: &mut Coverage) {
         "old retired"
     );
 
+    // A campaign: the sweeper releases a member, the starter checks the
+    // campaign and starts it, the sweeper counts its outcome (a failure of
+    // 1: the abort rule pauses the campaign and tells support).
+    let w = World::for_issuer(issuer);
+    let dev = w.provision("thing-c");
+    let (c, chunks) = rules::campaign::Campaign::new(
+        rules::campaign::NewCampaign {
+            id: rules::contracts::CampaignId::new("ops").expect("id"),
+            task_id: "ops".into(),
+            rollout: rules::campaign::Rollout {
+                canary: rules::campaign::Share::Count(1),
+                cohort: rules::campaign::Share::Count(1),
+                rate_per_second: 1,
+            },
+            abort: rules::campaign::AbortRule {
+                above_basis_points: 200,
+                window: 10,
+            },
+            grace_ms: 60_000,
+        },
+        std::slice::from_ref(&dev.cert_id),
+        w.now,
+    )
+    .expect("campaign");
+    run(lambdas::handlers::campaign::create(
+        &w.ports.ports.store,
+        &c,
+        &chunks,
+    ))
+    .expect("create");
+    w.ports.instruments.reset_calls();
+    let sweep = |w: &World, cov: &mut Coverage| {
+        let out = run(sweeper::handle(
+            &w.ports,
+            &w.cfg,
+            &bytes(&scheduled_event()),
+            w.now,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!out.is_rejected(), "{out:?}");
+        cov.record(w, Function::Sweeper);
+    };
+    sweep(&w, cov);
+    let released = w.ports.ports.queue.drain();
+    assert_eq!(released.len(), 1);
+    let body: Value = serde_json::from_str(&released[0].body).expect("body");
+    let batch = run(rotation_starter::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&sqs_event(&[body])),
+        w.now,
+    ));
+    assert!(batch.response.batch_item_failures.is_empty(), "{batch:?}");
+    cov.record(&w, Function::RotationStarter);
+    let id = last_csr_req(&w, "thing-c").expect("csr_req")["rotationId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let out = run(error_handler::handle(
+        &w.ports,
+        &w.cfg,
+        &bytes(&crt_err("thing-c", &dev.cert_id, "broken", Some(&id))),
+        w.now,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.is_rejected(), "{out:?}");
+    w.ports.instruments.reset_calls();
+    sweep(&w, cov);
+    assert!(matches!(
+        w.ports.ports.store.campaign_item("campaign#ops"),
+        Some(rules::campaign::CampaignItem::Campaign(c)) if c.state.name() == "PAUSED"
+    ));
+
     // JITR: a new device (its thing created), then one from an inactive CA
     // (revoked and reported).
     let w = World::for_issuer(issuer);

@@ -14,11 +14,13 @@ use std::time::Duration;
 use lambdas::limits::Timer;
 use lambdas::memory::{MemoryPrivateCa, MemoryRegistry, MemoryRotationStore};
 use lambdas::ports::{
-    CaCertificateDescription, CertificateDescription, CertificateStatus, CreatedCertificate,
-    FailedEntry, IotRegistry, IssueRequest, IssuedCertificate, MAX_QUEUE_BATCH, Notifier,
-    Operation, Page, PortError, PortKind, PortResult, Ports, PrincipalThing, PrivateCa, Publisher,
-    QueueMessage, RotationStore, ThingDescription, ThingPrincipalType, WorkQueue, port_of,
+    CaCertificateDescription, CampaignWrite, CertificateDescription, CertificateStatus,
+    CreatedCertificate, FailedEntry, IotRegistry, IssueRequest, IssuedCertificate, MAX_QUEUE_BATCH,
+    Notifier, Operation, Page, PortError, PortKind, PortResult, Ports, PrincipalThing, PrivateCa,
+    Publisher, QueueMessage, RotationStore, ThingDescription, ThingPrincipalType, WorkQueue,
+    port_of,
 };
+use rules::campaign::CampaignItem;
 use rules::contracts::AuditFinding;
 use rules::functions::Function;
 use rules::rotation::Rotation;
@@ -409,6 +411,14 @@ impl RotationStore for SimPorts {
     async fn open_due(&self, before_ms: i64, token: Option<String>) -> PortResult<Page<Rotation>> {
         self.enter(Operation::ListDueRotations).await?;
         self.0.store.open_due(before_ms, token).await
+    }
+    async fn get_campaign(&self, key: &str) -> PortResult<Option<CampaignItem>> {
+        self.enter(Operation::GetCampaign).await?;
+        self.0.store.get_campaign(key).await
+    }
+    async fn put_campaign(&self, writes: &[CampaignWrite]) -> PortResult<()> {
+        self.enter(Operation::PutCampaign).await?;
+        self.0.store.put_campaign(writes).await
     }
 }
 

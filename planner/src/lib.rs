@@ -30,7 +30,7 @@ pub mod report;
 pub mod rng;
 pub mod run;
 
-pub use options::{DeviceMix, PlanError, PlanOptions};
+pub use options::{DeviceMix, PlanCampaign, PlanError, PlanOptions};
 pub use report::Report;
 
 /// Plans `options`: checks them, synthesizes and reads the stack, derives

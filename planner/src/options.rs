@@ -81,6 +81,20 @@ pub struct PlanOptions {
     /// of the whole quota: what the report recommends when functions
     /// together overrun a quota.
     pub split_quotas: bool,
+    /// Rotate the fleet by a campaign (waves and an abort rule,
+    /// `rules::campaign`) instead of the audit: written into the rotation
+    /// table at the start over every device's certificate, released by the
+    /// sweeper at its schedule.
+    pub campaign: Option<PlanCampaign>,
+}
+
+/// The campaign a plan rotates the fleet with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanCampaign {
+    /// Waves and rate.
+    pub rollout: rules::campaign::Rollout,
+    /// When it pauses itself (nobody resumes it in a plan).
+    pub abort: rules::campaign::AbortRule,
 }
 
 impl PlanOptions {
@@ -98,6 +112,7 @@ impl PlanOptions {
             session_expiry_hours: 1.0,
             horizon_days: None,
             split_quotas: false,
+            campaign: None,
         }
     }
 

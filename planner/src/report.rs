@@ -111,6 +111,10 @@ pub struct Report {
     pub prices: String,
     /// What to change, when the configuration cannot make it.
     pub recommendations: Vec<String>,
+    /// The campaign at the end (state, wave, counts), when the plan
+    /// rotated by one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
 }
 
 impl Report {
@@ -309,6 +313,27 @@ impl Report {
             cost_usd: (cost_usd * 100.0).round() / 100.0,
             prices: format!("{} list prices of {}", prices.region, prices.date),
             recommendations: Vec::new(),
+            campaign: outcome.campaign.as_ref().map(|c| {
+                let waves = c.waves();
+                let n = &c.counts;
+                let state = match &c.state {
+                    rules::campaign::CampaignState::Paused { trip: Some(t) } => {
+                        format!("PAUSED by its abort rule ({t})")
+                    }
+                    other => other.name().to_owned(),
+                };
+                format!(
+                    "{state}, wave {} of {} {:?}; {} released, {} committed, {} failed, {} expired, {} skipped",
+                    (c.wave as usize + 1).min(waves.len()),
+                    waves.len(),
+                    waves.iter().map(|w| w.end - w.start).collect::<Vec<_>>(),
+                    n.released,
+                    n.committed,
+                    n.failed,
+                    n.expired,
+                    n.skipped
+                )
+            }),
         };
         report.recommendations = crate::advice::recommend(&report, options, deployment);
         report
@@ -345,6 +370,9 @@ impl Report {
             self.devices,
             if self.finished { "" } else { " (not finished)" }
         );
+        if let Some(c) = &self.campaign {
+            let _ = writeln!(w, "  campaign               {c}");
+        }
         let _ = writeln!(
             w,
             "  makespan               {:.2} h ({:.2} days)",

@@ -194,6 +194,8 @@ pub struct Outcome {
     pub rule_actions: u64,
     /// Audits run and findings in each.
     pub audits: Vec<(u64, usize)>,
+    /// The campaign at the end, when the plan rotated by one.
+    pub campaign: Option<rules::campaign::Campaign>,
 }
 
 /// One function's figures.
@@ -370,7 +372,30 @@ impl Engine {
             horizon_ns,
             progress: None,
         };
-        engine.at(0, Ev::Audit(0));
+        match engine.opts.campaign {
+            // the campaign over every device's certificate, in device order
+            Some(c) => {
+                let (campaign, chunks) = rules::campaign::Campaign::new(
+                    rules::campaign::NewCampaign {
+                        id: rules::contracts::CampaignId::new("plan").map_err(|e| e.to_string())?,
+                        task_id: "plan-campaign".to_owned(),
+                        rollout: c.rollout,
+                        abort: c.abort,
+                        grace_ms: 15 * 60 * 1000,
+                    },
+                    &engine.originals,
+                    engine.cloud.now_ms(),
+                )
+                .map_err(|e| e.to_string())?;
+                ready(lambdas::handlers::campaign::create(
+                    &engine.cloud.store,
+                    &campaign,
+                    &chunks,
+                ))
+                .map_err(|e| e.to_string())?;
+            }
+            None => engine.at(0, Ev::Audit(0)),
+        }
         let sweep = u64::try_from(engine.dep.sweep_period.as_nanos()).unwrap_or(u64::MAX);
         engine.at(sweep, Ev::Sweep);
         Ok(engine)
@@ -1022,6 +1047,10 @@ impl Engine {
             mqtt_messages: self.mqtt_messages,
             rule_actions: self.rule_actions,
             audits: self.audits,
+            campaign: match self.cloud.store.campaign_item("campaign#plan") {
+                Some(rules::campaign::CampaignItem::Campaign(c)) => Some(c),
+                _ => None,
+            },
         }
     }
 }

@@ -167,3 +167,53 @@ fn at_the_deployed_shares_the_default_stack_rotates_at_the_bound_with_no_failed_
         r.text()
     );
 }
+
+/// A campaign's waves take the sweeper's schedule into the makespan: each
+/// wave is released only after the previous one settled, so the same fleet
+/// takes longer than by the audit; and a fleet with 10 % crt_err devices
+/// pauses its campaign within its first waves, the rest never rotated.
+#[test]
+fn a_campaigns_waves_lengthen_the_makespan_and_its_abort_rule_stops_it() {
+    use rules::campaign::{AbortRule, Rollout, Share};
+    let campaign = planner::PlanCampaign {
+        rollout: Rollout {
+            canary: Share::BasisPoints(500),
+            cohort: Share::BasisPoints(2000),
+            rate_per_second: 10,
+        },
+        abort: AbortRule {
+            above_basis_points: 200,
+            window: 50,
+        },
+    };
+    let audit = run(&PlanOptions::new(200));
+    let mut o = PlanOptions::new(200);
+    o.campaign = Some(campaign);
+    let waves = run(&o);
+    assert!(waves.finished, "{}", waves.text());
+    assert_eq!(waves.rotated, 200);
+    let c = waves.campaign.as_deref().unwrap_or_default();
+    // the run stops when the last device rotated: the last wave's outcomes
+    // are counted by the sweep after that
+    assert!(
+        c.contains("wave 6 of 6") && c.contains("200 released"),
+        "{c}"
+    );
+    assert!(
+        waves.makespan_hours > audit.makespan_hours,
+        "waves {} h, audit {} h",
+        waves.makespan_hours,
+        audit.makespan_hours
+    );
+    assert!(waves.text().contains("campaign "));
+
+    o.mix.crt_err_share = 0.1;
+    o.horizon_days = Some(2.0);
+    let paused = run(&o);
+    let c = paused.campaign.as_deref().unwrap_or_default();
+    assert!(c.starts_with("PAUSED by its abort rule"), "{c}");
+    assert!(!paused.finished);
+    // the devices are drawn at random: the rule trips within the first
+    // waves, the rest never released
+    assert!(paused.rotated <= 50, "{}", paused.text());
+}

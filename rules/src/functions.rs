@@ -21,7 +21,8 @@ pub enum Function {
     Commit,
     /// `crt_err` rule → clean up the new certificate, notify support.
     ErrorHandler,
-    /// Schedule → expire stuck rotations.
+    /// Schedule → expire stuck rotations, settle campaigns and release
+    /// their next members.
     Sweeper,
     /// JITR registration event → check, attach, activate.
     JitrActivator,
@@ -114,6 +115,12 @@ pub enum Operation {
     UpdateRotation,
     /// `lambdas::ports::RotationStore::open_due`: `dynamodb:Query` of the due index.
     ListDueRotations,
+    /// `lambdas::ports::RotationStore::get_campaign`: `dynamodb:GetItem` of a
+    /// campaign item (`rules::campaign`).
+    GetCampaign,
+    /// `lambdas::ports::RotationStore::put_campaign`: conditional puts of
+    /// campaign items in one `TransactWriteItems` (`dynamodb:PutItem`).
+    PutCampaign,
     /// `lambdas::ports::RotationStore::latest_for_certificate`: `dynamodb:Query`
     /// of the certificate index.
     LatestRotationForCertificate,
@@ -125,7 +132,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Operation; 28] = [
+    pub const ALL: [Operation; 30] = [
         Operation::DescribeCertificate,
         Operation::CreateCertificateFromCsr,
         Operation::UpdateCertificate,
@@ -151,6 +158,8 @@ impl Operation {
         Operation::LatestRotationForThing,
         Operation::UpdateRotation,
         Operation::ListDueRotations,
+        Operation::GetCampaign,
+        Operation::PutCampaign,
         Operation::LatestRotationForCertificate,
         Operation::NotifySupport,
         Operation::SendMessageBatch,
@@ -186,6 +195,8 @@ impl Operation {
             Self::LatestRotationForThing => "LatestRotationForThing",
             Self::UpdateRotation => "UpdateRotation",
             Self::ListDueRotations => "ListDueRotations",
+            Self::GetCampaign => "GetCampaign",
+            Self::PutCampaign => "PutCampaign",
             Self::LatestRotationForCertificate => "LatestRotationForCertificate",
             Self::NotifySupport => "NotifySupport",
             Self::SendMessageBatch => "SendMessageBatch",
@@ -228,7 +239,10 @@ impl Operation {
             // closing a rotation also updates the thing's pointer
             // (`dynamodb:UpdateItem`): see `handlers::closes_rotations`
             Self::UpdateRotation => &["dynamodb:PutItem"],
-            Self::GetRotation | Self::LatestRotationForThing => &["dynamodb:GetItem"],
+            Self::GetRotation | Self::LatestRotationForThing | Self::GetCampaign => {
+                &["dynamodb:GetItem"]
+            }
+            Self::PutCampaign => &["dynamodb:PutItem"],
             Self::ListDueRotations | Self::LatestRotationForCertificate => &["dynamodb:Query"],
             Self::NotifySupport => &["sns:Publish"],
             Self::SendMessageBatch => &["sqs:SendMessage"],
@@ -267,7 +281,9 @@ impl Operation {
             Self::CreateRotation
             | Self::GetRotation
             | Self::LatestRotationForThing
-            | Self::UpdateRotation => &[Resource::RotationTable],
+            | Self::UpdateRotation
+            | Self::GetCampaign
+            | Self::PutCampaign => &[Resource::RotationTable],
             Self::ListDueRotations => &[Resource::DueIndex],
             Self::LatestRotationForCertificate => &[Resource::CertificateIndex],
             Self::NotifySupport => &[Resource::SupportTopic],
@@ -490,14 +506,21 @@ pub fn operations_for(function: Function, issuer: Issuer) -> &'static [Operation
     );
     const COMMIT: [Operation; 11] = cat(cat::<3, 7, 10>(ROW, CLEANUP), [O::NotifySupport]);
     const ERROR: [Operation; 11] = COMMIT;
-    // The sweeper also sends a stalled rotation's message again: Publish.
-    const SWEEPER: [Operation; 11] = cat(
+    // The sweeper also sends a stalled rotation's message again: Publish;
+    // and settles the active campaigns (`rules::campaign`): reads and
+    // writes their items, reads their members' rotation rows, releases the
+    // next members onto the work queue and tells support when one pauses.
+    const SWEEPER: [Operation; 15] = cat(
         CLEANUP,
         [
             O::ListDueRotations,
             O::UpdateRotation,
             O::Publish,
             O::NotifySupport,
+            O::GetCampaign,
+            O::PutCampaign,
+            O::GetRotation,
+            O::SendMessageBatch,
         ],
     );
     match function {
@@ -510,6 +533,8 @@ pub fn operations_for(function: Function, issuer: Issuer) -> &'static [Operation
             O::GetRotation,
             O::Publish,
             O::NotifySupport,
+            // a campaign member starts only while its campaign runs
+            O::GetCampaign,
         ],
         Function::CsrIssuer => match issuer {
             Issuer::AwsIot => &ISSUER,

@@ -4,6 +4,7 @@
 //! builds for `wasm32-unknown-unknown`; the `wasm-bindgen` exports live in
 //! the `wasm` module only.
 
+pub mod campaign;
 pub mod contracts;
 pub mod csr;
 pub mod device_policy;

@@ -77,6 +77,10 @@ pub struct AgentSettings {
     pub backoff: Backoff,
     /// Crash hook factory: given the device index, the hook for its agent.
     pub crash: Option<Arc<dyn Fn(usize) -> Option<device::FaultHook> + Send + Sync>>,
+    /// Firmware behaviour factory: given the device index, a hook asked
+    /// at every run of its agent (a broken firmware's
+    /// [`device::agent::REFUSE_CRT`]); unlike a crash it survives restarts.
+    pub firmware: Option<Arc<dyn Fn(usize) -> Option<device::FaultHook> + Send + Sync>>,
     /// Restarts allowed per device.
     pub max_restarts: u32,
     /// [`AgentConfig::confirm_every`](device::AgentConfig): how soon an
@@ -102,6 +106,7 @@ impl Default for AgentSettings {
                 max_total: Duration::from_secs(120),
             },
             crash: None,
+            firmware: None,
             max_restarts: 20,
             confirm_every: Duration::from_secs(1),
         }
@@ -210,6 +215,7 @@ impl Fleet {
                 let _ = tx.send(FleetEvent { device: i, event });
             });
             let hook = settings.crash.as_ref().and_then(|f| f(i));
+            let firmware = settings.firmware.as_ref().and_then(|f| f(i));
             let mut shutdown = self.shutdown.subscribe();
             let restarts = self.restarts.clone();
             let max_restarts = settings.max_restarts;
@@ -225,9 +231,13 @@ impl Fleet {
                     };
                     // a crashed agent is restarted without the crash hook:
                     // each device crashes at most once
-                    let agent = match (&hook, run) {
-                        (Some(h), 0) => agent.with_fault_hook(h.clone()),
-                        _ => agent,
+                    let crash = if run == 0 { hook.clone() } else { None };
+                    let agent = match (crash, firmware.clone()) {
+                        (Some(c), Some(f)) => {
+                            agent.with_fault_hook(Arc::new(move |step: &str| f(step) || c(step)))
+                        }
+                        (Some(h), None) | (None, Some(h)) => agent.with_fault_hook(h),
+                        (None, None) => agent,
                     };
                     let mut stop = shutdown.clone();
                     let result = agent

@@ -7,12 +7,14 @@
 //! policies and device shapes (`brownfield`), the [`Report`] (`report`),
 //! the [`Fleet`] of agents (`fleet`), the deterministic [`Rng`] (`rng`), the
 //! injected faults (`faults`), the agents' child process (`child`), the
-//! crypto bound (`bound`), the event tracker (`tracker`), the sampled
+//! crypto bound (`bound`), a campaign's run and the broken firmware
+//! (`campaign`), the event tracker (`tracker`), the sampled
 //! series (`timeline`), the HTML report (`html`) and the run itself
 //! ([`simulate`], `run`).
 
 mod bound;
 pub mod brownfield;
+mod campaign;
 mod child;
 mod faults;
 mod fleet;
@@ -26,6 +28,7 @@ mod timeline;
 mod tracker;
 
 pub use bound::crypto_bound;
+pub use campaign::{CampaignOptions, CampaignReport, broken_devices};
 pub use child::agents_child_main;
 pub use fleet::{AgentSettings, Fleet, FleetDevice, FleetEvent};
 pub use html::render_html;

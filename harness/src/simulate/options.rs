@@ -45,6 +45,13 @@ pub struct Options {
     /// deployment's rotation-starter concurrency paces them; `None`: no
     /// bound.
     pub max_open_rotations: Option<usize>,
+    /// Share of the provisioned devices on a broken firmware that refuses
+    /// every `crt` with `crt_err` (spread evenly:
+    /// [`broken_devices`](super::broken_devices)); a campaign's run fixes
+    /// them when the campaign pauses.
+    pub broken_share: f64,
+    /// Rotate the expiring devices by this campaign instead of the audit.
+    pub campaign: Option<super::CampaignOptions>,
 }
 
 /// Where a simulation's device agents run.
@@ -80,6 +87,8 @@ impl Default for Options {
             progress: false,
             agent_host: AgentHost::InProcess,
             max_open_rotations: Some(DEFAULT_MAX_OPEN_ROTATIONS),
+            broken_share: 0.0,
+            campaign: None,
         }
     }
 }

@@ -65,6 +65,9 @@ pub struct Report {
     /// What a brownfield fleet (`--brownfield`) was made of.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub brownfield: Option<BrownfieldMix>,
+    /// What the campaign did (`--campaign`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<super::CampaignReport>,
 }
 
 /// The shapes of a brownfield fleet's provisioned devices.
@@ -84,7 +87,13 @@ impl Report {
     /// Whether the invariants hold: nothing bricked, nothing orphaned,
     /// converged.
     pub fn ok(&self) -> bool {
-        self.bricked == 0 && self.orphaned_certificates == 0 && self.converged
+        self.bricked == 0
+            && self.orphaned_certificates == 0
+            && self.converged
+            && self
+                .campaign
+                .as_ref()
+                .is_none_or(|c| c.finished && c.rotated_while_paused == 0)
     }
 
     /// The report as text.
@@ -105,6 +114,35 @@ impl Report {
             );
         }
         line("expiring", self.expiring.to_string());
+        if let Some(c) = &self.campaign {
+            line(
+                "campaign",
+                format!(
+                    "{} members in waves {:?}; {} broken devices ({} in the canary)",
+                    c.members, c.waves, c.broken_devices, c.broken_in_canary
+                ),
+            );
+            match (&c.paused_in_wave, &c.trip) {
+                (Some(wave), Some(trip)) => line(
+                    "campaign paused",
+                    format!(
+                        "in wave {wave}: {trip}; {} released, {} untouched, {} of those rotated; support told: {}",
+                        c.released_at_pause,
+                        c.untouched_at_pause,
+                        c.rotated_while_paused,
+                        c.support_notified
+                    ),
+                ),
+                _ => line("campaign paused", "no".to_owned()),
+            }
+            line(
+                "campaign end",
+                format!(
+                    "finished {}: {} committed, {} failed, {} expired, {} skipped",
+                    c.finished, c.committed, c.failed, c.expired, c.skipped
+                ),
+            );
+        }
         line(
             "jitr (activated/asked)",
             format!("{}/{}", self.jitr_activated, self.jitr),

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -12,6 +12,7 @@ use lambdas::ports::CertificateStatus;
 use tokio::sync::mpsc;
 
 use super::brownfield;
+use super::campaign::{self, CampaignOptions, CampaignReport, broken_devices};
 use super::child::AgentChild;
 use super::faults::{FaultCounters, crash_hooks, inject_registry_faults, publish_faults};
 use super::fleet::{AgentSettings, Fleet, FleetDevice};
@@ -49,6 +50,16 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
     let fault_counters = Arc::new(FaultCounters::default());
     if opts.faults {
         settings.crash = Some(crash_hooks(opts.seed));
+    }
+    let broken = Arc::new(broken_devices(opts.devices, opts.broken_share));
+    let fixed = Arc::new(AtomicBool::new(false));
+    if broken.iter().any(|b| *b) {
+        if matches!(opts.agent_host, AgentHost::Child { .. }) {
+            bail!(
+                "broken devices (--broken-share) run in this process only: use --agents-process in"
+            );
+        }
+        settings.firmware = Some(campaign::firmware_hooks(broken.clone(), fixed.clone()));
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut child = None;
@@ -102,15 +113,35 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
                 .as_ref()
                 .map_or(0, |r| r.load(Ordering::Relaxed));
     };
-    let rotations = rotate(
-        &cloud,
-        opts,
-        deadline,
-        (&mut rx, &mut state),
-        &progress,
-        &faults_now,
-    )
-    .await?;
+    let (rotations, campaign_report) = match &opts.campaign {
+        None => (
+            rotate(
+                &cloud,
+                opts,
+                deadline,
+                (&mut rx, &mut state),
+                &progress,
+                &faults_now,
+            )
+            .await?,
+            None,
+        ),
+        Some(copts) => {
+            let members = &fleet.devices[..expiring];
+            let (r, c) = rotate_campaign(
+                &cloud,
+                opts,
+                copts,
+                (members, &broken, &fixed),
+                deadline,
+                (&mut rx, &mut state),
+                &progress,
+                &faults_now,
+            )
+            .await?;
+            (r, Some(c))
+        }
+    };
     // drain what is left of the events
     while let Ok(ev) = rx.try_recv() {
         state.observe(&ev);
@@ -165,6 +196,7 @@ pub async fn simulate(opts: &Options) -> anyhow::Result<Report> {
         ratio_to_crypto_bound: None,
         timeline: state.timeline.clone(),
         brownfield: opts.brownfield.then(|| brownfield_mix(&fleet.devices)),
+        campaign: campaign_report,
     };
     fleet.stop(Duration::from_secs(10)).await;
     if let Some(c) = child {
@@ -437,6 +469,200 @@ async fn rotate(
         cycles,
         converged,
     })
+}
+
+/// Follows the fleet's events (sampling as it goes) until `done` holds,
+/// checked every 100 ms, or the deadline.
+async fn follow(
+    deadline: Instant,
+    (rx, state): (
+        &mut mpsc::UnboundedReceiver<super::FleetEvent>,
+        &mut Tracker,
+    ),
+    progress: &ProgressBar,
+    last_rotation: &mut Instant,
+    sample: &dyn Fn(&mut Tracker, bool),
+    done: &mut dyn FnMut() -> bool,
+) {
+    loop {
+        let tick = tokio::time::sleep(Duration::from_millis(100));
+        tokio::pin!(tick);
+        loop {
+            tokio::select! {
+                ev = rx.recv() => {
+                    let Some(ev) = ev else { break };
+                    if state.observe(&ev) {
+                        *last_rotation = Instant::now();
+                    }
+                    progress.set_position(state.rotated_devices.len() as u64);
+                }
+                () = &mut tick => break,
+            }
+        }
+        sample(state, false);
+        if done() || Instant::now() >= deadline {
+            return;
+        }
+    }
+}
+
+/// True once no rotation is open or owes a cleanup and the queue has been
+/// empty for 300 ms (the last acks and cleanups land).
+fn quiet(cloud: &Cloud) -> impl FnMut() -> bool + '_ {
+    let mut since: Option<Instant> = None;
+    move || {
+        let idle = cloud.ports().ports.store.unsettled_count() == 0 && cloud.queued() == 0;
+        match (idle, since) {
+            (true, None) => since = Some(Instant::now()),
+            (true, Some(t)) if t.elapsed() > Duration::from_millis(300) => return true,
+            (false, _) => since = None,
+            _ => {}
+        }
+        false
+    }
+}
+
+/// Rotates `members` (the devices with expiring certificates, in order) by
+/// a campaign: follows it until the abort rule pauses it or it finishes;
+/// paused, checks what it left untouched and told support, lets the open
+/// rotations finish, fixes the broken firmware, resumes (retrying the
+/// failed members) and follows it to the end.
+#[allow(clippy::too_many_arguments)]
+async fn rotate_campaign(
+    cloud: &Cloud,
+    opts: &Options,
+    copts: &CampaignOptions,
+    (members, broken, fixed): (&[FleetDevice], &[bool], &AtomicBool),
+    deadline: Instant,
+    (rx, state): (
+        &mut mpsc::UnboundedReceiver<super::FleetEvent>,
+        &mut Tracker,
+    ),
+    progress: &ProgressBar,
+    faults: &dyn Fn(&mut Sample),
+) -> anyhow::Result<(Rotations, CampaignReport)> {
+    let started = Instant::now();
+    let sample = |state: &mut Tracker, force: bool| {
+        let t_s = started.elapsed().as_secs_f64();
+        if force || state.timeline.due(t_s) {
+            let mut s = Sample {
+                t_s,
+                rotated: state.rotated_devices.len(),
+                open_rotations: cloud.ports().ports.store.unsettled_count(),
+                queued: cloud.queued(),
+                ..Sample::default()
+            };
+            faults(&mut s);
+            state.timeline.record(s);
+        }
+    };
+    sample(state, true);
+    let mut last_rotation = started;
+    let certificates: Vec<String> = members
+        .iter()
+        .map(|d| d.initial_certificate_id.clone())
+        .collect();
+    let created = campaign::create(cloud, copts, &certificates).await?;
+    let waves = created.waves();
+    let mut report = CampaignReport {
+        id: created.id.to_string(),
+        members: created.total,
+        waves: waves.iter().map(|w| w.end - w.start).collect(),
+        broken_devices: broken.iter().filter(|b| **b).count(),
+        broken_in_canary: waves.first().map_or(0, |w| {
+            (w.start as usize..w.end as usize)
+                .filter(|i| broken.get(*i).copied().unwrap_or(false))
+                .count()
+        }),
+        ..CampaignReport::default()
+    };
+    let current = || campaign::stored(cloud);
+    let stopped = || campaign::stored_now(cloud).is_none_or(|c| campaign::stopped(&c));
+    // the sweeper (every 500 ms) releases, counts, pauses
+    let mut paused_or_done = stopped;
+    follow(
+        deadline,
+        (rx, state),
+        progress,
+        &mut last_rotation,
+        &sample,
+        &mut paused_or_done,
+    )
+    .await;
+    let c = current().await?;
+    if let rules::campaign::CampaignState::Paused { trip: Some(trip) } = &c.state {
+        report.paused_in_wave = Some(trip.wave);
+        report.trip = Some(trip.clone());
+        report.released_at_pause = c.counts.released;
+        let untouched = campaign::pending_members(cloud, &c);
+        report.untouched_at_pause = u32::try_from(untouched.len()).unwrap_or(u32::MAX);
+        // open rotations finish; nothing new starts
+        follow(
+            deadline,
+            (rx, state),
+            progress,
+            &mut last_rotation,
+            &sample,
+            &mut quiet(cloud),
+        )
+        .await;
+        let store = &cloud.ports().ports.store;
+        report.rotated_while_paused = untouched
+            .iter()
+            .filter_map(|m| members.get(*m as usize))
+            .filter(|d| !store.rows_for_thing(&d.thing).is_empty())
+            .count();
+        report.support_notified = cloud.notifications().iter().any(|n| {
+            serde_json::from_str::<serde_json::Value>(&n.message).is_ok_and(|v| {
+                v["kind"] == "campaign_paused"
+                    && v["campaignId"] == report.id.as_str()
+                    && v["trip"]["failed"].as_u64() == Some(u64::from(trip.failed))
+            })
+        });
+        tracing::info!(
+            ?trip,
+            untouched = untouched.len(),
+            "campaign paused; fixing the firmware and resuming"
+        );
+        fixed.store(true, Ordering::Relaxed);
+        campaign::resume(cloud).await?;
+        let mut finished = stopped;
+        follow(
+            deadline,
+            (rx, state),
+            progress,
+            &mut last_rotation,
+            &sample,
+            &mut finished,
+        )
+        .await;
+    }
+    follow(
+        deadline,
+        (rx, state),
+        progress,
+        &mut last_rotation,
+        &sample,
+        &mut quiet(cloud),
+    )
+    .await;
+    sample(state, true);
+    let c = current().await?;
+    report.finished = c.state == rules::campaign::CampaignState::Finished;
+    report.committed = c.counts.committed;
+    report.failed = c.counts.failed;
+    report.expired = c.counts.expired;
+    report.skipped = c.counts.skipped;
+    let converged = report.finished && expiring_left(cloud, opts.threshold_days) == 0;
+    Ok((
+        Rotations {
+            started,
+            last_rotation,
+            cycles: 0,
+            converged,
+        },
+        report,
+    ))
 }
 
 /// What the devices hold, checked against the registry.

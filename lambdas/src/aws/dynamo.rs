@@ -7,6 +7,7 @@
 //! |-----------------------|--------------------------------------------------------------------|
 //! | `<rotation id>`       | `row` (the [`Rotation`] as JSON), `thingName`, `state`, `open` (BOOL), `cleanupPending` (BOOL), `deadlineMs` (N), `createdAtMs` (N); `dueKey` = `due` while open or owing a cleanup, else `expiresAt` (N, the TTL) |
 //! | `thing#<thing name>`  | `latest` (the thing's most recently created rotation id), `open` (BOOL); `expiresAt` once closed |
+//! | `campaign#…`          | `campaign` (a `rules::campaign::CampaignItem` as JSON): a campaign, its member chunks, the list of active campaigns |
 //!
 //! The sparse global secondary index `due` (partition `dueKey`, sort
 //! `deadlineMs`, projecting `row`) holds only the rows the sweeper may act
@@ -33,6 +34,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use rules::campaign::{CAMPAIGN_ATTRIBUTE, CAMPAIGN_PREFIX, CampaignItem};
 use rules::rotation::Rotation;
 
 use super::error::{classify, unexpected};
@@ -40,7 +42,7 @@ use crate::config::{
     CERTIFICATE_INDEX, CREATED_AT_ATTRIBUTE, DEADLINE_ATTRIBUTE, DEFAULT_ROTATION_TTL_DAYS,
     DUE_INDEX, DUE_KEY_ATTRIBUTE, DUE_KEY_VALUE, OLD_CERTIFICATE_ATTRIBUTE, ROTATION_TTL_ATTRIBUTE,
 };
-use crate::ports::{Operation, Page, PortError, PortResult, RotationStore};
+use crate::ports::{CampaignWrite, Operation, Page, PortError, PortResult, RotationStore};
 
 /// The table's hash key.
 pub const KEY: &str = "rotationId";
@@ -514,5 +516,56 @@ impl RotationStore for DynamoStore {
             items,
             next_token: out.last_evaluated_key().and_then(token_of),
         })
+    }
+
+    async fn get_campaign(&self, key: &str) -> PortResult<Option<CampaignItem>> {
+        let op = Operation::GetCampaign;
+        if !key.starts_with(CAMPAIGN_PREFIX) {
+            return Err(invalid(op, format_args!("{key} is no campaign key")));
+        }
+        let Some(item) = self.get_item(op, key).await? else {
+            return Ok(None);
+        };
+        let Some(AttributeValue::S(json)) = item.get(CAMPAIGN_ATTRIBUTE) else {
+            return Err(unexpected(
+                op,
+                format_args!("item {key} has no {CAMPAIGN_ATTRIBUTE} attribute"),
+            ));
+        };
+        serde_json::from_str(json)
+            .map(Some)
+            .map_err(|e| unexpected(op, format_args!("item {key} is no campaign item: {e}")))
+    }
+
+    async fn put_campaign(&self, writes: &[CampaignWrite]) -> PortResult<()> {
+        let op = Operation::PutCampaign;
+        CampaignWrite::check(writes)?;
+        let mut items = Vec::with_capacity(writes.len());
+        let mut what = Vec::with_capacity(writes.len());
+        for w in writes {
+            let key = w.next.key();
+            let json = serde_json::to_string(&w.next).map_err(|e| invalid(op, e))?;
+            let item = HashMap::from([
+                (KEY.to_owned(), AttributeValue::S(key.clone())),
+                (CAMPAIGN_ATTRIBUTE.to_owned(), AttributeValue::S(json)),
+            ]);
+            items.push(match &w.expected {
+                None => self.put(op, item, "attribute_not_exists(#k)", &[("#k", KEY)], vec![])?,
+                Some(expected) => self.put(
+                    op,
+                    item,
+                    "#c = :expected",
+                    &[("#c", CAMPAIGN_ATTRIBUTE)],
+                    vec![(
+                        ":expected",
+                        AttributeValue::S(
+                            serde_json::to_string(expected).map_err(|e| invalid(op, e))?,
+                        ),
+                    )],
+                )?,
+            });
+            what.push(format!("{key} changed since it was read"));
+        }
+        self.transact(op, items, &what).await
     }
 }

@@ -192,6 +192,7 @@ fn rotation_work(
                 check_name: f.check_name.clone(),
                 expiration_time_ms: f.expiration_time_ms(),
                 past_expiration: f.is_past_expiration(),
+                campaign: None,
             };
             serde_json::to_string(&body).ok()
         })

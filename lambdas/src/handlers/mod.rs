@@ -16,6 +16,7 @@ mod paging;
 mod workflow;
 
 pub mod audit_fanout;
+pub mod campaign;
 pub mod commit;
 pub mod csr_issuer;
 pub mod error_handler;

@@ -1,8 +1,11 @@
 //! `rotation-starter`: SQS batch of `rotation_work` → `ListPrincipalThings`
 //! → the rotation row (conditional create: an open rotation for the thing
 //! is not started twice) → `csr_req`. Expired certificates go to support.
+//! A campaign member (`rules::campaign`) starts only while its campaign
+//! runs, under its member's rotation id.
 //! Failures are reported per message (`batchItemFailures`).
 
+use rules::campaign::{CampaignItem, CampaignState, campaign_key, member_rotation_id};
 use rules::contracts::{CsrReq, RotationId, RotationWork};
 use rules::csr::inspect_certificate;
 use rules::functions::Function;
@@ -92,6 +95,40 @@ pub async fn start_one<P: Ports>(
         Ok(w) => w,
         Err(outcome) => return Ok(outcome),
     };
+    if let Some(member) = &work.campaign {
+        // a campaign's member starts only while the campaign runs (or has
+        // finished); refused while paused, the sweeper releases it again
+        // after a resume; cancelled, never
+        let key = campaign_key(&member.id);
+        match ports
+            .store()
+            .get_campaign(&key)
+            .await
+            .map_err(port(FUNCTION))?
+        {
+            // FINISHED: a member counted as skipped (its message waited on
+            // the queue past the campaign's grace) still rotates
+            Some(CampaignItem::Campaign(c))
+                if matches!(c.state, CampaignState::Running | CampaignState::Finished) => {}
+            Some(CampaignItem::Campaign(c)) => {
+                return Ok(reject(
+                    FUNCTION,
+                    "campaign_not_running",
+                    format!(
+                        "campaign {} is {}: member {} not started",
+                        member.id, c.state, member.member
+                    ),
+                ));
+            }
+            _ => {
+                return Ok(reject(
+                    FUNCTION,
+                    "unknown_campaign",
+                    format!("campaign {} does not exist", member.id),
+                ));
+            }
+        }
+    }
     let old_id = work.certificate_id.as_str();
     if let Some(outcome) = already_handled(ports, &work).await? {
         return Ok(outcome);
@@ -169,7 +206,10 @@ pub async fn start_one<P: Ports>(
     } else {
         String::new()
     };
-    let id = rotation_id(thing, old_id, &work.task_id);
+    let id = match &work.campaign {
+        Some(m) => member_rotation_id(&m.id, m.member, m.attempt),
+        None => rotation_id(thing, old_id, &work.task_id),
+    };
     let row = Rotation::requested(
         &id,
         thing,
@@ -242,7 +282,11 @@ async fn already_handled<P: Ports>(
     else {
         return Ok(None);
     };
-    if prior.rotation_id == rotation_id(&prior.thing_name, old_id, &work.task_id) {
+    let own = match &work.campaign {
+        Some(m) => member_rotation_id(&m.id, m.member, m.attempt),
+        None => rotation_id(&prior.thing_name, old_id, &work.task_id),
+    };
+    if prior.rotation_id == own {
         return Ok(None);
     }
     Ok(match &prior.state {

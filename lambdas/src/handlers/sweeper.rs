@@ -9,6 +9,8 @@
 //! device that was offline or lost it would otherwise wait until the
 //! rotation expires and the next audit. One sweep acts on at most
 //! `SWEEP_MAX_ROWS` rows, the most overdue first; the next sweep goes on.
+//! Then it settles the active campaigns ([`super::campaign`]): outcomes
+//! counted, the next members released, the abort rule applied.
 
 use rules::functions::Function;
 use rules::rotation::{Event, Rotation, RotationState};
@@ -124,6 +126,14 @@ pub async fn handle<P: Ports>(
             "; stopped at the limit of {} rows, the next sweep goes on",
             cfg.sweep_max_rows
         ));
+    }
+    // After the rotations: an outcome the sweep just expired counts now.
+    match super::campaign::settle_all(ports, cfg, now_ms).await {
+        Ok(campaigns) => summary.push_str(&campaigns.summary()),
+        Err(e) => {
+            tracing::warn!(function = FUNCTION.name(), error = %e, "campaigns not settled");
+            first_error.get_or_insert(e);
+        }
     }
     match first_error {
         Some(e) => Err(e),

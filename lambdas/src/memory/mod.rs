@@ -8,12 +8,13 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use rules::campaign::CampaignItem;
 use rules::rotation::Rotation;
 use tokio::sync::mpsc;
 
 use crate::ports::{
-    FailedEntry, MAX_QUEUE_BATCH, Notifier, Operation, Page, PortError, PortResult, PortSet,
-    Publisher, QueueMessage, RotationStore, WorkQueue,
+    CampaignWrite, FailedEntry, MAX_QUEUE_BATCH, Notifier, Operation, Page, PortError, PortResult,
+    PortSet, Publisher, QueueMessage, RotationStore, WorkQueue,
 };
 
 mod private_ca;
@@ -249,6 +250,8 @@ struct StoreState {
     /// The unsettled rows by (deadline, id): the due index, so that
     /// `open_due` reads the rows it returns, not the whole table.
     due: std::collections::BTreeSet<(i64, String)>,
+    /// Campaign items by key (`rules::campaign`).
+    campaigns: BTreeMap<String, CampaignItem>,
 }
 
 impl StoreState {
@@ -316,6 +319,11 @@ impl MemoryRotationStore {
     /// The thing's latest row (no call counted).
     pub fn row_for_thing(&self, thing_name: &str) -> Option<Rotation> {
         lock(&self.inner).latest_for_thing(thing_name).cloned()
+    }
+
+    /// The campaign item under `key` (no call counted).
+    pub fn campaign_item(&self, key: &str) -> Option<CampaignItem> {
+        lock(&self.inner).campaigns.get(key).cloned()
     }
 
     /// Rows in an open state (no call counted), without copying them.
@@ -513,6 +521,30 @@ impl RotationStore for MemoryRotationStore {
             items,
             next_token: next,
         }))
+    }
+
+    async fn get_campaign(&self, key: &str) -> PortResult<Option<CampaignItem>> {
+        let after = self.instruments.enter(Operation::GetCampaign)?;
+        after.finish(Ok(self.campaign_item(key)))
+    }
+
+    async fn put_campaign(&self, writes: &[CampaignWrite]) -> PortResult<()> {
+        let after = self.instruments.enter(Operation::PutCampaign)?;
+        CampaignWrite::check(writes)?;
+        let mut inner = lock(&self.inner);
+        for w in writes {
+            let key = w.next.key();
+            if inner.campaigns.get(&key) != w.expected.as_ref() {
+                return after.finish(Err(PortError::ConditionFailed {
+                    operation: Operation::PutCampaign,
+                    message: format!("{key} changed since it was read"),
+                }));
+            }
+        }
+        for w in writes {
+            inner.campaigns.insert(w.next.key(), w.next.clone());
+        }
+        after.finish(Ok(()))
     }
 }
 

@@ -183,6 +183,13 @@ fn is_certificate_id(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+fn is_campaign_id(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s != "active"
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 fn is_rotation_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
@@ -273,6 +280,20 @@ checked_string! {
         "description": "rotation id: 1 to 64 characters of A-Z a-z 0-9 _ -",
         "type": "string",
         "pattern": "^[A-Za-z0-9_-]{1,64}$"
+    }
+}
+
+checked_string! {
+    /// The id of a rotation campaign (`rules::campaign`): 1 to 32 of
+    /// `A-Z a-z 0-9 _ -`, not `active` (the key of the active campaigns'
+    /// list). Short enough that a member's rotation id
+    /// (`c-<campaign>-<member>-<attempt>`) stays a [`RotationId`].
+    CampaignId, what = "campaign id", rule = "1 to 32 characters of A-Z a-z 0-9 _ -, not \"active\"",
+    check = is_campaign_id,
+    schema = {
+        "description": "campaign id: 1 to 32 characters of A-Z a-z 0-9 _ -, not \"active\"",
+        "type": "string",
+        "pattern": "^[A-Za-z0-9_-]{1,32}$"
     }
 }
 

@@ -26,12 +26,12 @@ pub use aws::{
     NonCompliantResource, ReasonCode, ResourceIdentifier, SnsEvent, SnsMessage, SnsRecord,
 };
 pub use fields::{
-    CertificateId, CertificatePem, ClientId, CsrPem, ErrorText, InvalidField, MAX_ERROR_CHARS,
-    MAX_PEM_BYTES, MAX_SAFE_INTEGER, MillisString, RotationId,
+    CampaignId, CertificateId, CertificatePem, ClientId, CsrPem, ErrorText, InvalidField,
+    MAX_ERROR_CHARS, MAX_PEM_BYTES, MAX_SAFE_INTEGER, MillisString, RotationId,
 };
 pub use protocol::{
-    Crt, CrtAck, CrtAckRuleEvent, CrtErr, CrtErrRuleEvent, CsrReq, CsrRes, CsrResRuleEvent,
-    KeyAlgorithm, RotationWork,
+    CampaignMember, Crt, CrtAck, CrtAckRuleEvent, CrtErr, CrtErrRuleEvent, CsrReq, CsrRes,
+    CsrResRuleEvent, KeyAlgorithm, RotationWork,
 };
 
 /// Largest payload accepted for MQTT-borne messages, rule events and

@@ -8,7 +8,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::aws::CheckName;
-use super::fields::{CertificateId, CertificatePem, ClientId, CsrPem, ErrorText, RotationId, uint};
+use super::fields::{
+    CampaignId, CertificateId, CertificatePem, ClientId, CsrPem, ErrorText, RotationId, uint,
+};
 use super::json_object;
 
 /// The key a device should generate for its new certificate, sent in
@@ -237,5 +239,23 @@ pub struct RotationWork {
     /// The certificate has already expired: it cannot connect, so it goes to
     /// support instead of getting a `csr_req`.
     pub past_expiration: bool,
+    /// The campaign member this work releases (`rules::campaign`): the
+    /// rotation id is the member's, and nothing starts while the campaign
+    /// is not running. Absent: the audit's or `fleetcert rotate`'s own work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<CampaignMember>,
 }
 json_object!(RotationWork);
+
+/// One member of a rotation campaign, released in a wave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CampaignMember {
+    /// The campaign.
+    pub id: CampaignId,
+    /// The member's index in the campaign (0-based).
+    pub member: u32,
+    /// How many times the member was released before (a resume that
+    /// retries failed members releases them again with the next attempt).
+    pub attempt: u32,
+}
