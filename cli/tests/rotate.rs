@@ -7,6 +7,10 @@
 use std::process::{Command, Output, Stdio};
 
 use aws_sdk_iot::config::{BehaviorVersion, Credentials, Region};
+use lambdas::aws::AwsRegistry;
+use lambdas::handlers::rotation_starter;
+use lambdas::memory::MemoryPorts;
+use lambdas::ports::PortSet;
 use rules::contracts::RotationWork;
 use serde_json::Value;
 use test_support::{IsolatedAws, Moto};
@@ -39,7 +43,8 @@ fn json_of(out: &Output) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_thing_groups_active_certificates_go_on_the_rotation_queue() {
+async fn a_thing_groups_active_certificates_go_on_the_rotation_queue_and_rotate_exactly_that_group()
+{
     let moto = Moto::start();
     let iot = aws_sdk_iot::Client::from_conf(
         aws_sdk_iot::Config::builder()
@@ -194,4 +199,41 @@ async fn a_thing_groups_active_certificates_go_on_the_rotation_queue() {
             .iter()
             .all(|w| w.task_id == task && !w.past_expiration)
     );
+
+    // rotation-starter, reading the registry through the AWS adapter,
+    // starts exactly the group's rotations: a csr_req to pump-1 and pump-2
+    let memory = MemoryPorts::new();
+    let ports = PortSet {
+        registry: AwsRegistry::new(iot.clone()),
+        publisher: memory.ports.publisher.clone(),
+        store: memory.ports.store.clone(),
+        notifier: memory.ports.notifier.clone(),
+        queue: memory.ports.queue.clone(),
+        private_ca: memory.ports.private_ca.clone(),
+    };
+    let cfg = lambdas::config::Config::local("fleetcert-device");
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("ms");
+    for work in &received {
+        let body = serde_json::to_vec(work).expect("json");
+        let outcome = rotation_starter::start_one(&ports, &cfg, &body, now_ms)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!outcome.is_rejected(), "{outcome:?}");
+    }
+    for thing in ["pump-1", "pump-2", "pump-3"] {
+        let requests = memory
+            .ports
+            .publisher
+            .published_to(&format!("management/topic/{thing}/csr_req"))
+            .len();
+        let rows = memory.ports.store.rows_for_thing(thing).len();
+        let expected = usize::from(thing != "pump-3");
+        assert_eq!((requests, rows), (expected, expected), "{thing}");
+    }
 }
