@@ -8,97 +8,20 @@
 //! written. 127.0.0.1 only.
 
 use std::process::{Command, Output, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::Credentials;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
+mod common;
+
+use common::*;
 use lambdas::aws::DynamoStore;
-use lambdas::config::{Config, DEADLINE_ATTRIBUTE, DUE_INDEX, DUE_KEY_ATTRIBUTE};
+use lambdas::config::Config;
 use lambdas::handlers::sweeper;
-use lambdas::memory::{MemoryPorts, MemoryPublisher, MemoryQueue, MemoryRegistry};
+use lambdas::memory::MemoryPorts;
 use lambdas::ports::{PortSet, RotationStore};
 use rules::campaign::{ACTIVE_KEY, CampaignItem, member_rotation_id};
 use rules::contracts::{CampaignId, RotationWork};
 use rules::rotation::{Rotation, RotationState};
 use serde_json::{Value, json};
 use test_support::{IsolatedAws, Moto};
-
-const REGION: &str = "us-east-1";
-const TABLE: &str = "rotations";
-
-async fn sdk(moto: &Moto) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .endpoint_url(&moto.endpoint)
-        .load()
-        .await
-}
-
-fn now_ms() -> i64 {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis();
-    i64::try_from(ms).expect("ms")
-}
-
-/// The rotation table as infra declares it (hash key `rotationId`, the
-/// sparse `due` index).
-async fn create_rotation_table(sdk: &SdkConfig) {
-    let attribute = |name: &str, kind: ScalarAttributeType| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(kind)
-            .build()
-            .expect("attribute")
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key")
-    };
-    aws_sdk_dynamodb::Client::new(sdk)
-        .create_table()
-        .table_name(TABLE)
-        .attribute_definitions(attribute("rotationId", ScalarAttributeType::S))
-        .attribute_definitions(attribute(DUE_KEY_ATTRIBUTE, ScalarAttributeType::S))
-        .attribute_definitions(attribute(DEADLINE_ATTRIBUTE, ScalarAttributeType::N))
-        .key_schema(key("rotationId", KeyType::Hash))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(DUE_INDEX)
-                .key_schema(key(DUE_KEY_ATTRIBUTE, KeyType::Hash))
-                .key_schema(key(DEADLINE_ATTRIBUTE, KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::Include)
-                        .non_key_attributes("row")
-                        .build(),
-                )
-                .build()
-                .expect("due index"),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create table");
-}
-
-type Ports = PortSet<
-    MemoryRegistry,
-    MemoryPublisher,
-    DynamoStore,
-    lambdas::memory::MemoryNotifier,
-    MemoryQueue,
-    lambdas::memory::MemoryPrivateCa,
->;
 
 fn fleetcert(moto: &Moto, args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_fleetcert"))

@@ -6,110 +6,21 @@
 //! due index (paged), from a Scan, and for one thing.
 
 use std::process::{Command, Output, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::Credentials;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
+mod common;
+
+use common::*;
 use lambdas::aws::DynamoStore;
-use lambdas::config::{
-    CERTIFICATE_INDEX, CREATED_AT_ATTRIBUTE, Config, DEADLINE_ATTRIBUTE, DUE_INDEX,
-    DUE_KEY_ATTRIBUTE, OLD_CERTIFICATE_ATTRIBUTE,
-};
+use lambdas::config::Config;
 use lambdas::handlers::{Outcome, commit, csr_issuer, error_handler, rotation_starter};
-use lambdas::memory::{MemoryPorts, MemoryPublisher, MemoryQueue, MemoryRegistry};
+use lambdas::memory::MemoryPorts;
 use lambdas::ports::{IotRegistry, PortSet};
 use rcgen::{CertificateParams, DnType, KeyPair};
 use serde_json::{Value, json};
 use test_support::{IsolatedAws, Moto};
 
-const REGION: &str = "us-east-1";
-const TABLE: &str = "rotations";
 const POLICY: &str = "fleetcert-device";
 const HOUR: i64 = 3_600_000;
-
-/// The SDK's configuration for `moto`, with dummy credentials.
-async fn sdk(moto: &Moto) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .endpoint_url(&moto.endpoint)
-        .load()
-        .await
-}
-
-fn now_ms() -> i64 {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis();
-    i64::try_from(ms).expect("ms")
-}
-
-/// The rotation table as infra declares it: hash key `rotationId`, the
-/// sparse `due` index (`dueKey`, `deadlineMs`, projecting `row`).
-async fn create_rotation_table(sdk: &SdkConfig) {
-    let attribute = |name: &str, kind: ScalarAttributeType| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(kind)
-            .build()
-            .expect("attribute")
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key")
-    };
-    // projecting `row`, as infra's indexes do
-    let index = |name: &str, hash: &str, range: &str| {
-        GlobalSecondaryIndex::builder()
-            .index_name(name)
-            .key_schema(key(hash, KeyType::Hash))
-            .key_schema(key(range, KeyType::Range))
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::Include)
-                    .non_key_attributes("row")
-                    .build(),
-            )
-            .build()
-            .expect("index")
-    };
-    aws_sdk_dynamodb::Client::new(sdk)
-        .create_table()
-        .table_name(TABLE)
-        .attribute_definitions(attribute("rotationId", ScalarAttributeType::S))
-        .attribute_definitions(attribute(DUE_KEY_ATTRIBUTE, ScalarAttributeType::S))
-        .attribute_definitions(attribute(DEADLINE_ATTRIBUTE, ScalarAttributeType::N))
-        .attribute_definitions(attribute(OLD_CERTIFICATE_ATTRIBUTE, ScalarAttributeType::S))
-        .attribute_definitions(attribute(CREATED_AT_ATTRIBUTE, ScalarAttributeType::N))
-        .key_schema(key("rotationId", KeyType::Hash))
-        .global_secondary_indexes(index(DUE_INDEX, DUE_KEY_ATTRIBUTE, DEADLINE_ATTRIBUTE))
-        .global_secondary_indexes(index(
-            CERTIFICATE_INDEX,
-            OLD_CERTIFICATE_ATTRIBUTE,
-            CREATED_AT_ATTRIBUTE,
-        ))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create table");
-}
-
-type Ports = PortSet<
-    MemoryRegistry,
-    MemoryPublisher,
-    DynamoStore,
-    lambdas::memory::MemoryNotifier,
-    MemoryQueue,
-    lambdas::memory::MemoryPrivateCa,
->;
 
 fn csr(thing: &str) -> String {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
