@@ -184,18 +184,14 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         );
     }
     let campaign = if args.campaign {
-        Some(harness::simulate::CampaignOptions {
-            rollout: rules::campaign::Rollout {
-                canary: rules::campaign::Share::parse(&args.canary).context("--canary")?,
-                cohort: rules::campaign::Share::parse(&args.cohort).context("--cohort")?,
-                rate_per_second: args.rate,
-            },
-            abort: rules::campaign::AbortRule {
-                above_basis_points: rules::campaign::parse_percent(&args.abort_above)
-                    .context("--abort-above")?,
-                window: args.abort_window,
-            },
-        })
+        let (rollout, abort) = crate::waves(
+            &args.canary,
+            &args.cohort,
+            args.rate,
+            &args.abort_above,
+            args.abort_window,
+        )?;
+        Some(harness::simulate::CampaignOptions { rollout, abort })
     } else {
         None
     };

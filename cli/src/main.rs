@@ -28,6 +28,31 @@ mod rotate;
 #[cfg(feature = "status")]
 mod status;
 
+/// A campaign's waves and abort rule from the command line's `--canary`,
+/// `--cohort`, rate, `--abort-above` and `--abort-window` (`rotate`,
+/// `plan`, `simulate`); a bad share or percentage names its flag.
+#[cfg(any(feature = "rotate", feature = "plan", feature = "local"))]
+fn waves(
+    canary: &str,
+    cohort: &str,
+    rate_per_second: u32,
+    abort_above: &str,
+    abort_window: u32,
+) -> anyhow::Result<(rules::campaign::Rollout, rules::campaign::AbortRule)> {
+    use rules::campaign::{AbortRule, Rollout, Share, parse_percent};
+    Ok((
+        Rollout {
+            canary: Share::parse(canary).context("--canary")?,
+            cohort: Share::parse(cohort).context("--cohort")?,
+            rate_per_second,
+        },
+        AbortRule {
+            above_basis_points: parse_percent(abort_above).context("--abort-above")?,
+            window: abort_window,
+        },
+    ))
+}
+
 /// Keep a fleet of AWS IoT devices on valid X.509 certificates.
 #[derive(Debug, Parser)]
 #[command(name = "fleetcert", version)]

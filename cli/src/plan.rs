@@ -141,24 +141,20 @@ fn options(args: &PlanArgs) -> anyhow::Result<PlanOptions> {
     o.horizon_days = args.horizon_days;
     o.split_quotas = args.split_quotas;
     if let Some(canary) = &args.canary {
-        use rules::campaign::{AbortRule, Rollout, Share, parse_percent};
         if !(1..=rules::campaign::MAX_WINDOW).contains(&args.abort_window) || args.wave_rate == 0 {
             anyhow::bail!(
                 "invalid campaign: --abort-window is 1 to {} and --wave-rate at least 1",
                 rules::campaign::MAX_WINDOW
             );
         }
-        o.campaign = Some(planner::PlanCampaign {
-            rollout: Rollout {
-                canary: Share::parse(canary).context("--canary")?,
-                cohort: Share::parse(&args.cohort).context("--cohort")?,
-                rate_per_second: args.wave_rate,
-            },
-            abort: AbortRule {
-                above_basis_points: parse_percent(&args.abort_above).context("--abort-above")?,
-                window: args.abort_window,
-            },
-        });
+        let (rollout, abort) = crate::waves(
+            canary,
+            &args.cohort,
+            args.wave_rate,
+            &args.abort_above,
+            args.abort_window,
+        )?;
+        o.campaign = Some(planner::PlanCampaign { rollout, abort });
     }
     Ok(o)
 }

@@ -168,7 +168,7 @@ fn new_campaign(
     task_id: &str,
     now_s: i64,
 ) -> anyhow::Result<Option<rules::campaign::NewCampaign>> {
-    use rules::campaign::{AbortRule, NewCampaign, Rollout, Share, parse_percent};
+    use rules::campaign::NewCampaign;
     let Some(canary) = &args.canary else {
         return Ok(None);
     };
@@ -176,19 +176,20 @@ fn new_campaign(
         .campaign_id
         .clone()
         .unwrap_or_else(|| format!("c{now_s}"));
+    let id = rules::contracts::CampaignId::new(id.clone())
+        .map_err(|e| anyhow::anyhow!("--campaign-id {id:?}: {e}"))?;
+    let (rollout, abort) = crate::waves(
+        canary,
+        &args.cohort,
+        args.wave_rate,
+        &args.abort_above,
+        args.abort_window,
+    )?;
     Ok(Some(NewCampaign {
-        id: rules::contracts::CampaignId::new(id.clone())
-            .map_err(|e| anyhow::anyhow!("--campaign-id {id:?}: {e}"))?,
+        id,
         task_id: task_id.to_owned(),
-        rollout: Rollout {
-            canary: Share::parse(canary).context("--canary")?,
-            cohort: Share::parse(&args.cohort).context("--cohort")?,
-            rate_per_second: args.wave_rate,
-        },
-        abort: AbortRule {
-            above_basis_points: parse_percent(&args.abort_above).context("--abort-above")?,
-            window: args.abort_window,
-        },
+        rollout,
+        abort,
         grace_ms: i64::from(args.grace_secs) * 1000,
     }))
 }
